@@ -1,0 +1,20 @@
+//! The patch layer: PDS domain values and rules. Pure — no I/O, no clocks, no randomness; the
+//! caller passes today's date and an id generator in.
+
+pub mod nhs_number;
+pub mod outcome;
+pub mod patch;
+pub mod patient;
+pub mod role;
+pub mod rules;
+pub mod schema;
+pub mod version;
+pub mod view;
+
+pub use nhs_number::NhsNumber;
+pub use outcome::{ErrorCode, PdsError};
+pub use patch::{PatchContext, PatchRequest};
+pub use patient::Patient;
+pub use role::Role;
+pub use schema::Schemas;
+pub use version::Version;

@@ -1,0 +1,224 @@
+//! PDS error codes and the OperationOutcome they produce.
+//!
+//! One table holds every code with its HTTP status, FHIR `issue.code`, severity and display text,
+//! exactly as PDS sends them (reference §3 "Error catalogue"). The domain raises a [`PdsError`];
+//! the HTTP layer only renders it.
+
+use serde_json::{json, Value};
+
+/// The Spine-ErrorOrWarningCode code system every OperationOutcome coding uses.
+pub const SPINE_ERROR_SYSTEM: &str = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode";
+
+/// A PDS error code (`details.coding[0].code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidResourceId,
+    UnsupportedService,
+    UnsupportedRequest,
+    MissingValue,
+    InvalidValue,
+    InvalidSearchData,
+    AdditionalProperties,
+    InvalidUpdate,
+    UnsupportedValue,
+    UnsupportedCharacters,
+    TooFewValues,
+    TooManyValues,
+    AccessDenied,
+    InvalidMethod,
+    ForbiddenUpdate,
+    ResourceNotFound,
+    InvalidatedResource,
+    ResourceVersionMismatch,
+    PreconditionFailed,
+    PayloadTooLarge,
+    TooManyRequests,
+    ServiceUnavailable,
+    UnknownError,
+    TooManyMatches,
+}
+
+/// How one code is presented: `(code, HTTP status, issue.code, severity, display)`.
+pub struct CodeInfo {
+    pub code: &'static str,
+    pub status: u16,
+    pub issue_code: &'static str,
+    pub severity: &'static str,
+    pub display: &'static str,
+}
+
+const fn info(
+    code: &'static str,
+    status: u16,
+    issue_code: &'static str,
+    severity: &'static str,
+    display: &'static str,
+) -> CodeInfo {
+    CodeInfo {
+        code,
+        status,
+        issue_code,
+        severity,
+        display,
+    }
+}
+
+impl ErrorCode {
+    /// The PDS presentation of this code.
+    pub const fn info(self) -> CodeInfo {
+        use ErrorCode::*;
+        match self {
+            InvalidResourceId => info("INVALID_RESOURCE_ID", 400, "value", "error", "Resource Id is invalid"),
+            UnsupportedService => info("UNSUPPORTED_SERVICE", 400, "processing", "error", "Unsupported Service"),
+            UnsupportedRequest => info("UNSUPPORTED_REQUEST", 400, "value", "error", "The request is not one that is supported."),
+            MissingValue => info("MISSING_VALUE", 400, "required", "error", "Required value is missing"),
+            InvalidValue => info("INVALID_VALUE", 400, "value", "error", "Provided value is invalid"),
+            InvalidSearchData => info("INVALID_SEARCH_DATA", 400, "value", "error", "Search data is invalid"),
+            AdditionalProperties => info("ADDITIONAL_PROPERTIES", 400, "invariant", "error", "Additional properties should not be included"),
+            InvalidUpdate => info("INVALID_UPDATE", 400, "structure", "error", "Update is invalid"),
+            UnsupportedValue => info("UNSUPPORTED_VALUE", 400, "value", "error", "Unsupported value"),
+            UnsupportedCharacters => info("UNSUPPORTED_CHARACTERS_IN_FIELD", 400, "value", "error", "Unsupported characters in field"),
+            TooFewValues => info("TOO_FEW_VALUES_SUBMITTED", 400, "value", "error", "Too few values submitted"),
+            TooManyValues => info("TOO_MANY_VALUES_SUBMITTED", 400, "value", "error", "Too many values submitted"),
+            AccessDenied => info("ACCESS_DENIED", 401, "forbidden", "error", "Access Denied - Unauthorised"),
+            InvalidMethod => info("INVALID_METHOD", 403, "forbidden", "error", "Cannot update resource with application-restricted access token"),
+            ForbiddenUpdate => info("FORBIDDEN_UPDATE", 403, "forbidden", "information", "Update is forbidden"),
+            ResourceNotFound => info("RESOURCE_NOT_FOUND", 404, "not-found", "information", "Resource not found"),
+            InvalidatedResource => info("INVALIDATED_RESOURCE", 404, "processing", "error", "Resource that has been marked as invalid was requested - invalid resources cannot be retrieved"),
+            ResourceVersionMismatch => info("RESOURCE_VERSION_MISMATCH", 409, "conflict", "error", "Resource version supplied does not match actual version"),
+            PreconditionFailed => info("PRECONDITION_FAILED", 412, "structure", "error", "Required condition was not fulfilled"),
+            // PDS has no code of its own for an oversized body; the coding says what was wrong
+            // (INVALID_VALUE) and the status and issue code say how (413, too-long).
+            PayloadTooLarge => info("INVALID_VALUE", 413, "too-long", "error", "Provided value is invalid"),
+            TooManyRequests => info("TOO_MANY_REQUESTS", 429, "value", "error", "Too many requests"),
+            ServiceUnavailable => info("SERVICE_UNAVAILABLE", 503, "timeout", "error", "Service unavailable"),
+            UnknownError => info("UNKNOWN_ERROR", 500, "unknown", "error", "Unknown Error"),
+            TooManyMatches => info("TOO_MANY_MATCHES", 200, "multiple-matches", "information", "Too Many Matches"),
+        }
+    }
+}
+
+/// An error as PDS reports it: a code and, where PDS gives one, a diagnostics sentence.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {}", .code.info().code, .diagnostics.as_deref().unwrap_or(.code.info().display))]
+pub struct PdsError {
+    pub code: ErrorCode,
+    pub diagnostics: Option<String>,
+}
+
+impl PdsError {
+    /// An error that PDS sends without diagnostics (e.g. RESOURCE_NOT_FOUND).
+    pub fn bare(code: ErrorCode) -> Self {
+        PdsError {
+            code,
+            diagnostics: None,
+        }
+    }
+
+    pub fn new(code: ErrorCode, diagnostics: impl Into<String>) -> Self {
+        PdsError {
+            code,
+            diagnostics: Some(diagnostics.into()),
+        }
+    }
+
+    /// 400 INVALID_UPDATE `Invalid update with error - <detail>`.
+    pub fn invalid_update(detail: impl AsRef<str>) -> Self {
+        Self::new(
+            ErrorCode::InvalidUpdate,
+            format!("Invalid update with error - {}", detail.as_ref()),
+        )
+    }
+
+    /// 403 FORBIDDEN_UPDATE `Forbidden update with error - <detail>`.
+    pub fn forbidden_update(detail: impl AsRef<str>) -> Self {
+        Self::new(
+            ErrorCode::ForbiddenUpdate,
+            format!("Forbidden update with error - {}", detail.as_ref()),
+        )
+    }
+
+    /// 400 INVALID_VALUE `Invalid value - '<value>' in field '<field>'`.
+    pub fn invalid_value(value: &str, field: &str) -> Self {
+        Self::new(
+            ErrorCode::InvalidValue,
+            format!("Invalid value - '{}' in field '{field}'", clip(value)),
+        )
+    }
+
+    /// 400 MISSING_VALUE `Missing value - '<field>'`.
+    pub fn missing_value(field: &str) -> Self {
+        Self::new(
+            ErrorCode::MissingValue,
+            format!("Missing value - '{field}'"),
+        )
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.info().status
+    }
+
+    /// The FHIR OperationOutcome for this error.
+    pub fn to_operation_outcome(&self) -> Value {
+        let info = self.code.info();
+        let mut issue = json!({
+            "severity": info.severity,
+            "code": info.issue_code,
+            "details": {"coding": [{
+                "system": SPINE_ERROR_SYSTEM,
+                "version": "1",
+                "code": info.code,
+                "display": info.display,
+            }]},
+        });
+        if let Some(d) = &self.diagnostics {
+            issue["diagnostics"] = Value::String(d.clone());
+        }
+        json!({"resourceType": "OperationOutcome", "issue": [issue]})
+    }
+}
+
+/// Shortens a value quoted back in a message so that a huge input cannot make a huge error.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 120;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_pds_shape() {
+        let oo = PdsError::invalid_update("Update unsupported for resource - 'pets'")
+            .to_operation_outcome();
+        assert_eq!(
+            oo,
+            json!({"resourceType": "OperationOutcome",
+             "issue": [{"severity": "error", "code": "structure",
+                        "details": {"coding": [{"system": SPINE_ERROR_SYSTEM, "version": "1",
+                                                "code": "INVALID_UPDATE", "display": "Update is invalid"}]},
+                        "diagnostics": "Invalid update with error - Update unsupported for resource - 'pets'"}]})
+        );
+        let bare = PdsError::bare(ErrorCode::ResourceNotFound).to_operation_outcome();
+        assert!(bare["issue"][0].get("diagnostics").is_none());
+        assert_eq!(bare["issue"][0]["severity"], "information");
+    }
+
+    #[test]
+    fn clips_long_values() {
+        let long = "x".repeat(1000);
+        assert!(
+            PdsError::invalid_value(&long, "gender")
+                .diagnostics
+                .unwrap()
+                .len()
+                < 200
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! Who is calling, as far as PDS rules care: the three PDS-style access modes.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Application-restricted access: read only (GET, single-result search).
+    ApplicationRestricted,
+    /// Healthcare worker (CIS2): read and ordinary updates under the PDS rules.
+    HealthcareWorker,
+    /// National Back Office: everything, including corrections PDS does not offer publicly.
+    BackOffice,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [
+        Role::ApplicationRestricted,
+        Role::HealthcareWorker,
+        Role::BackOffice,
+    ];
+
+    /// The name used on the command line, in tokens' documentation and in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::ApplicationRestricted => "application-restricted",
+            Role::HealthcareWorker => "healthcare-worker",
+            Role::BackOffice => "back-office",
+        }
+    }
+
+    pub fn is_back_office(self) -> bool {
+        self == Role::BackOffice
+    }
+
+    /// Whether this role sees restricted (sensitive) records unredacted.
+    pub fn sees_restricted(self) -> bool {
+        self == Role::BackOffice
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("unknown role '{s}' (expected application-restricted, healthcare-worker or back-office)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(r.name().parse::<Role>(), Ok(r));
+        }
+        assert!("admin".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,970 @@
+//! PDS business rules that JSON Schema cannot express, as two tables.
+//!
+//! * [`RECORD_RULES`] hold for every stored record, however it arrived (import or PATCH).
+//! * [`CHANGE_RULES`] judge a change: the record before, the record after and who asks.
+//!
+//! Each row names the rule, the PDS error code it raises and the check. A check returns the
+//! detail of the diagnostics; [`diagnostics`] adds the prefix PDS uses for that code. When a
+//! change breaks several rules, a permission rule (403) wins over the others, as in PDS.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+use time::{Date, Month};
+
+use super::nhs_number::NhsNumber;
+use super::outcome::{clip, ErrorCode, PdsError};
+use super::patient::{
+    self, list, BIRTH_PLACE_URL, COMMUNICATION_URL, CONTACT_PREFERENCE_URL, LIST_FIELDS,
+};
+use super::role::Role;
+
+type Doc = Map<String, Value>;
+
+/// A rule every stored record obeys.
+pub struct RecordRule {
+    pub name: &'static str,
+    pub code: ErrorCode,
+    pub check: fn(&Doc, Date) -> Result<(), String>,
+}
+
+/// What a change rule sees.
+pub struct Change<'a> {
+    pub old: &'a Doc,
+    pub new: &'a Doc,
+    pub role: Role,
+    pub today: Date,
+}
+
+/// A rule about what a change may do.
+pub struct ChangeRule {
+    pub name: &'static str,
+    pub code: ErrorCode,
+    pub check: fn(&Change) -> Result<(), String>,
+}
+
+use ErrorCode::*;
+
+#[rustfmt::skip]
+pub const RECORD_RULES: &[RecordRule] = &[
+    RecordRule { name: "id is a valid NHS number",                  code: InvalidValue,          check: id_is_nhs_number },
+    RecordRule { name: "identifier carries the id",                 code: InvalidValue,          check: identifier_matches_id },
+    RecordRule { name: "at most one usual name",                    code: ForbiddenUpdate,       check: one_usual_name },
+    RecordRule { name: "at most one nickname",                      code: InvalidUpdate,         check: one_nickname },
+    RecordRule { name: "names use permitted characters",            code: UnsupportedCharacters, check: name_characters },
+    RecordRule { name: "titles use their exact casing",             code: InvalidValue,          check: title_casing },
+    RecordRule { name: "suffixes start with a capital letter",      code: InvalidValue,          check: suffix_capital },
+    RecordRule { name: "object ids are unique within a list",       code: InvalidUpdate,         check: unique_item_ids },
+    RecordRule { name: "dates are real calendar dates",             code: InvalidValue,          check: calendar_dates },
+    RecordRule { name: "birthDate is not in the future",            code: InvalidValue,          check: birth_not_future },
+    RecordRule { name: "deceasedDateTime is not in the future",     code: InvalidValue,          check: death_not_future },
+    RecordRule { name: "death is not before birth",                 code: InvalidUpdate,         check: death_after_birth },
+    RecordRule { name: "death date and notification go together",   code: InvalidUpdate,         check: death_date_with_status },
+    RecordRule { name: "one extension of each kind",                code: TooManyValues,         check: one_extension_per_url },
+    RecordRule { name: "one home, temp and billing address",        code: InvalidUpdate,         check: one_address_per_use },
+    RecordRule { name: "temp and billing addresses have a period",  code: MissingValue,          check: temp_billing_period },
+    RecordRule { name: "temp addresses say what they are",          code: MissingValue,          check: temp_address_text },
+    RecordRule { name: "periods do not end before they start",      code: InvalidValue,          check: period_order },
+    RecordRule { name: "one telecom per system and use",            code: InvalidUpdate,         check: one_telecom_per_system_use },
+    RecordRule { name: "email addresses are valid",                 code: InvalidValue,          check: email_format },
+    RecordRule { name: "communication language is not English",     code: InvalidValue,          check: communication_not_english },
+    RecordRule { name: "a contact time needs a contact method",     code: InvalidUpdate,         check: contact_time_needs_method },
+    RecordRule { name: "place of birth has a city, district or country", code: MissingValue,     check: birth_place_has_value },
+];
+
+#[rustfmt::skip]
+pub const CHANGE_RULES: &[ChangeRule] = &[
+    ChangeRule { name: "the usual name cannot be removed",          code: ForbiddenUpdate,  check: keep_usual_name },
+    ChangeRule { name: "a name's use cannot change",                code: InvalidUpdate,    check: name_use_fixed },
+    ChangeRule { name: "gender cannot be removed",                  code: ForbiddenUpdate,  check: keep_gender },
+    ChangeRule { name: "gender 'other' cannot be set",              code: InvalidValue,     check: no_other_gender },
+    ChangeRule { name: "birthDate cannot be removed",               code: ForbiddenUpdate,  check: keep_birth_date },
+    ChangeRule { name: "a death cannot be removed",                 code: ForbiddenUpdate,  check: keep_death },
+    ChangeRule { name: "a formal death cannot be changed",          code: ForbiddenUpdate,  check: formal_death_fixed },
+    ChangeRule { name: "only authorised systems set formal deaths", code: ForbiddenUpdate,  check: formal_death_authorised },
+    ChangeRule { name: "death status 'U' cannot be set",            code: UnsupportedValue, check: no_removed_status },
+    ChangeRule { name: "new periods have a start",                  code: MissingValue,     check: changed_period_start },
+    ChangeRule { name: "new periods do not start in the future",    code: InvalidValue,     check: changed_period_not_future },
+    ChangeRule { name: "work addresses can only be removed",        code: InvalidUpdate,    check: no_work_address_change },
+    ChangeRule { name: "a telecom keeps its system and use",        code: InvalidUpdate,    check: telecom_kind_fixed },
+    ChangeRule { name: "a GP registration has no end",              code: InvalidValue,     check: gp_no_end },
+    ChangeRule { name: "only the back office removes a GP",         code: ForbiddenUpdate,  check: gp_removal },
+    ChangeRule { name: "interpreterRequired cannot be removed",     code: InvalidUpdate,    check: keep_interpreter_required },
+];
+
+/// The diagnostics PDS gives for a rule's detail under a code.
+pub fn diagnostics(code: ErrorCode, detail: &str) -> String {
+    match code {
+        InvalidUpdate => format!("Invalid update with error - {detail}"),
+        ForbiddenUpdate => format!("Forbidden update with error - {detail}"),
+        _ => detail.to_string(),
+    }
+}
+
+/// Checks every record rule; the first broken one (403 before 400) is the error.
+pub fn check_record(doc: &Doc, today: Date) -> Result<(), PdsError> {
+    let broken = RECORD_RULES
+        .iter()
+        .filter_map(|r| (r.check)(doc, today).err().map(|d| (r.code, d)));
+    first_by_precedence(broken)
+}
+
+/// Checks a change: its rules and the record rules on the result.
+pub fn check_change(change: &Change) -> Result<(), PdsError> {
+    let broken = CHANGE_RULES
+        .iter()
+        .filter_map(|r| (r.check)(change).err().map(|d| (r.code, d)))
+        .chain(RECORD_RULES.iter().filter_map(|r| {
+            (r.check)(change.new, change.today)
+                .err()
+                .map(|d| (r.code, d))
+        }));
+    first_by_precedence(broken)
+}
+
+fn first_by_precedence(broken: impl Iterator<Item = (ErrorCode, String)>) -> Result<(), PdsError> {
+    let mut first: Option<(ErrorCode, String)> = None;
+    for (code, detail) in broken {
+        if code == ForbiddenUpdate {
+            return Err(PdsError::new(code, diagnostics(code, &detail)));
+        }
+        first.get_or_insert((code, detail));
+    }
+    match first {
+        Some((code, detail)) => Err(PdsError::new(code, diagnostics(code, &detail))),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn invalid_value(value: &str, field: &str) -> String {
+    format!("Invalid value - '{}' in field '{field}'", clip(value))
+}
+
+fn missing_value(field: &str) -> String {
+    format!("Missing value - '{field}'")
+}
+
+/// Parses the date part of a FHIR date or dateTime (`yyyy`, `yyyy-mm`, `yyyy-mm-dd`, with an
+/// optional `T…` time). Partial dates stand for their first day. `None` if not a real date.
+pub fn date_part(s: &str) -> Option<Date> {
+    let date = s.split('T').next()?;
+    let mut parts = date.split('-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next().map_or(Some(1), |m| m.parse().ok())?;
+    let day: u8 = parts.next().map_or(Some(1), |d| d.parse().ok())?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()
+}
+
+/// Every `(pointer, value)` of the dates and periods in a record, for the date rules.
+fn all_dates(doc: &Doc) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    for field in ["birthDate", "deceasedDateTime"] {
+        if let Some(s) = doc.get(field).and_then(Value::as_str) {
+            out.push((field.to_string(), s));
+        }
+    }
+    for (field, _) in LIST_FIELDS {
+        for (i, item) in list(doc, field).iter().enumerate() {
+            let period = item
+                .get("period")
+                .or_else(|| item.get("identifier").and_then(|id| id.get("period")));
+            let base = if item.get("period").is_some() {
+                format!("{field}/{i}/period")
+            } else {
+                format!("{field}/{i}/identifier/period")
+            };
+            if let Some(p) = period {
+                for k in ["start", "end"] {
+                    if let Some(s) = str_of(p, k) {
+                        out.push((format!("{base}/{k}"), s));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn names(doc: &Doc) -> impl Iterator<Item = (usize, &Value)> {
+    list(doc, "name").iter().enumerate()
+}
+
+fn count_use(doc: &Doc, field: &str, use_: &str) -> usize {
+    list(doc, field)
+        .iter()
+        .filter(|n| str_of(n, "use") == Some(use_))
+        .count()
+}
+
+/// Items of `field` in `new` that are new or differ from the item with the same key in `old`.
+fn changed_items<'a>(old: &Doc, new: &'a Doc, field: &str) -> Vec<(usize, &'a Value)> {
+    let key = patient::item_key(field).unwrap_or("id");
+    list(new, field)
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| {
+            let k = item.get(key);
+            !list(old, field)
+                .iter()
+                .any(|o| o.get(key) == k && *o == **item)
+        })
+        .collect()
+}
+
+fn item_by_key<'a>(doc: &'a Doc, field: &str, key_value: &Value) -> Option<&'a Value> {
+    let key = patient::item_key(field).unwrap_or("id");
+    list(doc, field)
+        .iter()
+        .find(|i| i.get(key) == Some(key_value))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record rules
+
+fn id_is_nhs_number(doc: &Doc, _: Date) -> Result<(), String> {
+    let id = doc.get("id").and_then(Value::as_str).unwrap_or_default();
+    NhsNumber::parse(id)
+        .map(|_| ())
+        .map_err(|_| invalid_value(id, "id"))
+}
+
+fn identifier_matches_id(doc: &Doc, _: Date) -> Result<(), String> {
+    let id = doc.get("id").and_then(Value::as_str);
+    match list(doc, "identifier")
+        .first()
+        .and_then(|i| str_of(i, "value"))
+    {
+        Some(v) if Some(v) != id => Err(invalid_value(v, "identifier/0/value")),
+        _ => Ok(()),
+    }
+}
+
+fn one_usual_name(doc: &Doc, _: Date) -> Result<(), String> {
+    if count_use(doc, "name", "usual") > 1 {
+        return Err("multiple usual names cannot be added".into());
+    }
+    Ok(())
+}
+
+fn one_nickname(doc: &Doc, _: Date) -> Result<(), String> {
+    if count_use(doc, "name", "nickname") > 1 {
+        return Err("only one nickname is permitted".into());
+    }
+    Ok(())
+}
+
+/// A–Z a–z 0–9 space ' - . and the Latin-1 / Latin Extended-A letters PDS allows.
+fn allowed_name_char(c: char) -> bool {
+    let n = c as u32;
+    c.is_ascii_alphanumeric()
+        || matches!(c, ' ' | '\'' | '-' | '.')
+        || (192..=214).contains(&n)
+        || (216..=246).contains(&n)
+        || (248..=383).contains(&n)
+}
+
+fn name_characters(doc: &Doc, _: Date) -> Result<(), String> {
+    for (i, n) in names(doc) {
+        let mut parts: Vec<(String, &str)> = Vec::new();
+        if let Some(f) = str_of(n, "family") {
+            parts.push((format!("name/{i}/family"), f));
+        }
+        for k in ["given", "prefix", "suffix"] {
+            for (j, g) in n
+                .get(k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if let Some(s) = g.as_str() {
+                    parts.push((format!("name/{i}/{k}/{j}"), s));
+                }
+            }
+        }
+        for (field, s) in parts {
+            if !s.chars().all(allowed_name_char) {
+                return Err(format!(
+                    "Unsupported characters - '{}' in field '{field}'",
+                    clip(s)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+const TITLES: [&str; 8] = ["Mr", "Mrs", "Ms", "Dr", "Rev", "Sir", "Lady", "Lord"];
+
+fn title_casing(doc: &Doc, _: Date) -> Result<(), String> {
+    for (i, n) in names(doc) {
+        for (j, p) in n
+            .get("prefix")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(p) = p.as_str() else { continue };
+            if TITLES.iter().any(|t| t.eq_ignore_ascii_case(p) && *t != p) {
+                return Err(invalid_value(p, &format!("name/{i}/prefix/{j}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn suffix_capital(doc: &Doc, _: Date) -> Result<(), String> {
+    for (i, n) in names(doc) {
+        for (j, s) in n
+            .get("suffix")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(s) = s.as_str() else { continue };
+            if !s.starts_with(|c: char| c.is_ascii_uppercase()) {
+                return Err(invalid_value(s, &format!("name/{i}/suffix/{j}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unique_item_ids(doc: &Doc, _: Date) -> Result<(), String> {
+    for (field, key) in LIST_FIELDS {
+        if key != "id" {
+            continue;
+        }
+        let mut seen = HashSet::new();
+        for item in list(doc, field) {
+            if let Some(id) = str_of(item, "id") {
+                if !seen.insert(id) {
+                    return Err(format!(
+                        "object id '{}' is used twice in '{field}'",
+                        clip(id)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn calendar_dates(doc: &Doc, _: Date) -> Result<(), String> {
+    for (field, s) in all_dates(doc) {
+        if date_part(s).is_none() {
+            return Err(invalid_value(s, &field));
+        }
+    }
+    Ok(())
+}
+
+fn birth_not_future(doc: &Doc, today: Date) -> Result<(), String> {
+    match doc.get("birthDate").and_then(Value::as_str) {
+        Some(b) if date_part(b).is_some_and(|d| d > today) => Err(invalid_value(b, "birthDate")),
+        _ => Ok(()),
+    }
+}
+
+fn death_not_future(doc: &Doc, today: Date) -> Result<(), String> {
+    match doc.get("deceasedDateTime").and_then(Value::as_str) {
+        Some(d) if date_part(d).is_some_and(|d| d > today) => {
+            Err(invalid_value(d, "deceasedDateTime"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn death_after_birth(doc: &Doc, _: Date) -> Result<(), String> {
+    let birth = doc
+        .get("birthDate")
+        .and_then(Value::as_str)
+        .and_then(date_part);
+    let death = doc
+        .get("deceasedDateTime")
+        .and_then(Value::as_str)
+        .and_then(date_part);
+    match (birth, death) {
+        (Some(b), Some(d)) if d < b => Err("deceasedDateTime cannot be before birthDate".into()),
+        _ => Ok(()),
+    }
+}
+
+fn death_date_with_status(doc: &Doc, _: Date) -> Result<(), String> {
+    let has_date = doc.contains_key("deceasedDateTime");
+    let has_status = patient::death_status(doc).is_some();
+    match (has_date, has_status) {
+        (true, false) => Err(
+            "deceasedDateTime requires a death notification status extension in the same update"
+                .into(),
+        ),
+        (false, true) => {
+            Err("a death notification status requires deceasedDateTime in the same update".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn one_extension_per_url(doc: &Doc, _: Date) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for (i, e) in list(doc, "extension").iter().enumerate() {
+        if let Some(url) = str_of(e, "url") {
+            if !seen.insert(url) {
+                return Err(format!("Too many values submitted - a second '{url}' extension in field 'extension/{i}'"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn one_address_per_use(doc: &Doc, _: Date) -> Result<(), String> {
+    for use_ in ["home", "temp", "billing"] {
+        if count_use(doc, "address", use_) > 1 {
+            return Err(format!("only one '{use_}' address is permitted"));
+        }
+    }
+    Ok(())
+}
+
+fn temp_billing_period(doc: &Doc, _: Date) -> Result<(), String> {
+    for (i, a) in list(doc, "address").iter().enumerate() {
+        if matches!(str_of(a, "use"), Some("temp" | "billing")) {
+            for k in ["start", "end"] {
+                if a.get("period").and_then(|p| p.get(k)).is_none() {
+                    return Err(missing_value(&format!("address/{i}/period/{k}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn temp_address_text(doc: &Doc, _: Date) -> Result<(), String> {
+    for (i, a) in list(doc, "address").iter().enumerate() {
+        if str_of(a, "use") == Some("temp") && a.get("text").is_none() {
+            return Err(missing_value(&format!("address/{i}/text")));
+        }
+    }
+    Ok(())
+}
+
+fn period_order(doc: &Doc, _: Date) -> Result<(), String> {
+    let dates = all_dates(doc);
+    for (field, end) in dates.iter().filter(|(f, _)| f.ends_with("/end")) {
+        let start_field = format!("{}/start", field.trim_end_matches("/end"));
+        let start = dates
+            .iter()
+            .find(|(f, _)| *f == start_field)
+            .and_then(|(_, s)| date_part(s));
+        if let (Some(s), Some(e)) = (start, date_part(end)) {
+            if e < s {
+                return Err(invalid_value(end, field));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn one_telecom_per_system_use(doc: &Doc, _: Date) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for t in list(doc, "telecom") {
+        let key = (str_of(t, "system"), str_of(t, "use"));
+        if !seen.insert(key) {
+            return Err(format!(
+                "only one telecom per system and use is permitted (system '{}', use '{}')",
+                key.0.unwrap_or(""),
+                key.1.unwrap_or("none")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 7–89 characters, one `@`, something before it and a dotted domain after it.
+fn valid_email(s: &str) -> bool {
+    let len = s.chars().count();
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    (7..=89).contains(&len)
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(char::is_whitespace)
+}
+
+fn email_format(doc: &Doc, _: Date) -> Result<(), String> {
+    let telecoms = list(doc, "telecom")
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("telecom/{i}/value"), t));
+    let contacts = list(doc, "contact").iter().enumerate().flat_map(|(i, c)| {
+        c.get("telecom")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(move |(j, t)| (format!("contact/{i}/telecom/{j}/value"), t))
+    });
+    for (field, t) in telecoms.chain(contacts) {
+        if str_of(t, "system") == Some("email") {
+            let v = str_of(t, "value").unwrap_or_default();
+            if !valid_email(v) {
+                return Err(invalid_value(v, &field));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn communication_not_english(doc: &Doc, _: Date) -> Result<(), String> {
+    let Some(ext) = patient::extension(doc, COMMUNICATION_URL) else {
+        return Ok(());
+    };
+    let code = patient::sub_extension(ext, "language")
+        .and_then(|l| l.pointer("/valueCodeableConcept/coding/0/code"))
+        .and_then(Value::as_str);
+    match code {
+        Some(c) if c.eq_ignore_ascii_case("en") => {
+            Err(invalid_value(c, "extension/communication/language"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn contact_time_needs_method(doc: &Doc, _: Date) -> Result<(), String> {
+    let Some(ext) = patient::extension(doc, CONTACT_PREFERENCE_URL) else {
+        return Ok(());
+    };
+    if patient::sub_extension(ext, "PreferredContactTimes").is_some()
+        && patient::sub_extension(ext, "PreferredContactMethod").is_none()
+    {
+        return Err("a preferred contact time requires a preferred contact method".into());
+    }
+    Ok(())
+}
+
+fn birth_place_has_value(doc: &Doc, _: Date) -> Result<(), String> {
+    let Some(ext) = patient::extension(doc, BIRTH_PLACE_URL) else {
+        return Ok(());
+    };
+    let addr = ext.get("valueAddress");
+    if ["city", "district", "country"]
+        .iter()
+        .any(|k| addr.and_then(|a| a.get(*k)).is_some())
+    {
+        Ok(())
+    } else {
+        Err(missing_value("extension/birthPlace/valueAddress/city"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change rules
+
+fn keep_usual_name(c: &Change) -> Result<(), String> {
+    if count_use(c.old, "name", "usual") > 0 && count_use(c.new, "name", "usual") == 0 {
+        return Err("not permitted to remove usual name".into());
+    }
+    Ok(())
+}
+
+fn name_use_fixed(c: &Change) -> Result<(), String> {
+    for n in list(c.new, "name") {
+        let Some(id) = n.get("id") else { continue };
+        if let Some(old) = item_by_key(c.old, "name", id) {
+            if old.get("use") != n.get("use") {
+                return Err(format!(
+                    "the use of name '{}' cannot be changed",
+                    id.as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keep_field(c: &Change, field: &str) -> Result<(), String> {
+    if c.old.contains_key(field) && !c.new.contains_key(field) {
+        return Err(format!("source not permitted to remove '{field}'"));
+    }
+    Ok(())
+}
+
+fn keep_gender(c: &Change) -> Result<(), String> {
+    keep_field(c, "gender")
+}
+
+fn keep_birth_date(c: &Change) -> Result<(), String> {
+    keep_field(c, "birthDate")
+}
+
+fn no_other_gender(c: &Change) -> Result<(), String> {
+    match c.new.get("gender").and_then(Value::as_str) {
+        Some("other") if c.old.get("gender") != c.new.get("gender") => {
+            Err(invalid_value("other", "gender"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn keep_death(c: &Change) -> Result<(), String> {
+    if c.role.is_back_office() {
+        return Ok(());
+    }
+    keep_field(c, "deceasedDateTime")?;
+    if patient::death_status(c.old).is_some() && patient::death_status(c.new).is_none() {
+        return Err("source not permitted to remove the death notification status".into());
+    }
+    Ok(())
+}
+
+fn death_extension(doc: &Doc) -> Option<&Value> {
+    patient::extension(doc, patient::DEATH_NOTIFICATION_URL)
+}
+
+fn formal_death_fixed(c: &Change) -> Result<(), String> {
+    if c.role.is_back_office() || patient::death_status(c.old) != Some("2") {
+        return Ok(());
+    }
+    if c.old.get("deceasedDateTime") != c.new.get("deceasedDateTime")
+        || death_extension(c.old) != death_extension(c.new)
+    {
+        return Err("the date of death cannot be changed once a formal death notification has been recorded".into());
+    }
+    Ok(())
+}
+
+fn formal_death_authorised(c: &Change) -> Result<(), String> {
+    if c.role.is_back_office() {
+        return Ok(());
+    }
+    if patient::death_status(c.new) == Some("2") && patient::death_status(c.old) != Some("2") {
+        return Err("a formal death notification can only be added by authorised systems".into());
+    }
+    Ok(())
+}
+
+fn no_removed_status(c: &Change) -> Result<(), String> {
+    if patient::death_status(c.new) == Some("U") && death_extension(c.old) != death_extension(c.new)
+    {
+        return Err(format!(
+            "Unsupported value - 'U' in field 'extension/{}/deathNotificationStatus'",
+            patient::DEATH_NOTIFICATION_URL
+        ));
+    }
+    Ok(())
+}
+
+/// Lists whose items carry a `period` (GP registrations keep theirs under `identifier`).
+const PERIOD_LISTS: [&str; 5] = [
+    "name",
+    "address",
+    "telecom",
+    "contact",
+    "generalPractitioner",
+];
+
+fn item_period<'a>(field: &str, item: &'a Value) -> Option<(String, &'a Value)> {
+    if field == "generalPractitioner" {
+        item.get("identifier")?
+            .get("period")
+            .map(|p| ("identifier/period".to_string(), p))
+    } else {
+        item.get("period").map(|p| ("period".to_string(), p))
+    }
+}
+
+fn changed_periods<'a>(c: &'a Change) -> Vec<(String, &'a Value)> {
+    let mut out = Vec::new();
+    for field in PERIOD_LISTS {
+        for (i, item) in changed_items(c.old, c.new, field) {
+            if let Some((sub, p)) = item_period(field, item) {
+                out.push((format!("{field}/{i}/{sub}"), p));
+            }
+        }
+    }
+    out
+}
+
+fn changed_period_start(c: &Change) -> Result<(), String> {
+    for (field, p) in changed_periods(c) {
+        if p.get("start").is_none() {
+            return Err(missing_value(&format!("{field}/start")));
+        }
+    }
+    Ok(())
+}
+
+fn changed_period_not_future(c: &Change) -> Result<(), String> {
+    for (field, p) in changed_periods(c) {
+        if let Some(s) = str_of(p, "start") {
+            if date_part(s).is_some_and(|d| d > c.today) {
+                return Err(invalid_value(s, &format!("{field}/start")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn no_work_address_change(c: &Change) -> Result<(), String> {
+    for (i, a) in changed_items(c.old, c.new, "address") {
+        if str_of(a, "use") == Some("work") {
+            return Err(format!("a 'work' address cannot be added or replaced (address/{i}); it can only be removed"));
+        }
+    }
+    Ok(())
+}
+
+fn telecom_kind_fixed(c: &Change) -> Result<(), String> {
+    for t in list(c.new, "telecom") {
+        let Some(id) = t.get("id") else { continue };
+        if let Some(old) = item_by_key(c.old, "telecom", id) {
+            if old.get("system") != t.get("system") || old.get("use") != t.get("use") {
+                return Err(format!(
+                    "telecom '{}' must keep its system and use; remove it and add a new one instead",
+                    id.as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn gp_no_end(c: &Change) -> Result<(), String> {
+    for (i, gp) in changed_items(c.old, c.new, "generalPractitioner") {
+        if let Some(end) = gp.pointer("/identifier/period/end").and_then(Value::as_str) {
+            return Err(invalid_value(
+                end,
+                &format!("generalPractitioner/{i}/identifier/period/end"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn gp_removal(c: &Change) -> Result<(), String> {
+    if c.role.is_back_office() {
+        return Ok(());
+    }
+    for gp in list(c.old, "generalPractitioner") {
+        let Some(id) = gp.get("id") else { continue };
+        if item_by_key(c.new, "generalPractitioner", id).is_none() {
+            return Err("only the National Back Office may remove a GP registration".into());
+        }
+    }
+    Ok(())
+}
+
+fn keep_interpreter_required(c: &Change) -> Result<(), String> {
+    let had = patient::extension(c.old, COMMUNICATION_URL)
+        .and_then(|e| patient::sub_extension(e, "interpreterRequired"))
+        .is_some();
+    let has = patient::extension(c.new, COMMUNICATION_URL)
+        .and_then(|e| patient::sub_extension(e, "interpreterRequired"))
+        .is_some();
+    if had && !has && patient::extension(c.new, COMMUNICATION_URL).is_some() {
+        return Err("interpreterRequired cannot be removed".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::date;
+
+    const TODAY: Date = date!(2026 - 11 - 27);
+
+    /// A record with a valid id around the fields under test.
+    fn doc(v: Value) -> Doc {
+        let Value::Object(mut m) = v else { panic!() };
+        m.insert("id".into(), json!("9000000009"));
+        m
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(date_part("2020-02-29"), Some(date!(2020 - 02 - 29)));
+        assert_eq!(date_part("2021-02-29"), None);
+        assert_eq!(date_part("2020"), Some(date!(2020 - 01 - 01)));
+        assert_eq!(date_part("2020-03"), Some(date!(2020 - 03 - 01)));
+        assert_eq!(
+            date_part("2020-03-04T10:00:00+00:00"),
+            Some(date!(2020 - 03 - 04))
+        );
+    }
+
+    #[test]
+    fn emails() {
+        assert!(valid_email("a.b@example.com"));
+        for bad in [
+            "a@b.c",
+            "no-at-sign.example",
+            "a@@example.com",
+            "x y@example.com",
+            "abc@example.",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+        assert!(!valid_email(&format!("{}@example.com", "a".repeat(80))));
+    }
+
+    #[test]
+    fn name_characters_and_titles() {
+        let d = doc(
+            json!({"name": [{"use": "usual", "family": "O'Brien-Ñúñez", "given": ["Zoë"], "prefix": ["Mrs"]}]}),
+        );
+        check_record(&d, TODAY).unwrap();
+        let d = doc(json!({"name": [{"use": "usual", "family": "Smith!"}]}));
+        assert_eq!(
+            check_record(&d, TODAY).unwrap_err().code,
+            UnsupportedCharacters
+        );
+        let d = doc(json!({"name": [{"use": "usual", "family": "Smith", "prefix": ["MRS"]}]}));
+        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidValue);
+        let d = doc(json!({"name": [{"use": "usual", "family": "Smith", "suffix": ["mbe"]}]}));
+        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidValue);
+    }
+
+    #[test]
+    fn two_usual_names_is_forbidden_and_wins() {
+        // a 403 rule wins over a 400 rule broken at the same time
+        let d = doc(
+            json!({"name": [{"use": "usual", "family": "A!"}, {"use": "usual", "family": "B"}]}),
+        );
+        let e = check_record(&d, TODAY).unwrap_err();
+        assert_eq!(e.code, ForbiddenUpdate);
+        assert_eq!(
+            e.diagnostics.unwrap(),
+            "Forbidden update with error - multiple usual names cannot be added"
+        );
+    }
+
+    #[test]
+    fn death_rules() {
+        let status = |code: &str| {
+            json!({"url": patient::DEATH_NOTIFICATION_URL, "extension": [{"url": "deathNotificationStatus",
+                "valueCodeableConcept": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-DeathNotificationStatus", "code": code}]}}]})
+        };
+        let d = doc(
+            json!({"birthDate": "2000-01-01", "deceasedDateTime": "2020-01-01T00:00:00+00:00"}),
+        );
+        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidUpdate);
+        let d = doc(
+            json!({"birthDate": "2000-01-01", "deceasedDateTime": "1999-01-01", "extension": [status("1")]}),
+        );
+        assert!(check_record(&d, TODAY)
+            .unwrap_err()
+            .diagnostics
+            .unwrap()
+            .contains("before birthDate"));
+        let d = doc(
+            json!({"birthDate": "2000-01-01", "deceasedDateTime": "2030-01-01", "extension": [status("1")]}),
+        );
+        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidValue);
+
+        let old = doc(json!({"deceasedDateTime": "2020-01-01", "extension": [status("2")]}));
+        let new = doc(json!({"deceasedDateTime": "2020-01-02", "extension": [status("2")]}));
+        let hcw = Change {
+            old: &old,
+            new: &new,
+            role: Role::HealthcareWorker,
+            today: TODAY,
+        };
+        assert_eq!(check_change(&hcw).unwrap_err().code, ForbiddenUpdate);
+        let bo = Change {
+            role: Role::BackOffice,
+            ..hcw
+        };
+        check_change(&bo).unwrap();
+
+        let old = doc(json!({}));
+        let new = doc(json!({"deceasedDateTime": "2020-01-02", "extension": [status("2")]}));
+        let c = Change {
+            old: &old,
+            new: &new,
+            role: Role::HealthcareWorker,
+            today: TODAY,
+        };
+        assert!(check_change(&c)
+            .unwrap_err()
+            .diagnostics
+            .unwrap()
+            .contains("authorised"));
+        let new = doc(json!({"deceasedDateTime": "2020-01-02", "extension": [status("U")]}));
+        let c = Change {
+            old: &old,
+            new: &new,
+            role: Role::HealthcareWorker,
+            today: TODAY,
+        };
+        assert_eq!(check_change(&c).unwrap_err().code, UnsupportedValue);
+    }
+
+    #[test]
+    fn addresses() {
+        let d = doc(json!({"address": [{"use": "home", "id": "a"}, {"use": "home", "id": "b"}]}));
+        assert!(check_record(&d, TODAY)
+            .unwrap_err()
+            .diagnostics
+            .unwrap()
+            .contains("'home'"));
+        let d = doc(
+            json!({"address": [{"use": "temp", "id": "a", "text": "Second Home", "period": {"start": "2020-01-01"}}]}),
+        );
+        assert_eq!(
+            check_record(&d, TODAY).unwrap_err().diagnostics.unwrap(),
+            "Missing value - 'address/0/period/end'"
+        );
+        let d = doc(
+            json!({"address": [{"use": "home", "id": "a", "period": {"start": "2020-01-02", "end": "2020-01-01"}}]}),
+        );
+        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidValue);
+    }
+
+    #[test]
+    fn periods_of_changed_items_only() {
+        let old = doc(
+            json!({"address": [{"use": "home", "id": "a", "period": {"start": "2030-01-01"}}]}),
+        );
+        let same = old.clone();
+        // an untouched item is not judged by the change rules
+        check_change(&Change {
+            old: &old,
+            new: &same,
+            role: Role::HealthcareWorker,
+            today: TODAY,
+        })
+        .unwrap();
+        let new = doc(
+            json!({"address": [{"use": "home", "id": "a", "period": {"start": "2030-01-01"}, "postalCode": "LS1 1AA"}]}),
+        );
+        let e = check_change(&Change {
+            old: &old,
+            new: &new,
+            role: Role::HealthcareWorker,
+            today: TODAY,
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.diagnostics.unwrap(),
+            "Invalid value - '2030-01-01' in field 'address/0/period/start'"
+        );
+    }
+}

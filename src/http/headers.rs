@@ -1,0 +1,107 @@
+//! Request headers PDS requires, as extractors that fail with the PDS error.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+
+use super::error::ApiError;
+use crate::domain::{ErrorCode, PdsError, Version};
+
+pub const X_REQUEST_ID: &str = "x-request-id";
+pub const X_CORRELATION_ID: &str = "x-correlation-id";
+
+/// The `X-Request-ID` of a Patient request: required, and a UUID (any version) in the
+/// 8-4-4-4-12 hex form PDS checks.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+pub fn is_pds_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        request_id(&parts.headers).map_err(ApiError)
+    }
+}
+
+pub fn request_id(headers: &HeaderMap) -> Result<RequestId, PdsError> {
+    let Some(value) = headers.get(X_REQUEST_ID) else {
+        return Err(PdsError::new(
+            ErrorCode::MissingValue,
+            "Invalid request with error - X-Request-ID header must be supplied to access this resource",
+        ));
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    if !is_pds_uuid(&text) {
+        return Err(PdsError::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "Invalid value - '{}' in header 'X-Request-ID'",
+                crate::domain::outcome::clip(&text)
+            ),
+        ));
+    }
+    Ok(RequestId(text.into_owned()))
+}
+
+/// The version an update expects, from `If-Match: W/"<n>"`; missing or malformed → 412.
+pub fn if_match(headers: &HeaderMap) -> Result<Version, PdsError> {
+    let precondition = || {
+        PdsError::new(
+            ErrorCode::PreconditionFailed,
+            "Invalid request with error - If-Match header must be supplied to update this resource",
+        )
+    };
+    let value = headers
+        .get(axum::http::header::IF_MATCH)
+        .ok_or_else(precondition)?;
+    let text = value.to_str().map_err(|_| precondition())?;
+    Version::parse_if_match(text).ok_or_else(precondition)
+}
+
+/// PATCH bodies are JSON Patch: `application/json-patch+json`, or `application/json` (which
+/// PDS's own sandbox accepts too). Parameters such as `charset` are ignored.
+pub fn is_patch_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json-patch+json" || media == "application/json"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms() {
+        assert!(is_pds_uuid("60E0B220-8136-4CA5-AE46-1D97EF59D068"));
+        assert!(is_pds_uuid("00000000-0000-0000-0000-000000000000"));
+        for bad in [
+            "",
+            "1234",
+            "60E0B220-8136-4CA5-AE46-1D97EF59D06",
+            "60E0B220_8136-4CA5-AE46-1D97EF59D068",
+            "{60e0b220-8136-4ca5-ae46-1d97ef59d068}",
+        ] {
+            assert!(!is_pds_uuid(bad), "{bad}");
+        }
+    }
+}

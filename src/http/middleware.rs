@@ -1,0 +1,86 @@
+//! What happens around every request: one log line, X-Request-ID / X-Correlation-ID echoed,
+//! and a guarantee that no error leaves without an OperationOutcome body.
+
+use std::any::Any;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::{outcome_response, FHIR_JSON};
+use super::headers::{X_CORRELATION_ID, X_REQUEST_ID};
+use crate::domain::{ErrorCode, PdsError};
+
+pub async fn around(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let echo: Vec<(&'static str, HeaderValue)> = [X_REQUEST_ID, X_CORRELATION_ID]
+        .into_iter()
+        .filter_map(|name| {
+            request
+                .headers()
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| (name, v.clone()))
+        })
+        .collect();
+
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error()) && !is_fhir(&response) {
+        response = outcome_response(&fallback_error(status));
+    }
+    for (name, value) in echo {
+        response.headers_mut().insert(name, value);
+    }
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+fn is_fhir(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        == Some(FHIR_JSON)
+}
+
+/// The OperationOutcome for an error some layer produced without one.
+fn fallback_error(status: StatusCode) -> PdsError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => PdsError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("Invalid value - the request body is larger than {} bytes", super::BODY_LIMIT),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => PdsError::bare(ErrorCode::UnsupportedService),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => PdsError::new(
+            ErrorCode::ServiceUnavailable,
+            "The request did not complete in time. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header.",
+        ),
+        s if s.is_client_error() => PdsError::new(ErrorCode::UnsupportedRequest, format!("The request could not be processed ({s})")),
+        _ => PdsError::new(ErrorCode::UnknownError, "An unknown error occurred processing this request."),
+    }
+}
+
+/// A handler panicked: answer 500 UNKNOWN_ERROR (the panic itself is logged, not sent).
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(detail, "handler panicked");
+    outcome_response(&PdsError::new(
+        ErrorCode::UnknownError,
+        "An unknown error occurred processing this request.",
+    ))
+}

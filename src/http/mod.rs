@@ -1,0 +1,113 @@
+//! The HTTP layer: routes, headers, status codes and OperationOutcome rendering. It talks to
+//! the patch layer ([`crate::domain`]) and to storage only through [`PatientStore`].
+
+pub mod error;
+pub mod headers;
+mod middleware;
+pub mod openapi;
+pub mod patient;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::domain::{ErrorCode, Schemas};
+use crate::store::PatientStore;
+use error::ApiError;
+
+/// Largest request body accepted (larger → 413 OperationOutcome).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The PDS base path; every FHIR route is served under it as well as at `/`.
+pub const PDS_BASE: &str = "/personal-demographics/FHIR/R4";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn PatientStore>,
+    pub schemas: Arc<Schemas>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn PatientStore>) -> Self {
+        AppState {
+            store,
+            schemas: Arc::new(Schemas::compile()),
+        }
+    }
+}
+
+/// The whole application as an axum router.
+pub fn router(state: AppState) -> Router {
+    let fhir = Router::new()
+        .route("/Patient", get(patient::search_patients))
+        .route("/Patient/", get(missing_id).patch(missing_id))
+        .route(
+            "/Patient/{id}",
+            get(patient::get_patient).patch(patient::patch_patient),
+        )
+        .route("/_ping", get(ping))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .external_url_unchecked("/openapi.json", openapi::openapi_json());
+    Router::new()
+        .merge(fhir.clone())
+        .nest(PDS_BASE, fhir)
+        .merge(docs)
+        .fallback(unknown_path)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(middleware::around))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/_ping",
+    tag = "Service",
+    summary = "Liveness check",
+    responses((status = 200, description = "The service is running", body = openapi::docs::Ping))
+)]
+pub async fn ping() -> Json<openapi::docs::Ping> {
+    Json(openapi::docs::Ping {
+        status: "pass".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// `GET /Patient/` — PDS answers a missing id with UNSUPPORTED_SERVICE.
+async fn missing_id() -> ApiError {
+    ApiError::bare(ErrorCode::UnsupportedService)
+}
+
+/// PDS answers unsupported methods (e.g. PUT on a Patient) with 400 UNSUPPORTED_SERVICE.
+async fn method_not_allowed() -> ApiError {
+    ApiError::bare(ErrorCode::UnsupportedService)
+}
+
+/// Paths PDS does not route: 400 UNSUPPORTED_REQUEST naming the path.
+async fn unknown_path(uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedRequest,
+        format!(
+            "Unsupported path - '{}'",
+            crate::domain::outcome::clip(uri.path())
+        ),
+    )
+}

@@ -1,0 +1,141 @@
+//! The OpenAPI description, generated from the handlers' annotations (utoipa).
+//!
+//! Resource bodies are described by the very JSON Schemas the service validates with
+//! (`schemas/`): the generated document references `Patient`, `OperationOutcome` and
+//! `PatchRequest` components, and [`openapi_json`] fills those in from the embedded schema
+//! files, hoisting their `$defs` into components. One source of truth for both.
+
+use serde_json::{Map, Value};
+use utoipa::OpenApi;
+
+use super::patient;
+use crate::domain::schema::{OPERATION_OUTCOME_SCHEMA, PATCH_REQUEST_SCHEMA, PATIENT_SCHEMA};
+
+/// Documentation-only types: names for components and parameters in the generated document.
+pub mod docs {
+    use serde::Deserialize;
+    use utoipa::{IntoParams, ToSchema};
+
+    /// A FHIR R4 Patient (replaced by `schemas/patient.schema.json`).
+    #[derive(ToSchema)]
+    pub struct Patient {}
+
+    /// A FHIR R4 OperationOutcome (replaced by `schemas/operation-outcome.schema.json`).
+    #[derive(ToSchema)]
+    pub struct OperationOutcome {}
+
+    /// A PDS PATCH body (replaced by `schemas/patch-request.schema.json`).
+    #[derive(ToSchema)]
+    pub struct PatchRequest {}
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Path)]
+    #[allow(dead_code)]
+    pub struct NhsNumberParam {
+        /// The patient's NHS number: 10 digits with a modulus-11 check digit.
+        #[param(pattern = "^[0-9]{10}$", example = "9991000003")]
+        id: String,
+    }
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Header)]
+    #[allow(dead_code)]
+    pub struct RequestHeaders {
+        /// A UUID identifying this request; required. Re-send a timed-out request with the same
+        /// value. Echoed in the response.
+        #[serde(rename = "X-Request-ID")]
+        #[param(
+            pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            example = "60e0b220-8136-4ca5-ae46-1d97ef59d068"
+        )]
+        x_request_id: String,
+        /// Optional; echoed in the response. Best without `.` (PDS joins ids with dots).
+        #[serde(rename = "X-Correlation-ID")]
+        #[param(required = false, example = "11C46F5F-CDEF-4865-94B2-0EE0EDCC26DA")]
+        x_correlation_id: String,
+    }
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Header)]
+    #[allow(dead_code)]
+    pub struct IfMatchHeader {
+        /// The current version, as the `ETag` of the last GET: `W/"<versionId>"`.
+        #[serde(rename = "If-Match")]
+        #[param(pattern = "^W/\"[0-9]+\"$", example = "W/\"1\"")]
+        if_match: String,
+    }
+
+    /// Liveness answer.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct Ping {
+        /// Always `pass` when the service answers.
+        #[schema(example = "pass")]
+        pub status: String,
+        /// The pds-facade version.
+        pub version: String,
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pds-facade",
+        description = "A self-hostable service that serves FHIR R4 Patient resources the way NHS England's Personal Demographics Service (PDS) FHIR API does: same URLs, headers, JSON Patch bodies and OperationOutcome error codes. Routes are served at `/` and under `/personal-demographics/FHIR/R4`.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    servers((url = "/", description = "Root"), (url = "/personal-demographics/FHIR/R4", description = "PDS base path")),
+    paths(patient::get_patient, patient::patch_patient, patient::search_patients, super::ping),
+    components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Ping)),
+    tags((name = "Patient", description = "PDS Patient read and update"), (name = "Service", description = "Operational endpoints")),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document as served at `/openapi.json` and committed at `openapi/openapi.json`.
+pub fn openapi_json() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI serialises");
+    doc["info"]["version"] = Value::String(env!("CARGO_PKG_VERSION").into());
+    let schemas = doc["components"]["schemas"]
+        .as_object_mut()
+        .expect("components.schemas");
+    for (name, text) in [
+        ("Patient", PATIENT_SCHEMA),
+        ("OperationOutcome", OPERATION_OUTCOME_SCHEMA),
+        ("PatchRequest", PATCH_REQUEST_SCHEMA),
+    ] {
+        let schema: Value = serde_json::from_str(text).expect("embedded schema");
+        hoist(name, schema, schemas);
+    }
+    doc
+}
+
+/// Puts a JSON Schema into `components.schemas` as `name`, its `$defs` beside it as
+/// `<name>.<def>`, with `#/$defs/x` references rewritten to match.
+fn hoist(name: &str, mut schema: Value, components: &mut Map<String, Value>) {
+    let obj = schema.as_object_mut().expect("schema object");
+    obj.remove("$schema");
+    obj.remove("$id");
+    let defs = obj.remove("$defs");
+    rewrite_refs(&mut schema, name);
+    components.insert(name.to_string(), schema);
+    if let Some(Value::Object(defs)) = defs {
+        for (def, mut body) in defs {
+            rewrite_refs(&mut body, name);
+            components.insert(format!("{name}.{def}"), body);
+        }
+    }
+}
+
+fn rewrite_refs(v: &mut Value, name: &str) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                if let Some(def) = r.strip_prefix("#/$defs/") {
+                    *r = format!("#/components/schemas/{name}.{def}");
+                }
+            }
+            m.values_mut().for_each(|c| rewrite_refs(c, name));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| rewrite_refs(c, name)),
+        _ => {}
+    }
+}

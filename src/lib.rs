@@ -1,0 +1,12 @@
+//! pds-facade: NHS PDS-compatible FHIR R4 Patient service over an embedded redb store.
+//!
+//! Layers, each depending only on the ones below it:
+//! * [`http`] — axum handlers, headers, status codes, OperationOutcome rendering;
+//! * [`domain`] — the patch layer: NHS numbers, the Patient document, PATCH and business rules;
+//! * [`store`] — the [`store::PatientStore`] trait and its redb implementation.
+
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod import;
+pub mod store;

@@ -1,0 +1,225 @@
+//! The `pds-facade` command: `serve`, `import`, `openapi`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use pds_facade::domain::Schemas;
+use pds_facade::http::{self, AppState};
+use pds_facade::import::{self, FileReport, Location};
+use pds_facade::store::redb_store::RedbStore;
+use pds_facade::store::{ExistingRecords, PatientStore};
+
+#[derive(Parser)]
+#[command(
+    name = "pds-facade",
+    version,
+    about = "A PDS-compatible FHIR R4 Patient service over an embedded redb database"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// The database file (created if missing).
+        #[arg(long, default_value = "./pds.redb")]
+        db: PathBuf,
+        /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// Load the bundled demo patients first, if the database is empty.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Load Patient resources from files: a Patient, a Bundle of Patients, or NDJSON.
+    Import {
+        /// The database file (created if missing).
+        #[arg(long, default_value = "./pds.redb")]
+        db: PathBuf,
+        /// Store records whose NHS number exists already as a new version of it
+        /// (otherwise such a file is rejected).
+        #[arg(long)]
+        replace: bool,
+        /// Files to load; each is loaded whole or not at all.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { db, listen, demo } => serve(&db, listen, demo),
+        Command::Import { db, replace, files } => run_import(&db, &files, replace),
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&http::openapi::openapi_json()).expect("JSON")
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn open_store(db: &Path) -> Result<RedbStore, ExitCode> {
+    RedbStore::open(db).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
+fn new_object_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_ascii_uppercase()
+}
+
+fn serve(db: &Path, listen: SocketAddr, demo: bool) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let store = match open_store(db) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if demo {
+        if let Err(code) = load_demo(&store) {
+            return code;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let state = AppState::new(Arc::new(store));
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let local = listener.local_addr()?;
+        // The first line on stdout is the address, for scripts and tests that use port 0.
+        println!("listening on http://{local}");
+        tracing::info!(db = %db.display(), "pds-facade listening on http://{local} (docs at /docs)");
+        http::serve(listener, state, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped; database closed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot serve on {listen}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
+    let count = store.count().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })?;
+    if count > 0 {
+        tracing::info!(
+            records = count,
+            "database is not empty; demo data not loaded"
+        );
+        return Ok(());
+    }
+    let schemas = Schemas::compile();
+    let records = pds_facade::demo::patients()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (Location::Entry(i), p))
+        .collect();
+    let mut new_id = new_object_id;
+    let patients =
+        import::validate_records(records, &schemas, today(), &mut new_id).map_err(|problems| {
+            eprintln!("error: demo data is invalid: {problems:?}");
+            ExitCode::FAILURE
+        })?;
+    store
+        .insert_batch(&patients, ExistingRecords::Reject)
+        .map_err(|e| {
+            eprintln!("error: cannot load demo data: {e}");
+            ExitCode::FAILURE
+        })?;
+    tracing::info!(records = patients.len(), "demo patients loaded");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn run_import(db: &Path, files: &[PathBuf], replace: bool) -> ExitCode {
+    let store = match open_store(db) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let schemas = Schemas::compile();
+    let existing = if replace {
+        ExistingRecords::Replace
+    } else {
+        ExistingRecords::Reject
+    };
+    let mut new_id = new_object_id;
+    let reports: Vec<FileReport> = files
+        .iter()
+        .map(|f| import::import_file(&store, &schemas, f, existing, today(), &mut new_id))
+        .collect();
+    let mut loaded = 0;
+    let mut rejected_files = 0;
+    for r in &reports {
+        if r.problems.is_empty() {
+            println!("{}: loaded {} record(s)", r.file, r.loaded);
+            loaded += r.loaded;
+        } else {
+            rejected_files += 1;
+            println!("{}: rejected, nothing loaded from this file", r.file);
+            for p in &r.problems {
+                match &p.location {
+                    Some(l) => println!("  {}: {l}: {}", r.file, p.reason),
+                    None => println!("  {}: {}", r.file, p.reason),
+                }
+            }
+        }
+    }
+    println!("summary: {loaded} loaded, {rejected_files} file(s) rejected");
+    if rejected_files > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
