@@ -79,6 +79,15 @@ impl PatchRequest {
             }
             _ => {}
         }
+        if let Some(i) = body["patches"].as_array().and_then(|ops| {
+            ops.iter().position(|op| {
+                op.get("op") == Some(&Value::from("remove")) && op.get("value").is_some()
+            })
+        }) {
+            return Err(PdsError::invalid_update(format!(
+                "'value' must be omitted on a 'remove' operation (patch {i})"
+            )));
+        }
         schemas.check_patch_request(body)?;
         let ops = body["patches"]
             .as_array()
@@ -702,6 +711,21 @@ mod tests {
                 ErrorCode::InvalidValue,
                 "Invalid value - 'bad_value' in field '0/op'"
             )
+        );
+        let e = PatchRequest::parse(
+            &json!({"patches": [{"op": "remove", "path": "/gender", "value": "x"}]}),
+            s,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.diagnostics.unwrap(),
+            "Invalid update with error - 'value' must be omitted on a 'remove' operation (patch 0)"
+        );
+        let e = PatchRequest::parse(&json!({"patches": [{"op": "add", "path": "/gender"}]}), s)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.diagnostics.unwrap().as_str()),
+            (ErrorCode::MissingValue, "Missing value - '0/value'")
         );
         let req = PatchRequest::parse(&json!({"patches": [{"op": "test", "path": "/a~1b/~0c", "value": 1}], "correction": true, "reason": "typo"}), s).unwrap();
         assert_eq!(req.ops[0].tokens, vec!["a/b", "~c"]);

@@ -84,3 +84,60 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         "An unknown error occurred processing this request.",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_unknown_error() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async { panic!("secret detail") as StatusCode }),
+            )
+            .layer(axum::middleware::from_fn(around))
+            .layer(CatchPanicLayer::custom(panic_response));
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], FHIR_JSON);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("UNKNOWN_ERROR") && !text.contains("secret detail"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_without_a_body_become_operation_outcomes() {
+        let app = Router::new()
+            .route("/teapot", get(|| async { StatusCode::IM_A_TEAPOT }))
+            .layer(axum::middleware::from_fn(around));
+        let response = app
+            .oneshot(
+                Request::get("/teapot")
+                    .header(X_CORRELATION_ID, "c-9")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[header::CONTENT_TYPE], FHIR_JSON);
+        assert_eq!(response.headers()[X_CORRELATION_ID], "c-9");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("OperationOutcome"));
+    }
+}

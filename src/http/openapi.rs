@@ -65,6 +65,88 @@ pub mod docs {
         if_match: String,
     }
 
+    use crate::domain::{ErrorCode, PdsError};
+    use serde_json::{json, Value};
+
+    fn outcome(code: ErrorCode, diagnostics: Option<&str>) -> Value {
+        match diagnostics {
+            Some(d) => PdsError::new(code, d),
+            None => PdsError::bare(code),
+        }
+        .to_operation_outcome()
+    }
+
+    pub fn example_patient() -> Value {
+        json!({
+            "resourceType": "Patient", "id": "9991000089",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9991000089"}],
+            "meta": {"versionId": "2", "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "U", "display": "unrestricted"}]},
+            "name": [{"id": "N1", "use": "usual", "period": {"start": "2012-02-29"}, "given": ["Mary Ann", "Josephine"], "family": "O'Sullivan"}],
+            "gender": "female", "birthDate": "2012-02-29",
+            "address": [{"id": "A1", "use": "home", "period": {"start": "2012-02-29"}, "line": ["41 Scotland Road", "Liverpool"], "postalCode": "L5 5AE"}],
+            "generalPractitioner": [{"id": "GPY06802", "type": "Organization", "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "Y06802", "period": {"start": "2012-03-10"}}}]
+        })
+    }
+
+    pub fn example_patch_request() -> Value {
+        json!({"patches": [
+            {"op": "replace", "path": "/address/0/id", "value": "A1"},
+            {"op": "replace", "path": "/address/0/line/0", "value": "43 Scotland Road"},
+            {"op": "add", "path": "/telecom/-", "value": {"system": "phone", "use": "mobile", "value": "07700900111"}}]})
+    }
+
+    pub fn example_get_400() -> Value {
+        outcome(ErrorCode::InvalidResourceId, None)
+    }
+
+    pub fn example_patch_400() -> Value {
+        outcome(
+            ErrorCode::InvalidUpdate,
+            Some("Invalid update with error - no id or url found for path with root /address/0"),
+        )
+    }
+
+    pub fn example_search_400() -> Value {
+        outcome(ErrorCode::UnsupportedService, None)
+    }
+
+    pub fn example_403() -> Value {
+        outcome(
+            ErrorCode::ForbiddenUpdate,
+            Some("Forbidden update with error - source not permitted to remove 'gender'"),
+        )
+    }
+
+    pub fn example_404() -> Value {
+        outcome(ErrorCode::ResourceNotFound, None)
+    }
+
+    pub fn example_409() -> Value {
+        outcome(ErrorCode::ResourceVersionMismatch, None)
+    }
+
+    pub fn example_412() -> Value {
+        outcome(ErrorCode::PreconditionFailed, Some("Invalid request with error - If-Match header must be supplied to update this resource"))
+    }
+
+    pub fn example_413() -> Value {
+        outcome(
+            ErrorCode::PayloadTooLarge,
+            Some("Invalid value - the request body is larger than 1048576 bytes"),
+        )
+    }
+
+    pub fn example_500() -> Value {
+        outcome(
+            ErrorCode::UnknownError,
+            Some("An unknown error occurred processing this request."),
+        )
+    }
+
+    pub fn example_503() -> Value {
+        outcome(ErrorCode::ServiceUnavailable, Some("The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header."))
+    }
+
     /// Liveness answer.
     #[derive(serde::Serialize, ToSchema)]
     pub struct Ping {

@@ -65,12 +65,12 @@ fn patient_response(
     description = "Returns the patient's current record. For a restricted (sensitive) record, address, telecom, contact, GP, pharmacy and place of birth are removed for every role but the National Back Office.",
     params(docs::NhsNumberParam, docs::RequestHeaders),
     responses(
-        (status = 200, description = "The patient", body = docs::Patient, content_type = "application/fhir+json",
-            headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`"))),
-        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "SERVICE_UNAVAILABLE (retry after `Retry-After` seconds)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 200, description = "The patient", body = docs::Patient, content_type = "application/fhir+json", 
+            headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`")), example = json!(docs::example_patient())),
+        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE (retry after `Retry-After` seconds)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
     )
 )]
 pub async fn get_patient(
@@ -91,18 +91,18 @@ pub async fn get_patient(
     description = "Applies RFC 6902 operations (add, replace, remove, test) under the PDS rules, all or nothing. `If-Match` must carry the current version from the ETag. New list items are added at `/<list>/-` and get a server-assigned `id`; changes inside a list item must first assert its `id` (extensions: `url`); removing a list item must immediately follow a `test` of it.",
     params(docs::NhsNumberParam, docs::RequestHeaders, docs::IfMatchHeader),
     request_body(content = docs::PatchRequest, content_type = "application/json-patch+json",
-        description = "`{\"patches\": [...]}`; a bare JSON Patch array and `application/json` are accepted too."),
+        description = "`{\"patches\": [...]}`; a bare JSON Patch array and `application/json` are accepted too.", example = json!(docs::example_patch_request())),
     responses(
-        (status = 200, description = "The updated patient, version + 1", body = docs::Patient, content_type = "application/fhir+json",
-            headers(("ETag" = String, description = "The new record version, `W/\"<versionId>\"`"))),
-        (status = 400, description = "INVALID_RESOURCE_ID, UNSUPPORTED_SERVICE (content type), MISSING_VALUE / INVALID_VALUE (headers, values), INVALID_UPDATE (malformed patch or business rule), UNSUPPORTED_VALUE, UNSUPPORTED_CHARACTERS_IN_FIELD, TOO_FEW_VALUES_SUBMITTED, TOO_MANY_VALUES_SUBMITTED", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 403, description = "FORBIDDEN_UPDATE (a permission rule: removing the usual name, gender, birthDate or a death; a formal death; a sensitive patient)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 409, description = "RESOURCE_VERSION_MISMATCH (If-Match is not the current version)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 412, description = "PRECONDITION_FAILED (If-Match missing or not `W/\"<n>\"`)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json"),
-        (status = 503, description = "SERVICE_UNAVAILABLE (retry with the same X-Request-ID after `Retry-After` seconds)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 200, description = "The updated patient, version + 1", body = docs::Patient, content_type = "application/fhir+json", 
+            headers(("ETag" = String, description = "The new record version, `W/\"<versionId>\"`")), example = json!(docs::example_patient())),
+        (status = 400, description = "INVALID_RESOURCE_ID, UNSUPPORTED_SERVICE (content type), MISSING_VALUE / INVALID_VALUE (headers, values), INVALID_UPDATE (malformed patch or business rule), UNSUPPORTED_VALUE, UNSUPPORTED_CHARACTERS_IN_FIELD, TOO_FEW_VALUES_SUBMITTED, TOO_MANY_VALUES_SUBMITTED", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_patch_400())),
+        (status = 403, description = "FORBIDDEN_UPDATE (a permission rule: removing the usual name, gender, birthDate or a death; a formal death; a sensitive patient)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403())),
+        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
+        (status = 409, description = "RESOURCE_VERSION_MISMATCH (If-Match is not the current version)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
+        (status = 412, description = "PRECONDITION_FAILED (If-Match missing or not `W/\"<n>\"`)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_412())),
+        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE (retry with the same X-Request-ID after `Retry-After` seconds)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
     )
 )]
 pub async fn patch_patient(
@@ -192,7 +192,7 @@ fn new_object_id() -> String {
     description = "Patient search is not available in this version; every request is refused as PDS refuses a search without parameters.",
     params(docs::RequestHeaders),
     responses(
-        (status = 400, description = "UNSUPPORTED_SERVICE; MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json"),
+        (status = 400, description = "UNSUPPORTED_SERVICE; MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_search_400())),
     )
 )]
 pub async fn search_patients(_request_id: RequestId) -> ApiError {
