@@ -7,6 +7,7 @@
 
 pub mod demo;
 pub mod domain;
+pub mod env;
 pub mod http;
 pub mod import;
 pub mod store;

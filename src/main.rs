@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use pds_facade::domain::Schemas;
+use pds_facade::env::{new_object_id, today};
 use pds_facade::http::{self, AppState};
 use pds_facade::import::{self, FileReport, Location};
 use pds_facade::store::redb_store::RedbStore;
@@ -75,14 +76,6 @@ fn open_store(db: &Path) -> Result<RedbStore, ExitCode> {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
-}
-
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
-}
-
-fn new_object_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_ascii_uppercase()
 }
 
 fn serve(db: &Path, listen: SocketAddr, demo: bool) -> ExitCode {

@@ -15,6 +15,7 @@ use super::openapi::docs;
 use super::AppState;
 use crate::domain::patch::{self, PatchContext, PatchRequest};
 use crate::domain::{view, ErrorCode, NhsNumber, Patient, PdsError, Role, Version};
+use crate::env::{new_object_id, today};
 use crate::store::{PatientStore, StoredRecord};
 
 /// The role of the caller. Until authentication lands every caller is a healthcare worker,
@@ -172,16 +173,6 @@ pub fn body_rejection(e: BytesRejection) -> ApiError {
             "the request body could not be read - {e}"
         )))
     }
-}
-
-fn today() -> time::Date {
-    time::OffsetDateTime::now_utc().date()
-}
-
-/// Server-assigned object ids look like PDS's: 8 upper-case hex digits.
-fn new_object_id() -> String {
-    let u = uuid::Uuid::new_v4();
-    u.simple().to_string()[..8].to_ascii_uppercase()
 }
 
 #[utoipa::path(
