@@ -5,6 +5,7 @@
 //! * [`domain`] — the patch layer: NHS numbers, the Patient document, PATCH and business rules;
 //! * [`store`] — the [`store::PatientStore`] trait and its redb implementation.
 
+pub mod auth;
 pub mod demo;
 pub mod domain;
 pub mod env;

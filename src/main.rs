@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use pds_facade::domain::Schemas;
+use pds_facade::auth::{KeyConfig, KeySet};
+use pds_facade::domain::{Role, Schemas};
 use pds_facade::env::{new_object_id, today};
 use pds_facade::http::{self, AppState};
 use pds_facade::import::{self, FileReport, Location};
@@ -38,6 +39,8 @@ enum Command {
         /// Load the bundled demo patients first, if the database is empty.
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        keys: KeyConfig,
     },
     /// Load Patient resources from files: a Patient, a Bundle of Patients, or NDJSON.
     Import {
@@ -54,12 +57,51 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Mint a bearer token with the configured HS256 key (in sandbox mode: the development key
+    /// kept beside the database, as `serve` resolves it with the same flags).
+    Token {
+        /// application-restricted, healthcare-worker or back-office.
+        #[arg(long)]
+        role: Role,
+        /// The token subject (who acts; recorded in the audit trail).
+        #[arg(long, default_value = "local-user")]
+        sub: String,
+        /// How long the token is valid, e.g. 30m, 1h, 2days.
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        /// The database whose sandbox key signs the token.
+        #[arg(long, default_value = "./pds.redb")]
+        db: PathBuf,
+        #[command(flatten)]
+        keys: KeyConfig,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { db, listen, demo } => serve(&db, listen, demo),
+        Command::Serve {
+            db,
+            listen,
+            demo,
+            keys,
+        } => serve(&db, listen, demo, &keys),
+        Command::Token {
+            role,
+            sub,
+            ttl,
+            db,
+            keys,
+        } => match KeySet::resolve(&keys, &db).and_then(|k| k.mint(role, &sub, ttl.into())) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Import { db, replace, files } => run_import(&db, &files, replace),
         Command::Openapi => {
             println!(
@@ -78,7 +120,7 @@ fn open_store(db: &Path) -> Result<RedbStore, ExitCode> {
     })
 }
 
-fn serve(db: &Path, listen: SocketAddr, demo: bool) -> ExitCode {
+fn serve(db: &Path, listen: SocketAddr, demo: bool, key_config: &KeyConfig) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -86,6 +128,20 @@ fn serve(db: &Path, listen: SocketAddr, demo: bool) -> ExitCode {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    let keys = match KeySet::resolve(key_config, db) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if keys.is_sandbox() && !listen.ip().is_loopback() {
+        eprintln!(
+            "error: sandbox mode (no JWT key configured) only listens on a loopback address; \
+             configure --jwt-hs256-secret-file or --jwt-public-key to listen on {listen}"
+        );
+        return ExitCode::FAILURE;
+    }
     let store = match open_store(db) {
         Ok(s) => s,
         Err(code) => return code,
@@ -99,7 +155,13 @@ fn serve(db: &Path, listen: SocketAddr, demo: bool) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let state = AppState::new(Arc::new(store));
+    let mode = if keys.is_sandbox() {
+        "sandbox (requests without a token act as healthcare-worker)"
+    } else {
+        "secured (bearer token required)"
+    };
+    tracing::info!(mode, "authentication");
+    let state = AppState::new(Arc::new(store), keys);
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TooFewValues,
     TooManyValues,
     AccessDenied,
+    /// Authenticated, but the role may not do this (403 ACCESS_DENIED).
+    AccessForbidden,
     InvalidMethod,
     ForbiddenUpdate,
     ResourceNotFound,
@@ -81,6 +83,7 @@ impl ErrorCode {
             TooFewValues => info("TOO_FEW_VALUES_SUBMITTED", 400, "value", "error", "Too few values submitted"),
             TooManyValues => info("TOO_MANY_VALUES_SUBMITTED", 400, "value", "error", "Too many values submitted"),
             AccessDenied => info("ACCESS_DENIED", 401, "forbidden", "error", "Access Denied - Unauthorised"),
+            AccessForbidden => info("ACCESS_DENIED", 403, "forbidden", "error", "Access Denied - Forbidden"),
             InvalidMethod => info("INVALID_METHOD", 403, "forbidden", "error", "Cannot update resource with application-restricted access token"),
             ForbiddenUpdate => info("FORBIDDEN_UPDATE", 403, "forbidden", "information", "Update is forbidden"),
             ResourceNotFound => info("RESOURCE_NOT_FOUND", 404, "not-found", "information", "Resource not found"),

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, headers, status codes and OperationOutcome rendering. It talks to
 //! the patch layer ([`crate::domain`]) and to storage only through [`PatientStore`].
 
+pub mod caller;
 pub mod error;
 pub mod headers;
 mod middleware;
@@ -16,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::KeySet;
 use crate::domain::{ErrorCode, Schemas};
 use crate::store::PatientStore;
 use error::ApiError;
@@ -31,13 +33,15 @@ pub const PDS_BASE: &str = "/personal-demographics/FHIR/R4";
 pub struct AppState {
     pub store: Arc<dyn PatientStore>,
     pub schemas: Arc<Schemas>,
+    pub keys: Arc<KeySet>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn PatientStore>) -> Self {
+    pub fn new(store: Arc<dyn PatientStore>, keys: KeySet) -> Self {
         AppState {
             store,
             schemas: Arc::new(Schemas::compile()),
+            keys: Arc::new(keys),
         }
     }
 }

@@ -117,6 +117,14 @@ pub mod docs {
         )
     }
 
+    pub fn example_401() -> Value {
+        outcome(ErrorCode::AccessDenied, Some("Invalid Access Token"))
+    }
+
+    pub fn example_403_role() -> Value {
+        outcome(ErrorCode::AccessForbidden, Some("This operation needs the back-office role; the caller has the healthcare-worker role"))
+    }
+
     pub fn example_404() -> Value {
         outcome(ErrorCode::ResourceNotFound, None)
     }
@@ -169,8 +177,32 @@ pub mod docs {
     paths(patient::get_patient, patient::patch_patient, patient::search_patients, super::ping),
     components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Ping)),
     tags((name = "Patient", description = "PDS Patient read and update"), (name = "Service", description = "Operational endpoints")),
+    modifiers(&BearerAuth),
 )]
 struct ApiDoc;
+
+/// The `bearer` security scheme: a JWT whose `scope` gives the role. In sandbox mode (no key
+/// configured) requests may omit it and act as a healthcare worker.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT (HS256, RS256 or ES256) whose `scope` claim gives the role: `urn:nhsd:apim:app:level3:personal-demographics-service` (application-restricted), `urn:nhsd:apim:user-nhs-cis2:aal3:personal-demographics-service` (healthcare worker; also aal2 and user-nhs-id:aal3), `urn:pds-facade:back-office` (National Back Office). `pds-facade token --role ROLE` mints one.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The OpenAPI document as served at `/openapi.json` and committed at `openapi/openapi.json`.
 pub fn openapi_json() -> Value {

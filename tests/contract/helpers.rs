@@ -35,7 +35,6 @@ pub struct Server {
     child: Option<Child>,
     pub base: String,
     /// The database file this server runs on.
-    #[allow(dead_code)]
     pub db: PathBuf,
     pub log: PathBuf,
 }
@@ -81,10 +80,20 @@ impl Server {
         Server::start(&dir.path().join("pds.redb"), &["--demo"])
     }
 
+    /// A client without a token (in sandbox mode: a healthcare worker).
     pub fn api(&self) -> Api {
         Api {
             http: reqwest::Client::new(),
             base: self.base.clone(),
+            token: None,
+        }
+    }
+
+    /// A client with a token for `role` minted by `pds-facade token` (sandbox key of this db).
+    pub fn api_as(&self, role: &str) -> Api {
+        Api {
+            token: Some(mint(&self.db, role, &[])),
+            ..self.api()
         }
     }
 
@@ -155,6 +164,30 @@ impl Reply {
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
+    pub token: Option<String>,
+}
+
+/// `pds-facade token --role ROLE --db DB [extra]`.
+pub fn mint(db: &Path, role: &str, extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--role",
+            role,
+            "--sub",
+            &format!("test-{role}"),
+            "--db",
+        ])
+        .arg(db)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 impl Api {
@@ -170,6 +203,14 @@ impl Api {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                req = req.bearer_auth(t);
+            }
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -1,0 +1,518 @@
+//! Bearer JWT authentication and the caller's role.
+//!
+//! Keys come from configuration: an HS256 shared secret, and RS256 / ES256 public keys, each
+//! optionally named by a `kid` that tokens select with their header. A token is accepted only
+//! with the algorithm of the key it selects (no `none`, no HS/RS confusion), and `exp` (required)
+//! and `nbf` are checked, as is `aud` when an audience is configured.
+//!
+//! With no key configured the service runs in **sandbox mode**: requests without a token act as
+//! a healthcare worker (as PDS's sandbox does), and tokens, when sent, are verified against a
+//! development HS256 key created on first start and kept beside the database
+//! (`<db>.jwt-dev-key`), so that `pds-facade token --db <db>` mints tokens the server accepts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Role;
+
+/// PDS's scope for application-restricted access.
+pub const SCOPE_APPLICATION_RESTRICTED: &str =
+    "urn:nhsd:apim:app:level3:personal-demographics-service";
+/// PDS's scopes for healthcare workers (CIS2 at AAL2/AAL3, NHS Identity at AAL3).
+pub const SCOPES_HEALTHCARE_WORKER: [&str; 3] = [
+    "urn:nhsd:apim:user-nhs-cis2:aal3:personal-demographics-service",
+    "urn:nhsd:apim:user-nhs-cis2:aal2:personal-demographics-service",
+    "urn:nhsd:apim:user-nhs-id:aal3:personal-demographics-service",
+];
+/// pds-facade's own scope for the National Back Office.
+pub const SCOPE_BACK_OFFICE: &str = "urn:pds-facade:back-office";
+
+/// The scope a minted token carries for a role.
+pub fn scope_for(role: Role) -> &'static str {
+    match role {
+        Role::ApplicationRestricted => SCOPE_APPLICATION_RESTRICTED,
+        Role::HealthcareWorker => SCOPES_HEALTHCARE_WORKER[0],
+        Role::BackOffice => SCOPE_BACK_OFFICE,
+    }
+}
+
+/// The most privileged role a space-separated `scope` claim grants, if any.
+pub fn role_from_scope(scope: &str) -> Option<Role> {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    if scopes.contains(&SCOPE_BACK_OFFICE) {
+        Some(Role::BackOffice)
+    } else if scopes.iter().any(|s| SCOPES_HEALTHCARE_WORKER.contains(s)) {
+        Some(Role::HealthcareWorker)
+    } else if scopes.contains(&SCOPE_APPLICATION_RESTRICTED) {
+        Some(Role::ApplicationRestricted)
+    } else {
+        None
+    }
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    /// The token's `sub`, or `anonymous` for a sandbox request without a token.
+    pub subject: String,
+}
+
+impl Caller {
+    pub fn sandbox() -> Caller {
+        Caller {
+            role: Role::HealthcareWorker,
+            subject: "anonymous".into(),
+        }
+    }
+}
+
+/// What the service reads from a verified token (jsonwebtoken checks exp, nbf and aud itself).
+#[derive(Debug, Deserialize)]
+struct TokenClaims {
+    sub: String,
+    #[serde(default)]
+    scope: String,
+}
+
+/// What `token` writes.
+#[derive(Debug, Serialize)]
+struct Claims {
+    sub: String,
+    scope: String,
+    exp: u64,
+    iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+}
+
+/// Why a request was not authenticated; each becomes 401 ACCESS_DENIED.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("Missing Authorization header")]
+    MissingHeader,
+    #[error("Empty Authorization header")]
+    EmptyHeader,
+    #[error("Missing access token")]
+    MissingToken,
+    #[error("Invalid Access Token")]
+    InvalidToken,
+    /// The token is valid but grants no role here (403, not 401).
+    #[error("the access token grants no personal-demographics-service scope")]
+    NoRole,
+}
+
+/// Key configuration, from flags or environment (see `pds-facade serve --help`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct KeyConfig {
+    /// File holding the HS256 shared secret.
+    #[arg(long, env = "PDS_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// The HS256 shared secret itself (prefer the file form).
+    #[arg(long, env = "PDS_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+    /// An RS256 or ES256 public key (PEM) that verifies tokens, as `PATH` or `KID=PATH`; repeatable.
+    #[arg(
+        long = "jwt-public-key",
+        env = "PDS_JWT_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    pub jwt_public_keys: Vec<String>,
+    /// The `kid` of the HS256 secret (tokens without a `kid` may still use it).
+    #[arg(long, env = "PDS_JWT_HS256_KID")]
+    pub jwt_hs256_kid: Option<String>,
+    /// Required `aud` claim, if set.
+    #[arg(long, env = "PDS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+}
+
+struct VerifyKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// The keys the service verifies tokens with, and the one `token` signs with.
+pub struct KeySet {
+    keys: Vec<VerifyKey>,
+    signer: Option<(Option<String>, EncodingKey)>,
+    audience: Option<String>,
+    sandbox: bool,
+}
+
+impl KeySet {
+    /// Builds the key set; with no key configured, sandbox mode with the development key kept
+    /// beside `db` (created if missing).
+    pub fn resolve(config: &KeyConfig, db: &Path) -> Result<KeySet, String> {
+        let mut keys = Vec::new();
+        let mut signer = None;
+        let secret = match (&config.jwt_hs256_secret_file, &config.jwt_hs256_secret) {
+            (Some(path), _) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read the HS256 secret {}: {e}", path.display()))?
+                    .trim_ascii()
+                    .to_vec(),
+            ),
+            (None, Some(s)) => Some(s.as_bytes().to_vec()),
+            (None, None) => None,
+        };
+        for spec in &config.jwt_public_keys {
+            let (kid, path) = match spec.split_once('=') {
+                Some((kid, path)) => (Some(kid.to_string()), path),
+                None => (None, spec.as_str()),
+            };
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read the public key {path}: {e}"))?;
+            let (alg, key) = match DecodingKey::from_rsa_pem(&pem) {
+                Ok(k) => (Algorithm::RS256, k),
+                Err(_) => (
+                    Algorithm::ES256,
+                    DecodingKey::from_ec_pem(&pem).map_err(|e| {
+                        format!("{path} is not an RSA or EC public key in PEM: {e}")
+                    })?,
+                ),
+            };
+            keys.push(VerifyKey { kid, alg, key });
+        }
+        let sandbox = secret.is_none() && keys.is_empty();
+        let secret = match secret {
+            Some(s) => Some(s),
+            None if sandbox => Some(dev_key(db)?),
+            None => None,
+        };
+        if let Some(secret) = secret {
+            if secret.len() < 32 {
+                return Err("the HS256 secret must be at least 32 bytes".into());
+            }
+            keys.push(VerifyKey {
+                kid: config.jwt_hs256_kid.clone(),
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(&secret),
+            });
+            signer = Some((
+                config.jwt_hs256_kid.clone(),
+                EncodingKey::from_secret(&secret),
+            ));
+        }
+        Ok(KeySet {
+            keys,
+            signer,
+            audience: config.jwt_audience.clone(),
+            sandbox,
+        })
+    }
+
+    /// Sandbox mode: no key configured.
+    pub fn is_sandbox(&self) -> bool {
+        self.sandbox
+    }
+
+    /// Authenticates a request from its `Authorization` header value.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, AuthError> {
+        let Some(header) = header else {
+            return if self.sandbox {
+                Ok(Caller::sandbox())
+            } else {
+                Err(AuthError::MissingHeader)
+            };
+        };
+        let header = std::str::from_utf8(header)
+            .map_err(|_| AuthError::InvalidToken)?
+            .trim();
+        if header.is_empty() {
+            return Err(AuthError::EmptyHeader);
+        }
+        let token = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            None if header.eq_ignore_ascii_case("bearer") => "",
+            _ => return Err(AuthError::InvalidToken),
+        };
+        if token.is_empty() {
+            return Err(AuthError::MissingToken);
+        }
+        self.verify(token)
+    }
+
+    fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
+        // the key is chosen by kid (or, without one, by algorithm) and dictates the algorithm
+        let key = self
+            .keys
+            .iter()
+            .find(|k| match &header.kid {
+                Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
+                None => k.alg == header.alg,
+            })
+            .ok_or(AuthError::InvalidToken)?;
+        if key.alg != header.alg {
+            return Err(AuthError::InvalidToken);
+        }
+        let mut validation = Validation::new(key.alg);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        let data =
+            jsonwebtoken::decode::<TokenClaims>(token, &key.key, &validation).map_err(|e| {
+                tracing::debug!(error = %e, "token rejected");
+                AuthError::InvalidToken
+            })?;
+        let role = role_from_scope(&data.claims.scope).ok_or(AuthError::NoRole)?;
+        Ok(Caller {
+            role,
+            subject: data.claims.sub,
+        })
+    }
+
+    /// Mints a token for `role` with the HS256 key (the configured secret or the sandbox key).
+    pub fn mint(&self, role: Role, subject: &str, ttl: Duration) -> Result<String, String> {
+        let (kid, key) = self.signer.as_ref().ok_or(
+            "no HS256 secret is configured to sign with (RS256/ES256 tokens come from your identity provider)",
+        )?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        let claims = Claims {
+            sub: subject.to_string(),
+            scope: scope_for(role).to_string(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+            nbf: None,
+            aud: self.audience.clone(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.clone();
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| e.to_string())
+    }
+}
+
+/// The development key of a sandbox database: `<db>.jwt-dev-key`, 32 random bytes as hex,
+/// created with owner-only permissions on first use.
+fn dev_key(db: &Path) -> Result<Vec<u8>, String> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".jwt-dev-key");
+    let path = PathBuf::from(name);
+    if let Ok(existing) = std::fs::read(&path) {
+        return Ok(existing.trim_ascii().to_vec());
+    }
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut f) => {
+            std::io::Write::write_all(&mut f, key.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(key.into_bytes())
+        }
+        // another process created it first: use theirs
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)
+            .map(|k| k.trim_ascii().to_vec())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!(
+            "cannot create the development key {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> (tempfile::TempDir, KeySet) {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeySet::resolve(&KeyConfig::default(), &dir.path().join("x.redb")).unwrap();
+        (dir, keys)
+    }
+
+    #[test]
+    fn sandbox_accepts_no_token_and_its_own_tokens() {
+        let (dir, keys) = sandbox();
+        assert!(keys.is_sandbox());
+        assert_eq!(keys.authenticate(None), Ok(Caller::sandbox()));
+        let t = keys
+            .mint(Role::BackOffice, "nbo-1", Duration::from_secs(60))
+            .unwrap();
+        let c = keys
+            .authenticate(Some(format!("Bearer {t}").as_bytes()))
+            .unwrap();
+        assert_eq!((c.role, c.subject.as_str()), (Role::BackOffice, "nbo-1"));
+        // the same database gets the same key
+        let again = KeySet::resolve(&KeyConfig::default(), &dir.path().join("x.redb")).unwrap();
+        assert!(again
+            .authenticate(Some(format!("Bearer {t}").as_bytes()))
+            .is_ok());
+        // another database does not
+        let (_d2, other) = sandbox();
+        assert_eq!(
+            other.authenticate(Some(format!("Bearer {t}").as_bytes())),
+            Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn header_forms() {
+        let (_d, keys) = sandbox();
+        assert_eq!(keys.authenticate(Some(b"")), Err(AuthError::EmptyHeader));
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer")),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer ")),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            keys.authenticate(Some(b"Basic abc")),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer not.a.token")),
+            Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn configured_secret_requires_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = KeyConfig {
+            jwt_hs256_secret: Some("s".repeat(40)),
+            ..Default::default()
+        };
+        let keys = KeySet::resolve(&config, &dir.path().join("x.redb")).unwrap();
+        assert!(!keys.is_sandbox());
+        assert_eq!(keys.authenticate(None), Err(AuthError::MissingHeader));
+        let t = keys
+            .mint(Role::HealthcareWorker, "dr", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            keys.authenticate(Some(format!("Bearer {t}").as_bytes()))
+                .unwrap()
+                .role,
+            Role::HealthcareWorker
+        );
+        assert!(
+            !dir.path().join("x.redb.jwt-dev-key").exists(),
+            "no dev key outside sandbox mode"
+        );
+    }
+
+    #[test]
+    fn expired_not_yet_valid_wrong_audience_and_alg_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "k".repeat(40);
+        let config = KeyConfig {
+            jwt_hs256_secret: Some(secret.clone()),
+            jwt_audience: Some("pds".into()),
+            ..Default::default()
+        };
+        let keys = KeySet::resolve(&config, &dir.path().join("x.redb")).unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        let ok = sign(
+            serde_json::json!({"sub": "a", "scope": SCOPE_BACK_OFFICE, "exp": now + 60, "aud": "pds"}),
+        );
+        assert!(keys
+            .authenticate(Some(format!("Bearer {ok}").as_bytes()))
+            .is_ok());
+        for bad in [
+            serde_json::json!({"sub": "a", "scope": SCOPE_BACK_OFFICE, "exp": now - 3600, "aud": "pds"}),
+            serde_json::json!({"sub": "a", "scope": SCOPE_BACK_OFFICE, "exp": now + 60, "nbf": now + 3600, "aud": "pds"}),
+            serde_json::json!({"sub": "a", "scope": SCOPE_BACK_OFFICE, "exp": now + 60, "aud": "other"}),
+            serde_json::json!({"sub": "a", "scope": SCOPE_BACK_OFFICE, "aud": "pds"}),
+        ] {
+            let t = sign(bad.clone());
+            assert_eq!(
+                keys.authenticate(Some(format!("Bearer {t}").as_bytes())),
+                Err(AuthError::InvalidToken),
+                "{bad}"
+            );
+        }
+        // alg none: header {"alg":"none"} with an empty signature
+        use base64_like::encode as b64;
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(format!(
+                r#"{{"sub":"a","scope":"{SCOPE_BACK_OFFICE}","exp":{},"aud":"pds"}}"#,
+                now + 60
+            )
+            .as_bytes())
+        );
+        assert_eq!(
+            keys.authenticate(Some(format!("Bearer {none}").as_bytes())),
+            Err(AuthError::InvalidToken)
+        );
+        let no_scope =
+            sign(serde_json::json!({"sub": "a", "scope": "openid", "exp": now + 60, "aud": "pds"}));
+        assert_eq!(
+            keys.authenticate(Some(format!("Bearer {no_scope}").as_bytes())),
+            Err(AuthError::NoRole)
+        );
+    }
+
+    /// Unpadded base64url, enough to hand-craft a token.
+    mod base64_like {
+        pub fn encode(bytes: &[u8]) -> String {
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+                for i in 0..=chunk.len() {
+                    out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn scopes_to_roles() {
+        assert_eq!(
+            role_from_scope(
+                "openid urn:nhsd:apim:user-nhs-cis2:aal3:personal-demographics-service"
+            ),
+            Some(Role::HealthcareWorker)
+        );
+        assert_eq!(
+            role_from_scope(SCOPE_APPLICATION_RESTRICTED),
+            Some(Role::ApplicationRestricted)
+        );
+        assert_eq!(
+            role_from_scope(&format!(
+                "{SCOPE_APPLICATION_RESTRICTED} {SCOPE_BACK_OFFICE}"
+            )),
+            Some(Role::BackOffice)
+        );
+        assert_eq!(role_from_scope("openid"), None);
+    }
+}
