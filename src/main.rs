@@ -39,6 +39,10 @@ enum Command {
         /// Load the bundled demo patients first, if the database is empty.
         #[arg(long)]
         demo: bool,
+        /// How long a change's X-Request-ID is remembered, so that a retry gets the original
+        /// answer instead of being applied again (e.g. 24h, 30m).
+        #[arg(long, default_value = "24h")]
+        idempotency_window: humantime::Duration,
         #[command(flatten)]
         keys: KeyConfig,
     },
@@ -84,8 +88,9 @@ fn main() -> ExitCode {
             db,
             listen,
             demo,
+            idempotency_window,
             keys,
-        } => serve(&db, listen, demo, &keys),
+        } => serve(&db, listen, demo, idempotency_window.into(), &keys),
         Command::Token {
             role,
             sub,
@@ -120,7 +125,13 @@ fn open_store(db: &Path) -> Result<RedbStore, ExitCode> {
     })
 }
 
-fn serve(db: &Path, listen: SocketAddr, demo: bool, key_config: &KeyConfig) -> ExitCode {
+fn serve(
+    db: &Path,
+    listen: SocketAddr,
+    demo: bool,
+    idempotency_window: std::time::Duration,
+    key_config: &KeyConfig,
+) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -161,7 +172,8 @@ fn serve(db: &Path, listen: SocketAddr, demo: bool, key_config: &KeyConfig) -> E
         "secured (bearer token required)"
     };
     tracing::info!(mode, "authentication");
-    let state = AppState::new(Arc::new(store), keys);
+    let mut state = AppState::new(Arc::new(store), keys);
+    state.idempotency_window = idempotency_window;
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     ResourceVersionMismatch,
     PreconditionFailed,
     PayloadTooLarge,
+    /// An X-Request-ID re-used for a different request.
+    RequestIdReused,
     TooManyRequests,
     ServiceUnavailable,
     UnknownError,
@@ -93,6 +95,7 @@ impl ErrorCode {
             // PDS has no code of its own for an oversized body; the coding says what was wrong
             // (INVALID_VALUE) and the status and issue code say how (413, too-long).
             PayloadTooLarge => info("INVALID_VALUE", 413, "too-long", "error", "Provided value is invalid"),
+            RequestIdReused => info("INVALID_VALUE", 422, "duplicate", "error", "Provided value is invalid"),
             TooManyRequests => info("TOO_MANY_REQUESTS", 429, "value", "error", "Too many requests"),
             ServiceUnavailable => info("SERVICE_UNAVAILABLE", 503, "timeout", "error", "Service unavailable"),
             UnknownError => info("UNKNOWN_ERROR", 500, "unknown", "error", "Unknown Error"),

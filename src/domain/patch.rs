@@ -104,6 +104,28 @@ impl PatchRequest {
     }
 }
 
+impl Op {
+    /// An operation the service writes itself (`path` must be a valid pointer).
+    pub fn new(kind: OpKind, path: &str, value: Option<Value>) -> Op {
+        let tokens = split_pointer(path).expect("a valid JSON pointer");
+        Op {
+            kind,
+            path: path.to_string(),
+            tokens,
+            value,
+        }
+    }
+
+    /// The operation as RFC 6902 JSON (for the audit trail).
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::json!({"op": self.kind.name(), "path": self.path});
+        if let Some(value) = &self.value {
+            v["value"] = value.clone();
+        }
+        v
+    }
+}
+
 fn parse_op(i: usize, op: &Value) -> Result<Op, PdsError> {
     let kind = match op["op"].as_str() {
         Some("add") => OpKind::Add,
@@ -167,7 +189,9 @@ const SCALAR_FIELDS: [&str; 4] = [
     "multipleBirthInteger",
 ];
 /// Fields only the server writes.
-const SERVER_FIELDS: [&str; 5] = [
+const SERVER_FIELDS: [&str; 7] = [
+    "active",
+    "link",
     "resourceType",
     "id",
     "identifier",
@@ -187,10 +211,92 @@ pub fn apply(
             "updating a sensitive patient is only permitted from certain systems",
         ));
     }
+    let updated = apply_ops(current, &request.ops, ctx, schemas, false)?;
+    let operation = classify(current, &updated, ctx.role);
+    if operation.needs_reason()
+        && request
+            .reason
+            .as_deref()
+            .is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(PdsError::missing_value("reason"));
+    }
+    Ok(updated)
+}
+
+/// What kind of change a PATCH makes, for the audit trail and the reason rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Patch,
+    /// The sensitive (confidentiality) flag changed.
+    Flag,
+    /// The back office changed or removed a death.
+    DeathCorrection,
+    Merge,
+    Unmerge,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Patch => "patch",
+            Operation::Flag => "flag",
+            Operation::DeathCorrection => "death-correction",
+            Operation::Merge => "merge",
+            Operation::Unmerge => "unmerge",
+        }
+    }
+
+    /// Back-office corrections must say why (400 MISSING_VALUE `reason` otherwise).
+    pub fn needs_reason(self) -> bool {
+        self != Operation::Patch
+    }
+}
+
+/// Classifies the change from `old` to `new` made by `role`.
+pub fn classify(old: &Patient, new: &Patient, role: Role) -> Operation {
+    let (o, n) = (old.doc(), new.doc());
+    if patient::security_code(o) != patient::security_code(n) {
+        return Operation::Flag;
+    }
+    let death = |d: &Map<String, Value>| {
+        (
+            d.get("deceasedDateTime").cloned(),
+            patient::extension(d, patient::DEATH_NOTIFICATION_URL).cloned(),
+        )
+    };
+    if role.is_back_office() && death(o) != death(n) {
+        return Operation::DeathCorrection;
+    }
+    Operation::Patch
+}
+
+/// Applies operations written by the service itself (merges): no client list rules and server
+/// fields writable, but the same normalisation, schema and business rules as any change.
+pub(crate) fn apply_system(
+    current: &Patient,
+    ops: &[Op],
+    ctx: &mut PatchContext,
+    schemas: &Schemas,
+) -> Result<Patient, PdsError> {
+    apply_ops(current, ops, ctx, schemas, true)
+}
+
+fn apply_ops(
+    current: &Patient,
+    ops: &[Op],
+    ctx: &mut PatchContext,
+    schemas: &Schemas,
+    system: bool,
+) -> Result<Patient, PdsError> {
     let mut doc = Value::Object(current.doc().clone());
     let mut state = OpState::default();
-    for (i, op) in request.ops.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|p| &request.ops[p]);
+    for (i, op) in ops.iter().enumerate() {
+        if system {
+            run_json_patch(&mut doc, op, op.value.clone())?;
+            continue;
+        }
+        let previous = i.checked_sub(1).map(|p| &ops[p]);
         apply_one(&mut doc, op, previous, ctx, &mut state)?;
     }
     let Value::Object(mut new) = doc else {
@@ -647,8 +753,18 @@ mod tests {
         Patient::parse(doc, schemas(), TODAY).unwrap()
     }
 
+    /// A PATCH by `role`; back-office ones carry a reason, as corrections must.
     fn patch_as(p: &Patient, role: Role, ops: Value) -> Result<Patient, PdsError> {
-        let req = PatchRequest::parse(&json!({ "patches": ops }), schemas())?;
+        let body = if role.is_back_office() {
+            json!({ "patches": ops, "reason": "unit test correction" })
+        } else {
+            json!({ "patches": ops })
+        };
+        patch_body(p, role, body)
+    }
+
+    fn patch_body(p: &Patient, role: Role, body: Value) -> Result<Patient, PdsError> {
+        let req = PatchRequest::parse(&body, schemas())?;
         let mut n = 0;
         let mut new_id = || {
             n += 1;
@@ -1195,6 +1311,37 @@ mod tests {
             json!([{"op": "add", "path": "/extension/-", "value": p.doc()["extension"][0].clone()}]),
         );
         assert_eq!(code, ErrorCode::TooManyValues);
+    }
+
+    #[test]
+    fn corrections_need_a_reason() {
+        let flag = json!([{"op": "replace", "path": "/meta/security/0/code", "value": "R"}]);
+        let e = patch_body(&record(), Role::BackOffice, json!({ "patches": flag })).unwrap_err();
+        assert_eq!((e.code, e.diagnostics.unwrap().as_str()), (ErrorCode::MissingValue, "Missing value - 'reason'"));
+        let e = patch_body(&record(), Role::BackOffice, json!({ "patches": flag, "reason": "  " })).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MissingValue);
+        // an ordinary back-office edit needs none
+        patch_body(&record(), Role::BackOffice, json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]})).unwrap();
+        // classification
+        let before = record();
+        let after = patch_as(&before, Role::BackOffice, flag).unwrap();
+        assert_eq!(classify(&before, &after, Role::BackOffice), Operation::Flag);
+    }
+
+    #[test]
+    fn back_office_removes_a_wrong_death_with_its_status() {
+        let add = json!([{"op": "add", "path": "/extension/-", "value": death("1")}, {"op": "add", "path": "/deceasedDateTime", "value": "2024-05-01T00:00:00+00:00"}]);
+        let dead = patch(&record(), add).unwrap();
+        let remove_both = json!([{"op": "test", "path": "/extension/0/url", "value": crate::domain::patient::DEATH_NOTIFICATION_URL},
+            {"op": "remove", "path": "/extension/0"}, {"op": "remove", "path": "/deceasedDateTime"}]);
+        let alive = patch_as(&dead, Role::BackOffice, remove_both.clone()).unwrap();
+        assert!(alive.doc().get("deceasedDateTime").is_none() && alive.doc().get("extension").is_none());
+        assert_eq!(classify(&dead, &alive, Role::BackOffice), Operation::DeathCorrection);
+        // the date alone cannot go: date and status are removed together
+        let (code, _) = (patch_as(&dead, Role::BackOffice, json!([{"op": "remove", "path": "/deceasedDateTime"}])).unwrap_err().code, ());
+        assert_eq!(code, ErrorCode::InvalidUpdate);
+        // a healthcare worker may not remove it
+        assert_eq!(patch(&dead, remove_both).unwrap_err().code, ErrorCode::ForbiddenUpdate);
     }
 
     #[test]

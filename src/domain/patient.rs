@@ -128,6 +128,11 @@ impl Patient {
         is_restricted(&self.doc)
     }
 
+    /// Whether the record carries merge state (`link` or `active`), which only the back office sees.
+    pub fn has_merge_state(&self) -> bool {
+        has_merge_state(&self.doc)
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.doc).expect("a JSON map serialises")
     }
@@ -149,6 +154,10 @@ pub(crate) fn set_version(doc: &mut Map<String, Value>, version: Version) {
     if let Value::Object(m) = meta {
         m.insert("versionId".into(), Value::String(version.to_string()));
     }
+}
+
+pub fn has_merge_state(doc: &Map<String, Value>) -> bool {
+    doc.contains_key("link") || doc.contains_key("active")
 }
 
 pub fn is_restricted(doc: &Map<String, Value>) -> bool {
@@ -263,11 +272,12 @@ pub fn normalise(doc: &mut Map<String, Value>) {
 
 /// Top-level fields in the order PDS presents them; unknown keys (rejected by the schema
 /// anyway) go last.
-const FIELD_ORDER: [&str; 15] = [
+const FIELD_ORDER: [&str; 17] = [
     "resourceType",
     "id",
     "identifier",
     "meta",
+    "active",
     "name",
     "gender",
     "birthDate",
@@ -279,6 +289,7 @@ const FIELD_ORDER: [&str; 15] = [
     "generalPractitioner",
     "managingOrganization",
     "extension",
+    "link",
 ];
 
 fn canonical_order(doc: &mut Map<String, Value>) {

@@ -23,6 +23,26 @@ pub fn needs_redaction(doc: &Map<String, Value>, role: Role) -> bool {
     is_restricted(doc) && !role.sees_restricted()
 }
 
+/// Merge state (`link`, `active`) is back-office information: PDS's own view has neither.
+pub const MERGE_FIELDS: [&str; 2] = ["link", "active"];
+
+/// What `role` may see of a record: merge state only for the back office, and a restricted
+/// record (or one whose history was ever restricted: `restricted`) redacted for other roles.
+pub fn for_role(doc: &Map<String, Value>, role: Role, restricted: bool) -> Map<String, Value> {
+    if role.is_back_office() {
+        return doc.clone();
+    }
+    let mut out = if restricted || is_restricted(doc) {
+        redact(doc)
+    } else {
+        doc.clone()
+    };
+    for f in MERGE_FIELDS {
+        out.remove(f);
+    }
+    out
+}
+
 /// The restricted view of a record.
 pub fn redact(doc: &Map<String, Value>) -> Map<String, Value> {
     let mut out = doc.clone();

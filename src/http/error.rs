@@ -36,6 +36,7 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { .. } => {
                 ApiError::bare(ErrorCode::ResourceVersionMismatch)
             }
+            StoreError::RequestIdReused(id) => super::idempotency::reused(&id),
             StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_) => {
                 ApiError::new(ErrorCode::InvalidValue, e.to_string())
             }

@@ -1,9 +1,12 @@
 //! The HTTP layer: routes, headers, status codes and OperationOutcome rendering. It talks to
 //! the patch layer ([`crate::domain`]) and to storage only through [`PatientStore`].
 
+pub mod backoffice;
 pub mod caller;
 pub mod error;
 pub mod headers;
+pub mod history;
+pub mod idempotency;
 mod middleware;
 pub mod openapi;
 pub mod patient;
@@ -34,7 +37,13 @@ pub struct AppState {
     pub store: Arc<dyn PatientStore>,
     pub schemas: Arc<Schemas>,
     pub keys: Arc<KeySet>,
+    /// How long a change's X-Request-ID is remembered for idempotent retries.
+    pub idempotency_window: std::time::Duration,
 }
+
+/// Default idempotency window: a day, far beyond any client's retry schedule.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
 
 impl AppState {
     pub fn new(store: Arc<dyn PatientStore>, keys: KeySet) -> Self {
@@ -42,6 +51,7 @@ impl AppState {
             store,
             schemas: Arc::new(Schemas::compile()),
             keys: Arc::new(keys),
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
         }
     }
 }
@@ -55,6 +65,14 @@ pub fn router(state: AppState) -> Router {
             "/Patient/{id}",
             get(patient::get_patient).patch(patient::patch_patient),
         )
+        .route("/Patient/{id}/_history", get(history::history))
+        .route("/Patient/{id}/_history/{vid}", get(history::version))
+        .route("/Patient/$merge", axum::routing::post(backoffice::merge))
+        .route(
+            "/Patient/$unmerge",
+            axum::routing::post(backoffice::unmerge),
+        )
+        .route("/_audit", get(backoffice::audit))
         .route("/_ping", get(ping))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

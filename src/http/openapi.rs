@@ -76,6 +76,75 @@ pub mod docs {
         .to_operation_outcome()
     }
 
+    /// A FHIR R4 Bundle (history).
+    #[derive(ToSchema)]
+    pub struct Bundle {}
+
+    /// A FHIR R4 Parameters resource.
+    #[derive(ToSchema)]
+    pub struct Parameters {}
+
+    /// A patient's audit trail.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct AuditTrail {
+        /// The NHS number.
+        patient: String,
+        total: usize,
+        entries: Vec<AuditEntry>,
+    }
+
+    /// One audited change.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct AuditEntry {
+        /// RFC 3339 UTC time.
+        at: String,
+        /// Token subject (`anonymous` in sandbox mode without a token).
+        subject: String,
+        role: String,
+        request_id: String,
+        correlation_id: Option<String>,
+        /// `patch`, `flag`, `death-correction`, `merge` or `unmerge`.
+        operation: String,
+        patient: String,
+        version_before: Option<u32>,
+        version_after: u32,
+        /// The operations applied (JSON Patch).
+        #[schema(value_type = Option<Vec<Object>>)]
+        patch: Option<Value>,
+        reason: Option<String>,
+    }
+
+    fn nhs(n: &str) -> Value {
+        json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": n})
+    }
+
+    pub fn example_merge() -> Value {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "source-patient-identifier", "valueIdentifier": nhs("9991000100")},
+            {"name": "target-patient-identifier", "valueIdentifier": nhs("9991000097")},
+            {"name": "preview", "valueBoolean": false},
+            {"name": "reason", "valueString": "Duplicate registration at the same practice"}]})
+    }
+
+    pub fn example_unmerge() -> Value {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "source-patient-identifier", "valueIdentifier": nhs("9991000100")},
+            {"name": "reason", "valueString": "Merged in error: different people"}]})
+    }
+
+    pub fn example_merge_400() -> Value {
+        outcome(
+            ErrorCode::InvalidUpdate,
+            Some("Invalid update with error - a record cannot be merged into itself"),
+        )
+    }
+
+    pub fn example_422() -> Value {
+        outcome(ErrorCode::RequestIdReused, Some("Invalid value - '60e0b220-8136-4ca5-ae46-1d97ef59d068' in header 'X-Request-ID' - it was already used for a different request; use a new X-Request-ID for a new request"))
+    }
+
     pub fn example_patient() -> Value {
         json!({
             "resourceType": "Patient", "id": "9991000089",
@@ -174,9 +243,14 @@ pub mod docs {
         license(name = "MIT", identifier = "MIT"),
     ),
     servers((url = "/", description = "Root"), (url = "/personal-demographics/FHIR/R4", description = "PDS base path")),
-    paths(patient::get_patient, patient::patch_patient, patient::search_patients, super::ping),
-    components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Ping)),
-    tags((name = "Patient", description = "PDS Patient read and update"), (name = "Service", description = "Operational endpoints")),
+    paths(patient::get_patient, patient::patch_patient, patient::search_patients,
+          super::history::history, super::history::version,
+          super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit, super::ping),
+    components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::Ping)),
+    tags((name = "Patient", description = "PDS Patient read and update"),
+         (name = "History", description = "Every version of a record"),
+         (name = "Back office", description = "National Back Office corrections and audit"),
+         (name = "Service", description = "Operational endpoints")),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -1,7 +1,5 @@
 //! `/Patient` handlers: thin — parse the request, call the patch layer and the store, render.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -11,46 +9,149 @@ use serde_json::Value;
 
 use super::error::{ApiError, FHIR_JSON};
 use super::headers::{if_match, is_patch_content_type, RequestId};
+use super::idempotency;
 use super::openapi::docs;
 use super::AppState;
 use crate::auth::Caller;
-use crate::domain::patch::{self, PatchContext, PatchRequest};
-use crate::domain::{view, ErrorCode, NhsNumber, Patient, PdsError, Role, Version};
+use crate::domain::patch::{self, Operation, PatchContext, PatchRequest};
+use crate::domain::{view, ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
-use crate::store::{PatientStore, StoredRecord};
+use crate::store::{
+    AuditEntry, Change, Committed, PatientStore, RecordWrite, SavedResponse, StoreError,
+    StoredRecord,
+};
 
-fn parse_id(id: &str) -> Result<NhsNumber, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<NhsNumber, ApiError> {
     NhsNumber::parse(id).map_err(|_| ApiError::bare(ErrorCode::InvalidResourceId))
 }
 
 /// Reads are short redb read transactions on cached pages; they run on the request task.
-fn load(store: &dyn PatientStore, id: NhsNumber) -> Result<StoredRecord, ApiError> {
+pub(crate) fn load(store: &dyn PatientStore, id: NhsNumber) -> Result<StoredRecord, ApiError> {
     store
         .get(id)?
         .ok_or_else(|| ApiError::bare(ErrorCode::ResourceNotFound))
 }
 
-/// A Patient response with its ETag, redacted when the role may not see a restricted record.
-fn patient_response(
-    status: StatusCode,
+pub(crate) fn parse_stored(record: &StoredRecord) -> Result<Patient, ApiError> {
+    Ok(Patient::from_stored(&record.json).map_err(StoreError::Corrupt)?)
+}
+
+/// The record's bytes as `role` may see them. Most records need no parsing at all.
+pub(crate) fn render(
     record: &StoredRecord,
     role: Role,
-) -> Result<Response, ApiError> {
-    let body = if record.restricted && !role.sees_restricted() {
-        let patient =
-            Patient::from_stored(&record.json).map_err(crate::store::StoreError::Corrupt)?;
-        serde_json::to_vec(&view::redact(patient.doc())).expect("JSON")
-    } else {
-        record.json.clone()
-    };
+    restricted: bool,
+) -> Result<Vec<u8>, ApiError> {
+    if role.is_back_office() || !(record.restricted || record.merged || restricted) {
+        return Ok(record.json.clone());
+    }
+    let patient = parse_stored(record)?;
+    Ok(serde_json::to_vec(&view::for_role(patient.doc(), role, restricted)).expect("JSON"))
+}
+
+pub(crate) fn render_patient(patient: &Patient, role: Role) -> Vec<u8> {
+    serde_json::to_vec(&view::for_role(patient.doc(), role, false)).expect("JSON")
+}
+
+/// A FHIR JSON response, with an ETag when given.
+pub(crate) fn fhir(status: StatusCode, etag: Option<String>, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    headers.insert(
-        header::ETAG,
-        HeaderValue::from_str(&record.version.etag()).expect("ASCII"),
-    );
-    Ok(response)
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The 403 PDS gives for an update to a number that was merged away.
+pub(crate) fn superseded() -> ApiError {
+    ApiError(PdsError::forbidden_update(
+        "Update Failed - NHS No. supplied has been superseded in a merge",
+    ))
+}
+
+/// The record a read of `id` shows: the survivor's, when `id` was merged into another.
+pub(crate) fn load_current(
+    store: &dyn PatientStore,
+    id: NhsNumber,
+) -> Result<StoredRecord, ApiError> {
+    let record = load(store, id)?;
+    if !record.merged {
+        return Ok(record);
+    }
+    let survivor = store.survivor(id)?;
+    if survivor == id {
+        Ok(record)
+    } else {
+        load(store, survivor)
+    }
+}
+
+/// The parts of a request every audit entry records.
+pub(crate) struct Actor<'a> {
+    pub caller: &'a Caller,
+    pub request_id: &'a str,
+    pub correlation_id: Option<String>,
+}
+
+impl<'a> Actor<'a> {
+    pub fn new(caller: &'a Caller, request_id: &'a RequestId, headers: &HeaderMap) -> Self {
+        let correlation_id = headers
+            .get(super::headers::X_CORRELATION_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        Actor {
+            caller,
+            request_id: &request_id.0,
+            correlation_id,
+        }
+    }
+
+    /// The audit entry for one record's change.
+    pub fn audit(
+        &self,
+        operation: Operation,
+        before: Option<&Patient>,
+        after: &Patient,
+        patch: Value,
+        reason: Option<&str>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339"),
+            subject: self.caller.subject.clone(),
+            role: self.caller.role.name().to_string(),
+            request_id: self.request_id.to_string(),
+            correlation_id: self.correlation_id.clone(),
+            operation: operation.name().to_string(),
+            patient: after.id().to_string(),
+            version_before: before.map(|b| b.version().get()),
+            version_after: after.version().get(),
+            patch: Some(patch),
+            reason: reason.map(str::to_string),
+        }
+    }
+}
+
+/// Commits a change on a blocking thread (a redb commit waits for fsync) and answers with the
+/// saved response — the new one, or the original when this was a retry.
+pub(crate) async fn commit(app: &AppState, change: Change) -> Result<Response, ApiError> {
+    let store = app.store.clone();
+    let response = change
+        .request
+        .as_ref()
+        .map(|r| r.response.clone())
+        .expect("changes carry their response");
+    let committed = tokio::task::spawn_blocking(move || store.commit(change))
+        .await
+        .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
+    Ok(match committed {
+        Committed::Applied => idempotency::respond(&response),
+        Committed::Replayed(original) => idempotency::respond(&original),
+    })
 }
 
 #[utoipa::path(
@@ -79,8 +180,9 @@ pub async fn get_patient(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let record = load(app.store.as_ref(), id)?;
-    patient_response(StatusCode::OK, &record, caller.role)
+    let record = load_current(app.store.as_ref(), id)?;
+    let body = render(&record, caller.role, false)?;
+    Ok(fhir(StatusCode::OK, Some(record.version.etag()), body))
 }
 
 #[utoipa::path(
@@ -103,6 +205,7 @@ pub async fn get_patient(
         (status = 409, description = "RESOURCE_VERSION_MISMATCH (If-Match is not the current version)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
         (status = 412, description = "PRECONDITION_FAILED (If-Match missing or not `W/\"<n>\"`)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_412())),
         (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
+        (status = 422, description = "X-Request-ID re-used for a different request (a retry of the same request gets the original answer instead)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
         (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
         (status = 503, description = "SERVICE_UNAVAILABLE (retry with the same X-Request-ID after `Retry-After` seconds)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
     )
@@ -110,7 +213,7 @@ pub async fn get_patient(
 pub async fn patch_patient(
     State(app): State<AppState>,
     caller: Caller,
-    _request_id: RequestId,
+    request_id: RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -127,16 +230,24 @@ pub async fn patch_patient(
     if !is_patch_content_type(&headers) {
         return Err(ApiError::bare(ErrorCode::UnsupportedService));
     }
-    let body = body.map_err(body_rejection)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+    let bytes = body.map_err(body_rejection)?;
+    let fingerprint =
+        idempotency::fingerprint(&caller, "PATCH", &id.to_string(), &expected.etag(), &bytes);
+    if let Some(original) = idempotency::replay(&app, &request_id.0, &fingerprint)? {
+        return Ok(original);
+    }
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         PdsError::invalid_update(format!("the request body is not valid JSON - {e}"))
     })?;
     let stored = load(app.store.as_ref(), id)?;
+    if stored.merged && app.store.superseded_by(id)?.is_some() {
+        return Err(superseded());
+    }
     let request = PatchRequest::parse(&body, &app.schemas)?;
     if stored.version != expected {
         return Err(ApiError::bare(ErrorCode::ResourceVersionMismatch));
     }
-    let current = Patient::from_stored(&stored.json).map_err(crate::store::StoreError::Corrupt)?;
+    let current = parse_stored(&stored)?;
     let updated = {
         let mut new_id = new_object_id;
         let mut ctx = PatchContext {
@@ -146,25 +257,32 @@ pub async fn patch_patient(
         };
         patch::apply(&current, &request, &mut ctx, &app.schemas)?
     };
-    let record = StoredRecord {
-        version: updated.version(),
-        restricted: updated.is_restricted(),
-        json: updated.to_bytes(),
+    let operation = patch::classify(&current, &updated, role);
+    let actor = Actor::new(&caller, &request_id, &headers);
+    let patches = Value::Array(request.ops.iter().map(|o| o.to_json()).collect());
+    let audit = actor.audit(
+        operation,
+        Some(&current),
+        &updated,
+        patches,
+        request.reason.as_deref(),
+    );
+    let response = SavedResponse {
+        status: 200,
+        etag: Some(updated.version().etag()),
+        body: String::from_utf8(render_patient(&updated, role)).expect("JSON is UTF-8"),
     };
-    write(app.store.clone(), expected, updated).await?;
-    patient_response(StatusCode::OK, &record, role)
-}
-
-/// Runs the durable write on a blocking thread (a redb commit waits for fsync).
-async fn write(
-    store: Arc<dyn PatientStore>,
-    expected: Version,
-    record: Patient,
-) -> Result<(), ApiError> {
-    tokio::task::spawn_blocking(move || store.update(expected, &record))
-        .await
-        .map_err(|_| ApiError::bare(ErrorCode::UnknownError))?
-        .map_err(ApiError::from)
+    let change = Change {
+        writes: vec![RecordWrite {
+            expected: Some(expected),
+            record: updated,
+        }],
+        audit: vec![audit],
+        request: Some(idempotency::record(&request_id.0, fingerprint, response)),
+        forget_requests_before: idempotency::forget_before(&app),
+        ..Change::default()
+    };
+    commit(&app, change).await
 }
 
 pub fn body_rejection(e: BytesRejection) -> ApiError {

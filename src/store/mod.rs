@@ -1,10 +1,13 @@
 //! Storage behind a narrow trait, so that the HTTP layer and the patch layer never see the
 //! database: redb today ([`redb_store::RedbStore`]), PostgreSQL later.
 //!
-//! Every change is one call, and every call is one transaction: a record's new current
-//! version and its copy in the version history are written together or not at all.
+//! Every change is one [`Change`] committed in one transaction: the new versions of the records
+//! it touches, their copies in the version history, merge links, the audit entries, and the
+//! saved response that makes a retry with the same `X-Request-ID` idempotent — all or nothing.
 
 pub mod redb_store;
+
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{NhsNumber, Patient, Version};
 
@@ -14,6 +17,8 @@ pub struct StoredRecord {
     pub version: Version,
     /// Confidentiality R or V: the HTTP layer must redact it for most roles.
     pub restricted: bool,
+    /// Carries merge state (`link`/`active`): superseded, or the survivor of a merge.
+    pub merged: bool,
     /// The Patient document (JSON, `meta.versionId` = `version`).
     pub json: Vec<u8>,
 }
@@ -32,6 +37,9 @@ pub enum StoreError {
     AlreadyExists(NhsNumber),
     #[error("NHS number {0} appears twice in one batch")]
     DuplicateInBatch(NhsNumber),
+    /// The X-Request-ID was already used, within the window, for a different request.
+    #[error("X-Request-ID {0} was already used for a different request")]
+    RequestIdReused(String),
     /// The database cannot be used right now (I/O error, disk full...). Nothing was changed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -49,8 +57,82 @@ pub enum ExistingRecords {
     Replace,
 }
 
+/// One audited change to one record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// RFC 3339 UTC time of the change.
+    pub at: String,
+    /// The token subject (`anonymous` in sandbox mode without a token).
+    pub subject: String,
+    pub role: String,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// `patch`, `flag`, `death-correction`, `merge` or `unmerge`.
+    pub operation: String,
+    pub patient: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_before: Option<u32>,
+    pub version_after: u32,
+    /// The operations applied (a PATCH's patches, or what a merge did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A response saved with the change it reports, to answer a retry with the same X-Request-ID.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedResponse {
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The response body (JSON text).
+    pub body: String,
+}
+
+/// The idempotency record of a request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    pub request_id: String,
+    /// Hash of who asked and what (method, path, preconditions, body).
+    pub fingerprint: [u8; 32],
+    /// Seconds since the Unix epoch when it was saved.
+    pub saved_at: u64,
+    pub response: SavedResponse,
+}
+
+/// A record write: the new version and the version it replaces (`None` for a new record).
+#[derive(Clone, Debug)]
+pub struct RecordWrite {
+    pub expected: Option<Version>,
+    pub record: Patient,
+}
+
+/// Everything one change writes, in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Change {
+    pub writes: Vec<RecordWrite>,
+    /// `(source, target)`: source is now superseded by target.
+    pub supersede: Vec<(NhsNumber, NhsNumber)>,
+    /// Sources no longer superseded (an unmerge).
+    pub unsupersede: Vec<NhsNumber>,
+    pub audit: Vec<AuditEntry>,
+    pub request: Option<RequestRecord>,
+    /// Idempotency records saved before this time (Unix seconds) may be forgotten.
+    pub forget_requests_before: u64,
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Committed {
+    Applied,
+    /// The same request was already committed; here is its response. Nothing was written.
+    Replayed(SavedResponse),
+}
+
 pub trait PatientStore: Send + Sync + 'static {
-    /// The current version of a record.
+    /// The current version of a record (superseded records included).
     fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError>;
 
     /// One version of a record, current or past.
@@ -60,9 +142,23 @@ pub trait PatientStore: Send + Sync + 'static {
         version: Version,
     ) -> Result<Option<StoredRecord>, StoreError>;
 
-    /// Stores `record` as the next version, if the current version is still `expected`
-    /// (optimistic concurrency: otherwise [`StoreError::VersionConflict`], nothing written).
-    fn update(&self, expected: Version, record: &Patient) -> Result<(), StoreError>;
+    /// Every version of a record, newest first.
+    fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// The record that directly supersedes `id`, if it was merged.
+    fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError>;
+
+    /// Commits a change atomically. Each write's `expected` version must still be current
+    /// (otherwise [`StoreError::VersionConflict`] and nothing is written). A request already
+    /// saved with the same fingerprint is [`Committed::Replayed`]; with another fingerprint,
+    /// [`StoreError::RequestIdReused`].
+    fn commit(&self, change: Change) -> Result<Committed, StoreError>;
+
+    /// The idempotency record of a request id, if one is kept.
+    fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;
+
+    /// The audit trail of a patient, oldest first.
+    fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores new records in one transaction: all of them or none.
     fn insert_batch(
@@ -73,4 +169,18 @@ pub trait PatientStore: Send + Sync + 'static {
 
     /// How many records are stored.
     fn count(&self) -> Result<u64, StoreError>;
+
+    /// Follows merges from `id` to the surviving record (itself when not superseded).
+    fn survivor(&self, id: NhsNumber) -> Result<NhsNumber, StoreError> {
+        let mut current = id;
+        for _ in 0..64 {
+            match self.superseded_by(current)? {
+                Some(next) => current = next,
+                None => return Ok(current),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "merge chain from {id} does not end"
+        )))
+    }
 }

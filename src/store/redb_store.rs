@@ -4,26 +4,43 @@
 //! * `patients`: NHS number → current record, as `[format][flags][version u32 LE][JSON]`, so a
 //!   GET can answer with the version, the restricted flag and the bytes without parsing JSON;
 //! * `versions`: (NHS number, version) → JSON of every version, current included;
-//! * `meta`: store-format facts (`format` = 1).
+//! * `superseded`: merged NHS number → the NHS number that superseded it;
+//! * `audit`: (NHS number, sequence) → audit entry (JSON), sequence global and increasing;
+//! * `requests`: X-Request-ID → `[fingerprint 32][saved_at u64 LE][saved response JSON]`, with
+//!   `requests_by_time`: (saved_at, X-Request-ID) → () to forget old ones cheaply;
+//! * `meta`: store-format facts (`format` = 1, `audit_seq`).
 //!
 //! All tables are created when the database is opened, so readers never meet a missing table.
 //! redb commits are durable (fsync) when `commit` returns: an acknowledged change survives a
-//! crash. Calls block; async callers run them on a blocking thread.
+//! crash. Calls block; async callers run writes on a blocking thread.
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
-use super::{ExistingRecords, PatientStore, StoreError, StoredRecord};
+use super::{
+    AuditEntry, Change, Committed, ExistingRecords, PatientStore, RequestRecord, SavedResponse,
+    StoreError, StoredRecord,
+};
 use crate::domain::{NhsNumber, Patient, Version};
 
 const PATIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("patients");
 const VERSIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
+const SUPERSEDED: TableDefinition<u64, u64> = TableDefinition::new("superseded");
+const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
+const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
+const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("requests_by_time");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const FORMAT: u8 = 1;
 const FLAG_RESTRICTED: u8 = 1;
+const FLAG_MERGED: u8 = 2;
 const HEADER: usize = 6;
+/// How many expired idempotency records one commit forgets at most (keeps commits short).
+const FORGET_PER_COMMIT: usize = 64;
 
 pub struct RedbStore {
     db: Database,
@@ -55,9 +72,14 @@ impl RedbStore {
         };
         let txn = db.begin_write().map_err(|e| other(e.to_string()))?;
         {
-            txn.open_table(PATIENTS).map_err(|e| other(e.to_string()))?;
-            txn.open_table(VERSIONS).map_err(|e| other(e.to_string()))?;
-            let mut meta = txn.open_table(META).map_err(|e| other(e.to_string()))?;
+            let e = |e: redb::TableError| other(e.to_string());
+            txn.open_table(PATIENTS).map_err(e)?;
+            txn.open_table(VERSIONS).map_err(e)?;
+            txn.open_table(SUPERSEDED).map_err(e)?;
+            txn.open_table(AUDIT).map_err(e)?;
+            txn.open_table(REQUESTS).map_err(e)?;
+            txn.open_table(REQUESTS_BY_TIME).map_err(e)?;
+            let mut meta = txn.open_table(META).map_err(e)?;
             let format = meta
                 .get("format")
                 .map_err(|e| other(e.to_string()))?
@@ -87,11 +109,14 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 fn encode(record: &Patient, json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + json.len());
     out.push(FORMAT);
-    out.push(if record.is_restricted() {
-        FLAG_RESTRICTED
-    } else {
-        0
-    });
+    let mut flags = 0;
+    if record.is_restricted() {
+        flags |= FLAG_RESTRICTED;
+    }
+    if record.has_merge_state() {
+        flags |= FLAG_MERGED;
+    }
+    out.push(flags);
     out.extend_from_slice(&record.version().get().to_le_bytes());
     out.extend_from_slice(json);
     out
@@ -106,12 +131,44 @@ fn decode(bytes: &[u8]) -> Result<StoredRecord, StoreError> {
     Ok(StoredRecord {
         version,
         restricted: bytes[1] & FLAG_RESTRICTED != 0,
+        merged: bytes[1] & FLAG_MERGED != 0,
         json: bytes[HEADER..].to_vec(),
     })
 }
 
+fn versioned(json: Vec<u8>, version: Version) -> Result<StoredRecord, StoreError> {
+    let record = Patient::from_stored(&json).map_err(StoreError::Corrupt)?;
+    Ok(StoredRecord {
+        version,
+        restricted: record.is_restricted(),
+        merged: record.has_merge_state(),
+        json,
+    })
+}
+
+fn encode_request(r: &RequestRecord) -> Vec<u8> {
+    let mut out = r.fingerprint.to_vec();
+    out.extend_from_slice(&r.saved_at.to_le_bytes());
+    out.extend_from_slice(&serde_json::to_vec(&r.response).expect("JSON"));
+    out
+}
+
+fn decode_request(request_id: &str, bytes: &[u8]) -> Result<RequestRecord, StoreError> {
+    if bytes.len() < 40 {
+        return Err(StoreError::Corrupt("request record".into()));
+    }
+    let response: SavedResponse =
+        serde_json::from_slice(&bytes[40..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(RequestRecord {
+        request_id: request_id.to_string(),
+        fingerprint: bytes[..32].try_into().expect("32 bytes"),
+        saved_at: u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")),
+        response,
+    })
+}
+
 /// Writes `record` as current and into the history (inside an open write transaction).
-fn put(txn: &redb::WriteTransaction, record: &Patient) -> Result<(), StoreError> {
+fn put(txn: &WriteTransaction, record: &Patient) -> Result<(), StoreError> {
     let json = record.to_bytes();
     let key = record.id().as_u64();
     txn.open_table(PATIENTS)
@@ -125,15 +182,93 @@ fn put(txn: &redb::WriteTransaction, record: &Patient) -> Result<(), StoreError>
     Ok(())
 }
 
-fn current_version(
-    txn: &redb::WriteTransaction,
-    id: NhsNumber,
-) -> Result<Option<Version>, StoreError> {
+fn current_version(txn: &WriteTransaction, id: NhsNumber) -> Result<Option<Version>, StoreError> {
     let table = txn.open_table(PATIENTS).map_err(unavailable)?;
     let guard = table.get(id.as_u64()).map_err(unavailable)?;
     guard
         .map(|g| decode(g.value()).map(|r| r.version))
         .transpose()
+}
+
+fn next_audit_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META).map_err(unavailable)?;
+    let current = meta
+        .get("audit_seq")
+        .map_err(unavailable)?
+        .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])))
+        .unwrap_or(0);
+    let next = current + 1;
+    meta.insert("audit_seq", next.to_le_bytes().as_slice())
+        .map_err(unavailable)?;
+    Ok(next)
+}
+
+/// Checks a request id inside the write transaction: `Some` answer to replay, or an error.
+fn check_request(
+    txn: &WriteTransaction,
+    change: &Change,
+) -> Result<Option<SavedResponse>, StoreError> {
+    let Some(request) = &change.request else {
+        return Ok(None);
+    };
+    let table = txn.open_table(REQUESTS).map_err(unavailable)?;
+    let Some(guard) = table
+        .get(request.request_id.as_str())
+        .map_err(unavailable)?
+    else {
+        return Ok(None);
+    };
+    let saved = decode_request(&request.request_id, guard.value())?;
+    if saved.saved_at < change.forget_requests_before {
+        return Ok(None);
+    }
+    if saved.fingerprint == request.fingerprint {
+        Ok(Some(saved.response))
+    } else {
+        Err(StoreError::RequestIdReused(request.request_id.clone()))
+    }
+}
+
+fn save_request(txn: &WriteTransaction, request: &RequestRecord) -> Result<(), StoreError> {
+    let mut requests = txn.open_table(REQUESTS).map_err(unavailable)?;
+    let mut by_time = txn.open_table(REQUESTS_BY_TIME).map_err(unavailable)?;
+    let old = requests
+        .get(request.request_id.as_str())
+        .map_err(unavailable)?
+        .map(|g| g.value().to_vec());
+    if let Some(old) = old {
+        let old = decode_request(&request.request_id, &old)?;
+        by_time
+            .remove((old.saved_at, request.request_id.as_str()))
+            .map_err(unavailable)?;
+    }
+    requests
+        .insert(
+            request.request_id.as_str(),
+            encode_request(request).as_slice(),
+        )
+        .map_err(unavailable)?;
+    by_time
+        .insert((request.saved_at, request.request_id.as_str()), ())
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn forget_requests(txn: &WriteTransaction, before: u64) -> Result<(), StoreError> {
+    let mut requests = txn.open_table(REQUESTS).map_err(unavailable)?;
+    let mut by_time = txn.open_table(REQUESTS_BY_TIME).map_err(unavailable)?;
+    let expired: Vec<(u64, String)> = by_time
+        .range((0u64, "")..(before, ""))
+        .map_err(unavailable)?
+        .take(FORGET_PER_COMMIT)
+        .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+        .collect::<Result<_, _>>()
+        .map_err(unavailable)?;
+    for (at, id) in expired {
+        by_time.remove((at, id.as_str())).map_err(unavailable)?;
+        requests.remove(id.as_str()).map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 impl PatientStore for RedbStore {
@@ -157,31 +292,114 @@ impl PatientStore for RedbStore {
         else {
             return Ok(None);
         };
-        let json = guard.value().to_vec();
-        let record = Patient::from_stored(&json).map_err(StoreError::Corrupt)?;
-        Ok(Some(StoredRecord {
-            version,
-            restricted: record.is_restricted(),
-            json,
-        }))
+        versioned(guard.value().to_vec(), version).map(Some)
     }
 
-    fn update(&self, expected: Version, record: &Patient) -> Result<(), StoreError> {
-        debug_assert_eq!(record.version(), expected.next());
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        match current_version(&txn, record.id())? {
-            None => return Err(StoreError::NotFound(record.id())),
-            Some(current) if current != expected => {
-                return Err(StoreError::VersionConflict {
-                    id: record.id(),
-                    expected,
-                    current,
-                });
-            }
-            Some(_) => {}
+    fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(VERSIONS).map_err(unavailable)?;
+        let key = id.as_u64();
+        let mut out = Vec::new();
+        for entry in table
+            .range((key, 0)..=(key, u32::MAX))
+            .map_err(unavailable)?
+            .rev()
+        {
+            let (k, v) = entry.map_err(unavailable)?;
+            let version =
+                Version::new(k.value().1).ok_or_else(|| StoreError::Corrupt("version 0".into()))?;
+            out.push(versioned(v.value().to_vec(), version)?);
         }
-        put(&txn, record)?;
-        txn.commit().map_err(unavailable)
+        Ok(out)
+    }
+
+    fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(SUPERSEDED).map_err(unavailable)?;
+        let Some(guard) = table.get(id.as_u64()).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        NhsNumber::from_u64(guard.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    fn commit(&self, change: Change) -> Result<Committed, StoreError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        if let Some(saved) = check_request(&txn, &change)? {
+            return Ok(Committed::Replayed(saved));
+        }
+        for w in &change.writes {
+            let id = w.record.id();
+            match (current_version(&txn, id)?, w.expected) {
+                (None, None) => {}
+                (Some(_), None) => return Err(StoreError::AlreadyExists(id)),
+                (None, Some(_)) => return Err(StoreError::NotFound(id)),
+                (Some(current), Some(expected)) if current != expected => {
+                    return Err(StoreError::VersionConflict {
+                        id,
+                        expected,
+                        current,
+                    });
+                }
+                (Some(_), Some(_)) => {}
+            }
+            put(&txn, &w.record)?;
+        }
+        {
+            let mut superseded = txn.open_table(SUPERSEDED).map_err(unavailable)?;
+            for (source, target) in &change.supersede {
+                superseded
+                    .insert(source.as_u64(), target.as_u64())
+                    .map_err(unavailable)?;
+            }
+            for source in &change.unsupersede {
+                superseded.remove(source.as_u64()).map_err(unavailable)?;
+            }
+        }
+        for entry in &change.audit {
+            let seq = next_audit_seq(&txn)?;
+            let patient =
+                NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json = serde_json::to_vec(entry).expect("JSON");
+            txn.open_table(AUDIT)
+                .map_err(unavailable)?
+                .insert((patient.as_u64(), seq), json.as_slice())
+                .map_err(unavailable)?;
+        }
+        if let Some(request) = &change.request {
+            save_request(&txn, request)?;
+        }
+        forget_requests(&txn, change.forget_requests_before)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(Committed::Applied)
+    }
+
+    fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(REQUESTS).map_err(unavailable)?;
+        let Some(guard) = table.get(request_id).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        decode_request(request_id, guard.value()).map(Some)
+    }
+
+    fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(AUDIT).map_err(unavailable)?;
+        let key = id.as_u64();
+        let mut out = Vec::new();
+        for entry in table
+            .range((key, 0)..=(key, u64::MAX))
+            .map_err(unavailable)?
+        {
+            let (_, v) = entry.map_err(unavailable)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+        }
+        Ok(out)
     }
 
     fn insert_batch(
@@ -219,6 +437,7 @@ impl PatientStore for RedbStore {
 mod tests {
     use super::*;
     use crate::domain::Schemas;
+    use crate::store::RecordWrite;
     use serde_json::json;
     use time::macros::date;
 
@@ -227,6 +446,16 @@ mod tests {
             "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": id}],
             "name": [{"id": "n", "use": "usual", "family": family}]});
         Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
+    }
+
+    fn update(expected: Version, record: &Patient) -> Change {
+        Change {
+            writes: vec![RecordWrite {
+                expected: Some(expected),
+                record: record.clone(),
+            }],
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -238,11 +467,11 @@ mod tests {
             .insert_batch(std::slice::from_ref(&v1), ExistingRecords::Reject)
             .unwrap();
         let v2 = patient("9000000009", "2", "Two");
-        store.update(Version::FIRST, &v2).unwrap();
+        store.commit(update(Version::FIRST, &v2)).unwrap();
         // a second writer holding version 1 loses
         let stale = patient("9000000009", "2", "Stale");
         assert!(matches!(
-            store.update(Version::FIRST, &stale),
+            store.commit(update(Version::FIRST, &stale)),
             Err(StoreError::VersionConflict { .. })
         ));
 
@@ -253,6 +482,101 @@ mod tests {
         let old = store.get_version(id, Version::FIRST).unwrap().unwrap();
         assert_eq!(Patient::from_stored(&old.json).unwrap(), v1);
         assert_eq!(store.count().unwrap(), 1);
+        let history: Vec<u32> = store
+            .history(id)
+            .unwrap()
+            .iter()
+            .map(|r| r.version.get())
+            .collect();
+        assert_eq!(history, [2, 1], "newest first");
+    }
+
+    fn entry(patient: &str, after: u32) -> AuditEntry {
+        AuditEntry {
+            at: "2026-11-27T00:00:00Z".into(),
+            subject: "t".into(),
+            role: "back-office".into(),
+            request_id: format!("r{after}"),
+            correlation_id: None,
+            operation: "patch".into(),
+            patient: patient.into(),
+            version_before: Some(after - 1),
+            version_after: after,
+            patch: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn idempotent_requests_and_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        store
+            .insert_batch(
+                &[patient("9000000009", "1", "One")],
+                ExistingRecords::Reject,
+            )
+            .unwrap();
+        let v2 = patient("9000000009", "2", "Two");
+        let saved = SavedResponse {
+            status: 200,
+            etag: Some("W/\"2\"".into()),
+            body: "{}".into(),
+        };
+        let request = RequestRecord {
+            request_id: "rid".into(),
+            fingerprint: [7; 32],
+            saved_at: 1000,
+            response: saved.clone(),
+        };
+        let mut change = update(Version::FIRST, &v2);
+        change.request = Some(request.clone());
+        change.audit = vec![entry("9000000009", 2)];
+        assert_eq!(store.commit(change.clone()).unwrap(), Committed::Applied);
+        // the same request again: the saved answer, nothing written (no version conflict either)
+        assert_eq!(
+            store.commit(change.clone()).unwrap(),
+            Committed::Replayed(saved)
+        );
+        assert_eq!(store.audit(v2.id()).unwrap().len(), 1);
+        // the same id for something else
+        let mut other = change.clone();
+        other.request.as_mut().unwrap().fingerprint = [8; 32];
+        assert!(matches!(
+            store.commit(other),
+            Err(StoreError::RequestIdReused(_))
+        ));
+        assert_eq!(store.request("rid").unwrap().unwrap().fingerprint, [7; 32]);
+        // once the window has passed, it is forgotten
+        let later = Change {
+            forget_requests_before: 2000,
+            ..Default::default()
+        };
+        store.commit(later).unwrap();
+        assert!(store.request("rid").unwrap().is_none());
+    }
+
+    #[test]
+    fn supersession_and_survivor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let [a, b, c] =
+            ["9000000009", "9000000017", "9000000025"].map(|n| NhsNumber::parse(n).unwrap());
+        store
+            .commit(Change {
+                supersede: vec![(a, b), (b, c)],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.survivor(a).unwrap(), c);
+        assert_eq!(store.superseded_by(a).unwrap(), Some(b));
+        store
+            .commit(Change {
+                unsupersede: vec![a],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.survivor(a).unwrap(), a);
     }
 
     #[test]

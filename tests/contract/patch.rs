@@ -152,12 +152,13 @@ async fn content_types_and_body_shapes() {
             .expect(400, "INVALID_UPDATE")
             .expect_diagnostics("Invalid update with error - No patches found");
     }
+    let fresh = request_id();
     let r = api
         .send(
             "PATCH",
             &path,
             &[
-                ("X-Request-ID", &rid),
+                ("X-Request-ID", &fresh),
                 ("If-Match", "W/\"2\""),
                 ("Content-Type", "application/json-patch+json"),
             ],

@@ -1,0 +1,99 @@
+//! Version history: every version of a record is kept and can be read back.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::caller::require_back_office;
+use super::error::ApiError;
+use super::headers::RequestId;
+use super::openapi::docs;
+use super::patient::{fhir, load, parse_id, render};
+use super::AppState;
+use crate::auth::Caller;
+use crate::domain::{ErrorCode, PdsError, Version};
+
+#[utoipa::path(
+    get,
+    path = "/Patient/{id}/_history",
+    tag = "History",
+    security((), ("bearer" = [])),
+    summary = "Every version of a patient, newest first",
+    description = "A FHIR `history` Bundle. Roles other than the back office see each version as they would see the record: redacted if the record is, or ever was, restricted, and without merge links. For a number merged into another, other roles get the survivor's history (as GET returns the survivor); the back office gets the number's own.",
+    params(docs::NhsNumberParam, docs::RequestHeaders),
+    responses(
+        (status = 200, description = "History Bundle", body = docs::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "INVALID_RESOURCE_ID; MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
+        (status = 403, description = "ACCESS_DENIED (no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+    )
+)]
+pub async fn history(
+    State(app): State<AppState>,
+    caller: Caller,
+    _request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut id = parse_id(&id)?;
+    let current = load(app.store.as_ref(), id)?;
+    if current.merged && !caller.role.is_back_office() {
+        id = app.store.survivor(id)?;
+    }
+    let versions = app.store.history(id)?;
+    // one restricted version makes every version restricted for roles that may not see it
+    let ever_restricted = versions.iter().any(|v| v.restricted);
+    let mut entries = Vec::with_capacity(versions.len());
+    for v in &versions {
+        let resource: Value =
+            serde_json::from_slice(&render(v, caller.role, ever_restricted)?).expect("stored JSON");
+        entries.push(json!({
+            "resource": resource,
+            "request": {"method": if v.version == Version::FIRST { "POST" } else { "PATCH" }, "url": format!("Patient/{id}")},
+            "response": {"status": if v.version == Version::FIRST { "201 Created" } else { "200 OK" }, "etag": v.version.etag()},
+        }));
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries});
+    Ok(fhir(
+        StatusCode::OK,
+        None,
+        serde_json::to_vec(&bundle).expect("JSON"),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/Patient/{id}/_history/{vid}",
+    tag = "History",
+    security(("bearer" = [])),
+    summary = "One version of a patient (back office)",
+    params(docs::NhsNumberParam, ("vid" = String, Path, description = "The version (`meta.versionId`)", pattern = "^[1-9][0-9]*$"), docs::RequestHeaders),
+    responses(
+        (status = 200, description = "That version", body = docs::Patient, content_type = "application/fhir+json",
+            headers(("ETag" = String, description = "`W/\"<vid>\"`")), example = json!(docs::example_patient())),
+        (status = 400, description = "INVALID_RESOURCE_ID; INVALID_VALUE (vid); MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
+        (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 404, description = "RESOURCE_NOT_FOUND (no such record or version)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+    )
+)]
+pub async fn version(
+    State(app): State<AppState>,
+    caller: Caller,
+    _request_id: RequestId,
+    Path((id, vid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    require_back_office(&caller)?;
+    let id = parse_id(&id)?;
+    let vid = Version::parse(&vid).ok_or_else(|| ApiError(PdsError::invalid_value(&vid, "vid")))?;
+    let record = app
+        .store
+        .get_version(id, vid)?
+        .ok_or_else(|| ApiError::bare(ErrorCode::ResourceNotFound))?;
+    Ok(fhir(StatusCode::OK, Some(vid.etag()), record.json))
+}

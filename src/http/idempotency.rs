@@ -1,0 +1,104 @@
+//! Idempotent retries: a change request re-sent with the same `X-Request-ID` gets the
+//! original response and changes nothing again (PDS asks clients to retry timed-out requests
+//! with the same id). The response is saved in the same transaction as the change.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, FHIR_JSON};
+use super::AppState;
+use crate::auth::Caller;
+use crate::domain::{ErrorCode, PdsError};
+use crate::store::{RequestRecord, SavedResponse};
+
+/// Identifies "the same request": who sends it (subject and role, so a response is never
+/// replayed to someone else) and what (method, path, precondition, body).
+pub fn fingerprint(
+    caller: &Caller,
+    method: &str,
+    path: &str,
+    precondition: &str,
+    body: &[u8],
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [
+        caller.subject.as_bytes(),
+        caller.role.name().as_bytes(),
+        method.as_bytes(),
+        path.as_bytes(),
+        precondition.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(body);
+    h.finalize().into()
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Saved requests older than this (Unix seconds) are forgotten.
+pub fn forget_before(app: &AppState) -> u64 {
+    now_secs().saturating_sub(app.idempotency_window.as_secs())
+}
+
+pub fn reused(request_id: &str) -> ApiError {
+    ApiError(PdsError::new(
+        ErrorCode::RequestIdReused,
+        format!(
+            "Invalid value - '{}' in header 'X-Request-ID' - it was already used for a different request; use a new X-Request-ID for a new request",
+            crate::domain::outcome::clip(request_id)
+        ),
+    ))
+}
+
+/// The saved response of an earlier identical request, if there is one in the window.
+pub fn replay(
+    app: &AppState,
+    request_id: &str,
+    fingerprint: &[u8; 32],
+) -> Result<Option<Response>, ApiError> {
+    let Some(saved) = app.store.request(request_id)? else {
+        return Ok(None);
+    };
+    if saved.saved_at < forget_before(app) {
+        return Ok(None);
+    }
+    if &saved.fingerprint != fingerprint {
+        return Err(reused(request_id));
+    }
+    Ok(Some(respond(&saved.response)))
+}
+
+pub fn record(request_id: &str, fingerprint: [u8; 32], response: SavedResponse) -> RequestRecord {
+    RequestRecord {
+        request_id: request_id.to_string(),
+        fingerprint,
+        saved_at: now_secs(),
+        response,
+    }
+}
+
+/// A FHIR JSON response from saved parts.
+pub fn respond(saved: &SavedResponse) -> Response {
+    let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, saved.body.clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    if let Some(etag) = saved
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
