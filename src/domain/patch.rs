@@ -1317,11 +1317,24 @@ mod tests {
     fn corrections_need_a_reason() {
         let flag = json!([{"op": "replace", "path": "/meta/security/0/code", "value": "R"}]);
         let e = patch_body(&record(), Role::BackOffice, json!({ "patches": flag })).unwrap_err();
-        assert_eq!((e.code, e.diagnostics.unwrap().as_str()), (ErrorCode::MissingValue, "Missing value - 'reason'"));
-        let e = patch_body(&record(), Role::BackOffice, json!({ "patches": flag, "reason": "  " })).unwrap_err();
+        assert_eq!(
+            (e.code, e.diagnostics.unwrap().as_str()),
+            (ErrorCode::MissingValue, "Missing value - 'reason'")
+        );
+        let e = patch_body(
+            &record(),
+            Role::BackOffice,
+            json!({ "patches": flag, "reason": "  " }),
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::MissingValue);
         // an ordinary back-office edit needs none
-        patch_body(&record(), Role::BackOffice, json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]})).unwrap();
+        patch_body(
+            &record(),
+            Role::BackOffice,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]}),
+        )
+        .unwrap();
         // classification
         let before = record();
         let after = patch_as(&before, Role::BackOffice, flag).unwrap();
@@ -1335,13 +1348,30 @@ mod tests {
         let remove_both = json!([{"op": "test", "path": "/extension/0/url", "value": crate::domain::patient::DEATH_NOTIFICATION_URL},
             {"op": "remove", "path": "/extension/0"}, {"op": "remove", "path": "/deceasedDateTime"}]);
         let alive = patch_as(&dead, Role::BackOffice, remove_both.clone()).unwrap();
-        assert!(alive.doc().get("deceasedDateTime").is_none() && alive.doc().get("extension").is_none());
-        assert_eq!(classify(&dead, &alive, Role::BackOffice), Operation::DeathCorrection);
+        assert!(
+            alive.doc().get("deceasedDateTime").is_none() && alive.doc().get("extension").is_none()
+        );
+        assert_eq!(
+            classify(&dead, &alive, Role::BackOffice),
+            Operation::DeathCorrection
+        );
         // the date alone cannot go: date and status are removed together
-        let (code, _) = (patch_as(&dead, Role::BackOffice, json!([{"op": "remove", "path": "/deceasedDateTime"}])).unwrap_err().code, ());
+        let (code, _) = (
+            patch_as(
+                &dead,
+                Role::BackOffice,
+                json!([{"op": "remove", "path": "/deceasedDateTime"}]),
+            )
+            .unwrap_err()
+            .code,
+            (),
+        );
         assert_eq!(code, ErrorCode::InvalidUpdate);
         // a healthcare worker may not remove it
-        assert_eq!(patch(&dead, remove_both).unwrap_err().code, ErrorCode::ForbiddenUpdate);
+        assert_eq!(
+            patch(&dead, remove_both).unwrap_err().code,
+            ErrorCode::ForbiddenUpdate
+        );
     }
 
     #[test]

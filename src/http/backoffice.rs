@@ -203,14 +203,25 @@ pub async fn merge(
         Ok(op) => op,
         Err(replayed) => return Ok(replayed),
     };
+    let result = do_merge(&app, &caller, &request_id, &headers, &op).await;
+    idempotency::unless_duplicate(&app, &request_id.0, &op.fingerprint, result)
+}
+
+async fn do_merge(
+    app: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    op: &OperationRequest,
+) -> Result<Response, ApiError> {
     let (source_id, target_requested) = (op.request.source, op.request.target.expect("parsed"));
-    let (source, _) = load_named(&app, "source-patient-identifier", source_id)?;
+    let (source, _) = load_named(app, "source-patient-identifier", source_id)?;
     if let Some(survivor) = app.store.superseded_by(source_id)? {
         return Err(ApiError(PdsError::invalid_update(format!(
             "source {source_id} has already been merged into {survivor}; unmerge it first"
         ))));
     }
-    load_named(&app, "target-patient-identifier", target_requested)?;
+    load_named(app, "target-patient-identifier", target_requested)?;
     let target_id = app.store.survivor(target_requested)?;
     if target_id == source_id {
         let why = if target_requested == source_id {
@@ -220,7 +231,7 @@ pub async fn merge(
         };
         return Err(ApiError(PdsError::invalid_update(why)));
     }
-    let (target, _) = load_named(&app, "target-patient-identifier", target_id)?;
+    let (target, _) = load_named(app, "target-patient-identifier", target_id)?;
     let merged = {
         let mut new_id = new_object_id;
         let mut ctx = PatchContext {
@@ -246,12 +257,12 @@ pub async fn merge(
             parameters(&outcome, &merged.target),
         ));
     }
-    let actor = Actor::new(&caller, &request_id, &headers);
+    let actor = Actor::new(caller, request_id, headers);
     let outcome = format!("Merge completed: {source_id} is superseded by {target_id}");
     finish(
-        &app,
+        app,
         &actor,
-        &op,
+        op,
         Operation::Merge,
         (&source, &target),
         merged,
@@ -294,8 +305,19 @@ pub async fn unmerge(
         Ok(op) => op,
         Err(replayed) => return Ok(replayed),
     };
+    let result = do_unmerge(&app, &caller, &request_id, &headers, &op).await;
+    idempotency::unless_duplicate(&app, &request_id.0, &op.fingerprint, result)
+}
+
+async fn do_unmerge(
+    app: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    op: &OperationRequest,
+) -> Result<Response, ApiError> {
     let source_id = op.request.source;
-    let (source, _) = load_named(&app, "source-patient-identifier", source_id)?;
+    let (source, _) = load_named(app, "source-patient-identifier", source_id)?;
     let Some(target_id) = app.store.superseded_by(source_id)? else {
         return Err(ApiError(PdsError::invalid_update(format!(
             "{source_id} is not superseded in a merge"
@@ -308,7 +330,7 @@ pub async fn unmerge(
             ))));
         }
     }
-    let (target, _) = load_named(&app, "target", target_id)?;
+    let (target, _) = load_named(app, "target", target_id)?;
     let merged = {
         let mut new_id = new_object_id;
         let mut ctx = PatchContext {
@@ -326,13 +348,13 @@ pub async fn unmerge(
             parameters(&outcome, &merged.source),
         ));
     }
-    let actor = Actor::new(&caller, &request_id, &headers);
+    let actor = Actor::new(caller, request_id, headers);
     let outcome =
         format!("Unmerge completed: {source_id} is live again and no longer linked to {target_id}");
     finish(
-        &app,
+        app,
         &actor,
-        &op,
+        op,
         Operation::Unmerge,
         (&source, &target),
         merged,

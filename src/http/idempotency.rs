@@ -102,3 +102,21 @@ pub fn respond(saved: &SavedResponse) -> Response {
     }
     response
 }
+
+/// A request that failed after its retry check may have lost a race with an identical copy of
+/// itself (which changed the version it expected, say). If that copy has saved its answer, the
+/// answer is this request's too.
+pub fn unless_duplicate(
+    app: &AppState,
+    request_id: &str,
+    fingerprint: &[u8; 32],
+    result: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    match result {
+        Ok(r) => Ok(r),
+        Err(e) => match replay(app, request_id, fingerprint) {
+            Ok(Some(original)) => Ok(original),
+            _ => Err(e),
+        },
+    }
+}

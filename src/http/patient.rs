@@ -236,7 +236,34 @@ pub async fn patch_patient(
     if let Some(original) = idempotency::replay(&app, &request_id.0, &fingerprint)? {
         return Ok(original);
     }
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let result = apply_patch(
+        &app,
+        &caller,
+        &request_id,
+        &headers,
+        id,
+        expected,
+        &bytes,
+        fingerprint,
+    )
+    .await;
+    idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
+}
+
+/// The PATCH after its headers were checked and it was found not to be a retry.
+#[allow(clippy::too_many_arguments)]
+async fn apply_patch(
+    app: &AppState,
+    caller: &Caller,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    id: NhsNumber,
+    expected: crate::domain::Version,
+    bytes: &[u8],
+    fingerprint: [u8; 32],
+) -> Result<Response, ApiError> {
+    let role = caller.role;
+    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
         PdsError::invalid_update(format!("the request body is not valid JSON - {e}"))
     })?;
     let stored = load(app.store.as_ref(), id)?;
@@ -258,7 +285,7 @@ pub async fn patch_patient(
         patch::apply(&current, &request, &mut ctx, &app.schemas)?
     };
     let operation = patch::classify(&current, &updated, role);
-    let actor = Actor::new(&caller, &request_id, &headers);
+    let actor = Actor::new(caller, request_id, headers);
     let patches = Value::Array(request.ops.iter().map(|o| o.to_json()).collect());
     let audit = actor.audit(
         operation,
@@ -279,10 +306,10 @@ pub async fn patch_patient(
         }],
         audit: vec![audit],
         request: Some(idempotency::record(&request_id.0, fingerprint, response)),
-        forget_requests_before: idempotency::forget_before(&app),
+        forget_requests_before: idempotency::forget_before(app),
         ..Change::default()
     };
-    commit(&app, change).await
+    commit(app, change).await
 }
 
 pub fn body_rejection(e: BytesRejection) -> ApiError {

@@ -284,6 +284,8 @@ struct Checks {
     outcome: Validator,
     fhir_patient: Validator,
     fhir_outcome: Validator,
+    fhir_bundle: Validator,
+    fhir_parameters: Validator,
     openapi: Value,
 }
 
@@ -307,6 +309,8 @@ fn checks() -> &'static Checks {
             outcome: own("operation-outcome.schema.json"),
             fhir_patient: fhir_for("Patient"),
             fhir_outcome: fhir_for("OperationOutcome"),
+            fhir_bundle: fhir_for("Bundle"),
+            fhir_parameters: fhir_for("Parameters"),
             openapi: load_json(&Path::new(ROOT).join("openapi/openapi.json")),
         }
     })
@@ -382,6 +386,41 @@ fn errors(v: &Validator, body: &Value) -> Vec<String> {
 fn check_conformance(method: &str, path: &str, reply: &Reply, raw: &[u8]) {
     let c = checks();
     match reply.body.get("resourceType").and_then(Value::as_str) {
+        Some(kind @ ("Bundle" | "Parameters")) => {
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/fhir+json"),
+                "{method} {path}"
+            );
+            let e = errors(
+                if kind == "Bundle" {
+                    &c.fhir_bundle
+                } else {
+                    &c.fhir_parameters
+                },
+                &reply.body,
+            );
+            assert!(
+                e.is_empty(),
+                "{method} {path}: {kind} is not valid FHIR R4: {e:?}\n{}",
+                reply.body
+            );
+            // every Patient inside follows the project's schema too
+            for entry in reply.body["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(reply.body["parameter"].as_array().into_iter().flatten())
+            {
+                if entry["resource"]["resourceType"] == "Patient" {
+                    let e = errors(&c.patient, &entry["resource"]);
+                    assert!(
+                        e.is_empty(),
+                        "{method} {path}: Patient inside {kind} breaks schemas/: {e:?}"
+                    );
+                }
+            }
+        }
         Some(kind @ ("Patient" | "OperationOutcome")) => {
             assert_eq!(
                 reply.header("content-type"),

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod backoffice;
 mod cli;
 mod get;
 mod patch;
