@@ -226,8 +226,9 @@ pub fn assign_missing_ids(doc: &mut Map<String, Value>, new_id: &mut dyn FnMut()
 }
 
 /// Tidies a document the way PDS presents records: blank address lines dropped, a trailing
-/// `.` removed from name prefixes, UTC offsets made explicit on death dates, empty lists and
-/// objects left out (absent values are omitted, never null or empty).
+/// `.` removed from name prefixes, UTC offsets made explicit on death dates, the
+/// confidentiality display matching its code, empty lists and objects left out (absent values
+/// are omitted, never null or empty), fields in PDS order.
 pub fn normalise(doc: &mut Map<String, Value>) {
     if let Some(Value::Array(addresses)) = doc.get_mut("address") {
         for a in addresses.iter_mut() {
@@ -264,6 +265,18 @@ pub fn normalise(doc: &mut Map<String, Value>) {
                     }
                 }
             }
+        }
+    }
+    if let Some(Value::Array(security)) = doc.get_mut("meta").and_then(|m| m.get_mut("security")) {
+        for label in security.iter_mut() {
+            let display = match label.get("code").and_then(Value::as_str) {
+                Some("U") => "unrestricted",
+                Some("R") => "restricted",
+                Some("V") => "very restricted",
+                Some("REDACTED") => "redacted",
+                _ => continue,
+            };
+            label["display"] = Value::String(display.into());
         }
     }
     drop_empty(doc);
@@ -339,6 +352,7 @@ mod tests {
             "name": [{"use": "usual", "family": "X", "prefix": ["Mrs."]}],
             "deceasedDateTime": "2020-01-01T10:00:00",
             "telecom": [],
+            "meta": {"security": [{"code": "R", "display": "unrestricted"}]},
         });
         let Value::Object(m) = &mut doc else {
             unreachable!()
@@ -349,5 +363,6 @@ mod tests {
         assert_eq!(doc["name"][0]["prefix"], json!(["Mrs"]));
         assert_eq!(doc["deceasedDateTime"], "2020-01-01T10:00:00+00:00");
         assert!(doc.get("telecom").is_none());
+        assert_eq!(doc["meta"]["security"][0]["display"], "restricted");
     }
 }
