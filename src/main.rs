@@ -138,6 +138,7 @@ fn serve(
         )
         .with_target(false)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let keys = match KeySet::resolve(key_config, db) {
         Ok(k) => k,
