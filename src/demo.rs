@@ -4,7 +4,9 @@
 //!
 //! The set is deterministic and covers the shapes a client meets: a full record with every
 //! extension kind, a minimal record, a restricted one, informal and formal deaths, home + temp
-//! addresses, several telecoms and compound given names. The first records are hand-written;
+//! addresses, several telecoms and compound given names — and what search needs: patients that
+//! match the search examples of PDS's documentation, twins, hyphenated, apostrophe and accented
+//! family names. The first records are hand-written;
 //! the rest are composed from small tables.
 
 use serde_json::{json, Value};
@@ -24,7 +26,7 @@ pub fn nhs_numbers() -> Vec<NhsNumber> {
         .collect()
 }
 
-const COUNT: usize = 32;
+const COUNT: usize = 34;
 
 /// Well-known members of the demo set, for README examples and tests.
 pub mod ids {
@@ -37,6 +39,11 @@ pub mod ids {
     pub const HOME_AND_TEMP: usize = 5;
     pub const SEVERAL_TELECOMS: usize = 6;
     pub const COMPOUND_GIVEN: usize = 7;
+    /// Matches the search examples of PDS's documentation (family Smith, given Jane, female,
+    /// born and died 2010-10-22, LS1 6AE, GP Y12345, its e-mail and telephone number).
+    pub const JANE_SMITH: usize = 8;
+    /// A near namesake born the same day: found by `Sm*` and by fuzzy search.
+    pub const JAYNE_SMYTH: usize = 9;
 }
 
 fn identifier(nhs: &str) -> Value {
@@ -269,6 +276,56 @@ fn special(i: usize, nhs: &str) -> Option<Value> {
             );
             set("generalPractitioner", gp("Y06802", "2012-03-10"));
         }
+        ids::JANE_SMITH => {
+            set(
+                "name",
+                json!([{"id": "N1", "use": "usual", "period": {"start": "2010-10-22"}, "given": ["Jane", "Florence"], "family": "Smith", "prefix": ["Miss"]}]),
+            );
+            set("gender", json!("female"));
+            set("birthDate", json!("2010-10-22"));
+            set("deceasedDateTime", json!("2010-10-22T14:05:00+00:00"));
+            set(
+                "address",
+                json!([home(
+                    "A1",
+                    &["Flat 2", "8 Wellington Street", "Leeds"],
+                    "LS1 6AE",
+                    "2010-10-22"
+                )]),
+            );
+            set(
+                "telecom",
+                json!([phone("T1", "home", "01632960587"),
+                {"id": "T2", "system": "email", "use": "home", "value": "jane.smith@example.com", "period": {"start": "2010-10-22"}}]),
+            );
+            set("generalPractitioner", gp("Y12345", "2010-10-25"));
+            set(
+                "extension",
+                json!([death(
+                    "2",
+                    "Formal - death notice received from Registrar of Deaths",
+                    "2010-10-24T10:00:00+00:00"
+                )]),
+            );
+        }
+        ids::JAYNE_SMYTH => {
+            set(
+                "name",
+                json!([{"id": "N1", "use": "usual", "period": {"start": "2010-10-22"}, "given": ["Jayne"], "family": "Smyth"}]),
+            );
+            set("gender", json!("female"));
+            set("birthDate", json!("2010-10-22"));
+            set(
+                "address",
+                json!([home(
+                    "A1",
+                    &["3 Canal Wharf", "Leeds"],
+                    "LS11 5PS",
+                    "2010-10-22"
+                )]),
+            );
+            set("generalPractitioner", gp("Y23456", "2010-11-01"));
+        }
         _ => return None,
     }
     Some(Value::Object(p))
@@ -363,7 +420,7 @@ pub fn patients() -> Vec<Value> {
         .enumerate()
         .map(|(i, n)| {
             let nhs = n.to_string();
-            special(i, &nhs).unwrap_or_else(|| ordinary(i - 8, &nhs))
+            special(i, &nhs).unwrap_or_else(|| ordinary(i - 10, &nhs))
         })
         .collect()
 }

@@ -251,7 +251,7 @@ mod tests {
             &mut id,
         )
         .unwrap();
-        assert_eq!(patients.len(), 32);
+        assert_eq!(patients.len(), 34);
         assert!(patients[crate::demo::ids::RESTRICTED].is_restricted());
         let unique: std::collections::HashSet<_> = patients.iter().map(|p| p.id()).collect();
         assert_eq!(unique.len(), patients.len());

@@ -11,4 +11,5 @@ pub mod domain;
 pub mod env;
 pub mod http;
 pub mod import;
+pub mod search;
 pub mod store;

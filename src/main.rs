@@ -43,6 +43,10 @@ enum Command {
         /// answer instead of being applied again (e.g. 24h, 30m).
         #[arg(long, default_value = "24h")]
         idempotency_window: humantime::Duration,
+        /// The public base URL of the FHIR API, used in search results' `fullUrl`
+        /// (default: http://<listen address>/personal-demographics/FHIR/R4).
+        #[arg(long)]
+        base_url: Option<String>,
         #[command(flatten)]
         keys: KeyConfig,
     },
@@ -58,6 +62,15 @@ enum Command {
         /// Files to load; each is loaded whole or not at all.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Rebuild the search indexes from the stored records (or, with --check, only compare them).
+    Reindex {
+        /// The database file.
+        #[arg(long, default_value = "./pds.redb")]
+        db: PathBuf,
+        /// Report differences between indexes and records instead of rebuilding.
+        #[arg(long)]
+        check: bool,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -89,8 +102,17 @@ fn main() -> ExitCode {
             listen,
             demo,
             idempotency_window,
+            base_url,
             keys,
-        } => serve(&db, listen, demo, idempotency_window.into(), &keys),
+        } => serve(
+            &db,
+            listen,
+            demo,
+            idempotency_window.into(),
+            base_url,
+            &keys,
+        ),
+        Command::Reindex { db, check } => reindex(&db, check),
         Command::Token {
             role,
             sub,
@@ -130,6 +152,7 @@ fn serve(
     listen: SocketAddr,
     demo: bool,
     idempotency_window: std::time::Duration,
+    base_url: Option<String>,
     key_config: &KeyConfig,
 ) -> ExitCode {
     tracing_subscriber::fmt()
@@ -176,8 +199,12 @@ fn serve(
     let mut state = AppState::new(Arc::new(store), keys);
     state.idempotency_window = idempotency_window;
     let result = runtime.block_on(async move {
+        let mut state = state;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
+        state.base_url = base_url
+            .map(|b| b.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| format!("http://{local}{}", http::PDS_BASE));
         // The first line on stdout is the address, for scripts and tests that use port 0.
         println!("listening on http://{local}");
         tracing::info!(db = %db.display(), "pds-facade listening on http://{local} (docs at /docs)");
@@ -250,6 +277,38 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn reindex(db: &Path, check: bool) -> ExitCode {
+    let store = match open_store(db) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result = if check {
+        store.check_indexes().map(|problems| {
+            for p in &problems {
+                println!("{p}");
+            }
+            println!(
+                "{} difference(s) between the indexes and the records",
+                problems.len()
+            );
+            problems.is_empty()
+        })
+    } else {
+        store.reindex().map(|n| {
+            println!("reindexed {n} record(s)");
+            true
+        })
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_import(db: &Path, files: &[PathBuf], replace: bool) -> ExitCode {

@@ -1,6 +1,7 @@
 //! The patch layer: PDS domain values and rules. Pure — no I/O, no clocks, no randomness; the
 //! caller passes today's date and an id generator in.
 
+pub mod index;
 pub mod merge;
 pub mod nhs_number;
 pub mod outcome;
@@ -9,6 +10,7 @@ pub mod patient;
 pub mod role;
 pub mod rules;
 pub mod schema;
+pub mod search;
 pub mod version;
 pub mod view;
 

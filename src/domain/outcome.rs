@@ -34,6 +34,9 @@ pub enum ErrorCode {
     ResourceVersionMismatch,
     PreconditionFailed,
     PayloadTooLarge,
+    /// Application-restricted callers may only ask for one search result. (PDS's proxy sends
+    /// issue code `token`, which is not a FHIR R4 IssueType; `forbidden` keeps the body valid.)
+    SearchLimitForRole,
     /// An X-Request-ID re-used for a different request.
     RequestIdReused,
     TooManyRequests,
@@ -95,6 +98,7 @@ impl ErrorCode {
             // PDS has no code of its own for an oversized body; the coding says what was wrong
             // (INVALID_VALUE) and the status and issue code say how (413, too-long).
             PayloadTooLarge => info("INVALID_VALUE", 413, "too-long", "error", "Provided value is invalid"),
+            SearchLimitForRole => info("INVALID_VALUE", 403, "forbidden", "error", "Cannot retrieve more than one result with application-restricted access token"),
             RequestIdReused => info("INVALID_VALUE", 422, "duplicate", "error", "Provided value is invalid"),
             TooManyRequests => info("TOO_MANY_REQUESTS", 429, "value", "error", "Too many requests"),
             ServiceUnavailable => info("SERVICE_UNAVAILABLE", 503, "timeout", "error", "Service unavailable"),

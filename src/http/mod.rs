@@ -39,6 +39,8 @@ pub struct AppState {
     pub keys: Arc<KeySet>,
     /// How long a change's X-Request-ID is remembered for idempotent retries.
     pub idempotency_window: std::time::Duration,
+    /// The public base URL of the FHIR API, for search results' `fullUrl`.
+    pub base_url: String,
 }
 
 /// Default idempotency window: a day, far beyond any client's retry schedule.
@@ -52,6 +54,7 @@ impl AppState {
             schemas: Arc::new(Schemas::compile()),
             keys: Arc::new(keys),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            base_url: format!("http://localhost{PDS_BASE}"),
         }
     }
 }

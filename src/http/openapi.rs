@@ -76,6 +76,58 @@ pub mod docs {
         .to_operation_outcome()
     }
 
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct SearchParams {
+        /// Family name, case-insensitive; `*` wildcard after two characters (not in fuzzy search).
+        family: Option<String>,
+        /// Given name(s), in order; the first may hold several names (`given=John%20Paul&given=James`).
+        given: Option<Vec<String>>,
+        gender: Option<GenderParam>,
+        /// `[eq|ge|le]yyyy-mm-dd`; repeat for a range (`birthdate=ge2010-01-01&birthdate=le2010-12-31`). Required.
+        birthdate: Option<Vec<String>>,
+        /// `[eq|ge|le]yyyy-mm-dd`.
+        #[serde(rename = "death-date")]
+        death_date: Option<String>,
+        /// Postcode, spaces ignored; `*` wildcard after two characters.
+        #[serde(rename = "address-postalcode")]
+        address_postalcode: Option<String>,
+        /// Deprecated alias of `address-postalcode` (not both).
+        #[serde(rename = "address-postcode")]
+        address_postcode: Option<String>,
+        /// GP practice ODS code.
+        #[serde(rename = "general-practitioner")]
+        general_practitioner: Option<String>,
+        /// Exact, case-insensitive.
+        email: Option<String>,
+        /// Exact.
+        phone: Option<String>,
+        /// Phonetic and edit-distance matching, history included.
+        #[serde(rename = "_fuzzy-match")]
+        fuzzy_match: Option<bool>,
+        /// Only results scoring 1.
+        #[serde(rename = "_exact-match")]
+        exact_match: Option<bool>,
+        /// Also match past names, addresses and telecoms.
+        #[serde(rename = "_history")]
+        history: Option<bool>,
+        /// 1-50, default 50 (application-restricted: must be 1).
+        #[serde(rename = "_max-results")]
+        #[param(minimum = 1, maximum = 50)]
+        max_results: Option<u32>,
+    }
+
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    #[allow(dead_code)]
+    pub enum GenderParam {
+        Male,
+        Female,
+        Other,
+        Unknown,
+    }
+
     /// A FHIR R4 Bundle (history).
     #[derive(ToSchema)]
     pub struct Bundle {}
@@ -176,7 +228,7 @@ pub mod docs {
     }
 
     pub fn example_search_400() -> Value {
-        outcome(ErrorCode::UnsupportedService, None)
+        outcome(ErrorCode::InvalidSearchData, Some("Invalid search data provided - 'No searches were performed as the search criteria did not meet the minimum requirements'"))
     }
 
     pub fn example_403() -> Value {

@@ -5,7 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::error::{ApiError, FHIR_JSON};
 use super::headers::{if_match, is_patch_content_type, RequestId};
@@ -14,6 +14,7 @@ use super::openapi::docs;
 use super::AppState;
 use crate::auth::Caller;
 use crate::domain::patch::{self, Operation, PatchContext, PatchRequest};
+use crate::domain::search::{self, SearchQuery};
 use crate::domain::{view, ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
 use crate::store::{
@@ -333,15 +334,58 @@ pub fn body_rejection(e: BytesRejection) -> ApiError {
     path = "/Patient",
     tag = "Patient",
     security((), ("bearer" = [])),
-    summary = "Search for patients",
-    description = "Patient search is not available in this version; every request is refused as PDS refuses a search without parameters.",
-    params(docs::RequestHeaders),
+    summary = "Search for patients (PDS trace)",
+    description = "Exact search needs `family` and `birthdate`; fuzzy search (`_fuzzy-match=true`) needs given+family+birthdate, family+birthdate+gender+postcode or given+birthdate+gender+postcode. Results are a `searchset` Bundle sorted by `search.score` (1 = exact on every supplied field; see the README for the formula), at most `_max-results` (1-50, default 50; application-restricted: 1); more matches give a 200 OperationOutcome TOO_MANY_MATCHES instead. Superseded records never appear; restricted records appear redacted, and never for a search by postcode or GP.",
+    params(docs::SearchParams, docs::RequestHeaders),
     responses(
-        (status = 400, description = "UNSUPPORTED_SERVICE; MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_search_400())),
+        (status = 200, description = "A searchset Bundle, or an OperationOutcome TOO_MANY_MATCHES", body = docs::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "UNSUPPORTED_SERVICE (no parameters), ADDITIONAL_PROPERTIES (unknown parameter), INVALID_VALUE (a bad value, e.g. a date), MISSING_VALUE (no birthdate), INVALID_SEARCH_DATA (minimum or fuzzy criteria not met, both postcode parameters), TOO_MANY_VALUES_SUBMITTED", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_search_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 403, description = "INVALID_VALUE (application-restricted access with `_max-results` other than 1); ACCESS_DENIED (no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
     )
 )]
-pub async fn search_patients(_caller: Caller, _request_id: RequestId) -> ApiError {
-    ApiError::bare(ErrorCode::UnsupportedService)
+pub async fn search_patients(
+    State(app): State<AppState>,
+    caller: Caller,
+    _request_id: RequestId,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let query = SearchQuery::parse(&pairs, caller.role)?;
+    let store = app.store.clone();
+    let outcome = tokio::task::spawn_blocking(move || crate::search::run(store.as_ref(), &query))
+        .await
+        .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
+    let hits = match outcome {
+        crate::search::Outcome::TooManyMatches => {
+            return Err(ApiError::bare(ErrorCode::TooManyMatches))
+        }
+        crate::search::Outcome::Hits(hits) => hits,
+    };
+    let timestamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"
+        ))
+        .expect("timestamp");
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "timestamp": timestamp, "total": hits.len()});
+    if !hits.is_empty() {
+        let entries: Vec<Value> = hits
+            .iter()
+            .map(|h| {
+                let resource = view::for_role(&search::result_view(&h.doc), caller.role, h.restricted);
+                json!({"fullUrl": format!("{}/Patient/{}", app.base_url, h.id), "search": {"score": h.score}, "resource": resource})
+            })
+            .collect();
+        bundle["entry"] = Value::Array(entries);
+    }
+    Ok(fhir(
+        StatusCode::OK,
+        None,
+        serde_json::to_vec(&bundle).expect("JSON"),
+    ))
 }

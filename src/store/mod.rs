@@ -9,6 +9,7 @@ pub mod redb_store;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::index::Lookup;
 use crate::domain::{NhsNumber, Patient, Version};
 
 /// A record as stored: enough to answer a GET without parsing the document.
@@ -169,6 +170,16 @@ pub trait PatientStore: Send + Sync + 'static {
 
     /// How many records are stored.
     fn count(&self) -> Result<u64, StoreError>;
+
+    /// The records the search indexes hold under any of `lookups` (a superset of the matches:
+    /// every value any version held is indexed; callers check each record).
+    fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError>;
+
+    /// Rebuilds every search index from the stored versions; returns how many records.
+    fn reindex(&self) -> Result<u64, StoreError>;
+
+    /// Compares the indexes with the records; each difference is described (empty: consistent).
+    fn check_indexes(&self) -> Result<Vec<String>, StoreError>;
 
     /// Follows merges from `id` to the surviving record (itself when not superseded).
     fn survivor(&self, id: NhsNumber) -> Result<NhsNumber, StoreError> {

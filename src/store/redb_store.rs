@@ -14,17 +14,19 @@
 //! redb commits are durable (fsync) when `commit` returns: an acknowledged change survives a
 //! crash. Calls block; async callers run writes on a blocking thread.
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
 use super::{
     AuditEntry, Change, Committed, ExistingRecords, PatientStore, RequestRecord, SavedResponse,
     StoreError, StoredRecord,
 };
+use crate::domain::index::{self, IndexKey, Lookup};
 use crate::domain::{NhsNumber, Patient, Version};
 
 const PATIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("patients");
@@ -34,6 +36,18 @@ const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("requests_by_time");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Search indexes: key → NHS numbers of every record any version of which had that key.
+const IDX_FAMILY: MultimapTableDefinition<(&str, u32), u64> =
+    MultimapTableDefinition::new("idx_family_birth");
+const IDX_PHONETIC: MultimapTableDefinition<(&str, u32), u64> =
+    MultimapTableDefinition::new("idx_phonetic_birth");
+const IDX_POSTCODE: MultimapTableDefinition<&str, u64> =
+    MultimapTableDefinition::new("idx_postcode");
+const IDX_PHONE: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("idx_phone");
+const IDX_EMAIL: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("idx_email");
+const IDX_GP: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("idx_gp");
+const FLAT_INDEXES: [MultimapTableDefinition<&str, u64>; 4] =
+    [IDX_POSTCODE, IDX_PHONE, IDX_EMAIL, IDX_GP];
 
 const FORMAT: u8 = 1;
 const FLAG_RESTRICTED: u8 = 1;
@@ -79,6 +93,11 @@ impl RedbStore {
             txn.open_table(AUDIT).map_err(e)?;
             txn.open_table(REQUESTS).map_err(e)?;
             txn.open_table(REQUESTS_BY_TIME).map_err(e)?;
+            txn.open_multimap_table(IDX_FAMILY).map_err(e)?;
+            txn.open_multimap_table(IDX_PHONETIC).map_err(e)?;
+            for t in FLAT_INDEXES {
+                txn.open_multimap_table(t).map_err(e)?;
+            }
             let mut meta = txn.open_table(META).map_err(e)?;
             let format = meta
                 .get("format")
@@ -167,8 +186,46 @@ fn decode_request(request_id: &str, bytes: &[u8]) -> Result<RequestRecord, Store
     })
 }
 
-/// Writes `record` as current and into the history (inside an open write transaction).
+/// Adds the index entries of one version of a record (entries are never removed by a change:
+/// past values stay findable for `_history` searches).
+fn index_version(
+    txn: &WriteTransaction,
+    id: u64,
+    doc: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), StoreError> {
+    let mut family = txn.open_multimap_table(IDX_FAMILY).map_err(unavailable)?;
+    let mut phonetic = txn.open_multimap_table(IDX_PHONETIC).map_err(unavailable)?;
+    let mut flat = FLAT_INDEXES.map(|t| txn.open_multimap_table(t));
+    for key in index::keys(doc) {
+        match &key {
+            IndexKey::Family(n, b) => family.insert((n.as_str(), *b), id).map(drop),
+            IndexKey::Phonetic(c, b) => phonetic.insert((c.as_str(), *b), id).map(drop),
+            IndexKey::Postcode(v) | IndexKey::Phone(v) | IndexKey::Email(v) | IndexKey::Gp(v) => {
+                let table = flat[flat_slot(&key)]
+                    .as_mut()
+                    .map_err(|e| unavailable(e.to_string()))?;
+                table.insert(v.as_str(), id).map(drop)
+            }
+        }
+        .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Which of [`FLAT_INDEXES`] holds a key.
+fn flat_slot(key: &IndexKey) -> usize {
+    match key {
+        IndexKey::Postcode(_) => 0,
+        IndexKey::Phone(_) => 1,
+        IndexKey::Email(_) => 2,
+        _ => 3,
+    }
+}
+
+/// Writes `record` as current and into the history (inside an open write transaction), with
+/// its index entries.
 fn put(txn: &WriteTransaction, record: &Patient) -> Result<(), StoreError> {
+    index_version(txn, record.id().as_u64(), record.doc())?;
     let json = record.to_bytes();
     let key = record.id().as_u64();
     txn.open_table(PATIENTS)
@@ -430,6 +487,162 @@ impl PatientStore for RedbStore {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(PATIENTS).map_err(unavailable)?;
         table.len().map_err(unavailable)
+    }
+
+    fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let mut found = BTreeSet::new();
+        let mut collect = |values: redb::MultimapValue<u64>| -> Result<(), StoreError> {
+            for v in values {
+                found.insert(v.map_err(unavailable)?.value());
+            }
+            Ok(())
+        };
+        for lookup in lookups {
+            match lookup {
+                Lookup::Family {
+                    name,
+                    prefix: false,
+                    birth,
+                }
+                | Lookup::Phonetic { code: name, birth } => {
+                    let def = if matches!(lookup, Lookup::Family { .. }) {
+                        IDX_FAMILY
+                    } else {
+                        IDX_PHONETIC
+                    };
+                    let table = txn.open_multimap_table(def).map_err(unavailable)?;
+                    for entry in table
+                        .range((name.as_str(), birth.0)..=(name.as_str(), birth.1))
+                        .map_err(unavailable)?
+                    {
+                        collect(entry.map_err(unavailable)?.1)?;
+                    }
+                }
+                Lookup::Family {
+                    name,
+                    prefix: true,
+                    birth,
+                } => {
+                    let table = txn.open_multimap_table(IDX_FAMILY).map_err(unavailable)?;
+                    for entry in table.range((name.as_str(), 0)..).map_err(unavailable)? {
+                        let (key, values) = entry.map_err(unavailable)?;
+                        let (family, born) = key.value();
+                        if !family.starts_with(name.as_str()) {
+                            break;
+                        }
+                        if birth.0 <= born && born <= birth.1 {
+                            collect(values)?;
+                        }
+                    }
+                }
+                Lookup::Postcode { code, prefix } => {
+                    let table = txn.open_multimap_table(IDX_POSTCODE).map_err(unavailable)?;
+                    if *prefix {
+                        for entry in table.range(code.as_str()..).map_err(unavailable)? {
+                            let (key, values) = entry.map_err(unavailable)?;
+                            if !key.value().starts_with(code.as_str()) {
+                                break;
+                            }
+                            collect(values)?;
+                        }
+                    } else {
+                        collect(table.get(code.as_str()).map_err(unavailable)?)?;
+                    }
+                }
+                Lookup::Phone(v) | Lookup::Email(v) | Lookup::Gp(v) => {
+                    let def = match lookup {
+                        Lookup::Phone(_) => IDX_PHONE,
+                        Lookup::Email(_) => IDX_EMAIL,
+                        _ => IDX_GP,
+                    };
+                    let table = txn.open_multimap_table(def).map_err(unavailable)?;
+                    collect(table.get(v.as_str()).map_err(unavailable)?)?;
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|n| NhsNumber::from_u64(n).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    fn reindex(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        txn.delete_multimap_table(IDX_FAMILY).map_err(unavailable)?;
+        txn.delete_multimap_table(IDX_PHONETIC)
+            .map_err(unavailable)?;
+        for t in FLAT_INDEXES {
+            txn.delete_multimap_table(t).map_err(unavailable)?;
+        }
+        let mut records = HashSet::new();
+        {
+            let versions = txn.open_table(VERSIONS).map_err(unavailable)?;
+            for entry in versions.iter().map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                let id = k.value().0;
+                let doc: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                index_version(&txn, id, &doc)?;
+                records.insert(id);
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(records.len() as u64)
+    }
+
+    fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        // what the versions say the indexes hold
+        let mut expected: BTreeSet<(IndexKey, u64)> = BTreeSet::new();
+        let versions = txn.open_table(VERSIONS).map_err(unavailable)?;
+        for entry in versions.iter().map_err(unavailable)? {
+            let (k, v) = entry.map_err(unavailable)?;
+            let doc: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            expected.extend(index::keys(&doc).into_iter().map(|key| (key, k.value().0)));
+        }
+        // what they hold
+        let mut actual: BTreeSet<(IndexKey, u64)> = BTreeSet::new();
+        for (def, family) in [(IDX_FAMILY, true), (IDX_PHONETIC, false)] {
+            let table = txn.open_multimap_table(def).map_err(unavailable)?;
+            for entry in table.iter().map_err(unavailable)? {
+                let (key, values) = entry.map_err(unavailable)?;
+                let (name, birth) = key.value();
+                for v in values {
+                    let key = if family {
+                        IndexKey::Family(name.into(), birth)
+                    } else {
+                        IndexKey::Phonetic(name.into(), birth)
+                    };
+                    actual.insert((key, v.map_err(unavailable)?.value()));
+                }
+            }
+        }
+        for (slot, def) in FLAT_INDEXES.into_iter().enumerate() {
+            let table = txn.open_multimap_table(def).map_err(unavailable)?;
+            for entry in table.iter().map_err(unavailable)? {
+                let (key, values) = entry.map_err(unavailable)?;
+                let k = key.value().to_string();
+                for v in values {
+                    let key = match slot {
+                        0 => IndexKey::Postcode(k.clone()),
+                        1 => IndexKey::Phone(k.clone()),
+                        2 => IndexKey::Email(k.clone()),
+                        _ => IndexKey::Gp(k.clone()),
+                    };
+                    actual.insert((key, v.map_err(unavailable)?.value()));
+                }
+            }
+        }
+        let missing = expected
+            .difference(&actual)
+            .map(|(k, id)| format!("missing: {k:?} → {id:010}"));
+        let extra = actual
+            .difference(&expected)
+            .map(|(k, id)| format!("unexpected: {k:?} → {id:010}"));
+        Ok(missing.chain(extra).collect())
     }
 }
 

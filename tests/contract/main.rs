@@ -7,4 +7,5 @@ mod backoffice;
 mod cli;
 mod get;
 mod patch;
+mod search;
 mod service;
