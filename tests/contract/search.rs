@@ -70,7 +70,7 @@ async fn the_pds_documentation_examples() {
     let r = search(&api, "family=Smith&given=Jane&gender=female&birthdate=eq2010-10-22&address-postcode=LS1%206AE&death-date=eq2010-10-22&general-practitioner=Y12345&email=jane.smith@example.com&phone=01632960587").await;
     assert_eq!(
         (ids_of(&r), scores(&r)),
-        (vec![jane.as_str()], vec![1.0]),
+        (vec![jane.clone()], vec![1.0]),
         "{}",
         r.body
     );
