@@ -9,6 +9,7 @@ pub mod auth;
 pub mod demo;
 pub mod domain;
 pub mod env;
+pub mod generate;
 pub mod http;
 pub mod import;
 pub mod search;

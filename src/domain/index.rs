@@ -17,6 +17,8 @@ pub enum IndexKey {
     Family(String, u32),
     /// Double Metaphone code of a family name, and birth date.
     Phonetic(String, u32),
+    /// Normalised first given name (first word), and birth date.
+    Given(String, u32),
     /// Postcode, upper case without spaces.
     Postcode(String),
     /// Telephone number, digits and `+` only.
@@ -40,6 +42,11 @@ pub enum Lookup {
         code: String,
         birth: (u32, u32),
     },
+    /// First given names equal to `name`, born in `birth`.
+    Given {
+        name: String,
+        birth: (u32, u32),
+    },
     Postcode {
         code: String,
         prefix: bool,
@@ -57,6 +64,11 @@ pub fn fold(s: &str) -> String {
         .collect::<String>()
         .trim()
         .to_string()
+}
+
+/// The folded first word of a given name ("Mary Ann" → "mary").
+pub fn first_word(s: &str) -> Option<String> {
+    fold(s).split_whitespace().next().map(str::to_string)
 }
 
 pub fn postcode(s: &str) -> String {
@@ -172,6 +184,10 @@ mod tests {
         let k = keys(&m);
         assert!(k.contains(&IndexKey::Family("smith".into(), 19900203)));
         assert!(k.contains(&IndexKey::Family("jones".into(), 19900203)));
+        assert!(
+            !k.iter().any(|k| matches!(k, IndexKey::Given(..))),
+            "no given names here"
+        );
         assert!(k.contains(&IndexKey::Postcode("LS16AE".into())));
         assert!(k.contains(&IndexKey::Email("a@example.com".into())));
         assert!(k.contains(&IndexKey::Phone("01134960000".into())));

@@ -41,11 +41,15 @@ const IDX_FAMILY: MultimapTableDefinition<(&str, u32), u64> =
     MultimapTableDefinition::new("idx_family_birth");
 const IDX_PHONETIC: MultimapTableDefinition<(&str, u32), u64> =
     MultimapTableDefinition::new("idx_phonetic_birth");
+const IDX_GIVEN: MultimapTableDefinition<(&str, u32), u64> =
+    MultimapTableDefinition::new("idx_given_birth");
 const IDX_POSTCODE: MultimapTableDefinition<&str, u64> =
     MultimapTableDefinition::new("idx_postcode");
 const IDX_PHONE: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("idx_phone");
 const IDX_EMAIL: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("idx_email");
 const IDX_GP: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("idx_gp");
+const DATED_INDEXES: [MultimapTableDefinition<(&str, u32), u64>; 3] =
+    [IDX_FAMILY, IDX_PHONETIC, IDX_GIVEN];
 const FLAT_INDEXES: [MultimapTableDefinition<&str, u64>; 4] =
     [IDX_POSTCODE, IDX_PHONE, IDX_EMAIL, IDX_GP];
 
@@ -93,8 +97,9 @@ impl RedbStore {
             txn.open_table(AUDIT).map_err(e)?;
             txn.open_table(REQUESTS).map_err(e)?;
             txn.open_table(REQUESTS_BY_TIME).map_err(e)?;
-            txn.open_multimap_table(IDX_FAMILY).map_err(e)?;
-            txn.open_multimap_table(IDX_PHONETIC).map_err(e)?;
+            for t in DATED_INDEXES {
+                txn.open_multimap_table(t).map_err(e)?;
+            }
             for t in FLAT_INDEXES {
                 txn.open_multimap_table(t).map_err(e)?;
             }
@@ -193,18 +198,21 @@ fn index_version(
     id: u64,
     doc: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), StoreError> {
-    let mut family = txn.open_multimap_table(IDX_FAMILY).map_err(unavailable)?;
-    let mut phonetic = txn.open_multimap_table(IDX_PHONETIC).map_err(unavailable)?;
-    let mut flat = FLAT_INDEXES.map(|t| txn.open_multimap_table(t));
+    let mut dated = Vec::with_capacity(DATED_INDEXES.len());
+    for t in DATED_INDEXES {
+        dated.push(txn.open_multimap_table(t).map_err(unavailable)?);
+    }
+    let mut flat = Vec::with_capacity(FLAT_INDEXES.len());
+    for t in FLAT_INDEXES {
+        flat.push(txn.open_multimap_table(t).map_err(unavailable)?);
+    }
     for key in index::keys(doc) {
         match &key {
-            IndexKey::Family(n, b) => family.insert((n.as_str(), *b), id).map(drop),
-            IndexKey::Phonetic(c, b) => phonetic.insert((c.as_str(), *b), id).map(drop),
+            IndexKey::Family(v, b) | IndexKey::Phonetic(v, b) | IndexKey::Given(v, b) => {
+                dated[slot(&key)].insert((v.as_str(), *b), id)
+            }
             IndexKey::Postcode(v) | IndexKey::Phone(v) | IndexKey::Email(v) | IndexKey::Gp(v) => {
-                let table = flat[flat_slot(&key)]
-                    .as_mut()
-                    .map_err(|e| unavailable(e.to_string()))?;
-                table.insert(v.as_str(), id).map(drop)
+                flat[slot(&key)].insert(v.as_str(), id)
             }
         }
         .map_err(unavailable)?;
@@ -212,13 +220,32 @@ fn index_version(
     Ok(())
 }
 
-/// Which of [`FLAT_INDEXES`] holds a key.
-fn flat_slot(key: &IndexKey) -> usize {
+/// Which table of [`DATED_INDEXES`] or [`FLAT_INDEXES`] holds a key.
+fn slot(key: &IndexKey) -> usize {
     match key {
-        IndexKey::Postcode(_) => 0,
-        IndexKey::Phone(_) => 1,
-        IndexKey::Email(_) => 2,
-        _ => 3,
+        IndexKey::Family(..) | IndexKey::Postcode(_) => 0,
+        IndexKey::Phonetic(..) | IndexKey::Phone(_) => 1,
+        IndexKey::Given(..) | IndexKey::Email(_) => 2,
+        IndexKey::Gp(_) => 3,
+    }
+}
+
+/// The key a [`DATED_INDEXES`] entry stands for.
+fn dated_key(slot: usize, value: &str, birth: u32) -> IndexKey {
+    match slot {
+        0 => IndexKey::Family(value.into(), birth),
+        1 => IndexKey::Phonetic(value.into(), birth),
+        _ => IndexKey::Given(value.into(), birth),
+    }
+}
+
+/// The key a [`FLAT_INDEXES`] entry stands for.
+fn flat_key(slot: usize, value: &str) -> IndexKey {
+    match slot {
+        0 => IndexKey::Postcode(value.into()),
+        1 => IndexKey::Phone(value.into()),
+        2 => IndexKey::Email(value.into()),
+        _ => IndexKey::Gp(value.into()),
     }
 }
 
@@ -505,11 +532,12 @@ impl PatientStore for RedbStore {
                     prefix: false,
                     birth,
                 }
-                | Lookup::Phonetic { code: name, birth } => {
-                    let def = if matches!(lookup, Lookup::Family { .. }) {
-                        IDX_FAMILY
-                    } else {
-                        IDX_PHONETIC
+                | Lookup::Phonetic { code: name, birth }
+                | Lookup::Given { name, birth } => {
+                    let def = match lookup {
+                        Lookup::Family { .. } => IDX_FAMILY,
+                        Lookup::Phonetic { .. } => IDX_PHONETIC,
+                        _ => IDX_GIVEN,
                     };
                     let table = txn.open_multimap_table(def).map_err(unavailable)?;
                     for entry in table
@@ -569,9 +597,9 @@ impl PatientStore for RedbStore {
 
     fn reindex(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_write().map_err(unavailable)?;
-        txn.delete_multimap_table(IDX_FAMILY).map_err(unavailable)?;
-        txn.delete_multimap_table(IDX_PHONETIC)
-            .map_err(unavailable)?;
+        for t in DATED_INDEXES {
+            txn.delete_multimap_table(t).map_err(unavailable)?;
+        }
         for t in FLAT_INDEXES {
             txn.delete_multimap_table(t).map_err(unavailable)?;
         }
@@ -605,18 +633,16 @@ impl PatientStore for RedbStore {
         }
         // what they hold
         let mut actual: BTreeSet<(IndexKey, u64)> = BTreeSet::new();
-        for (def, family) in [(IDX_FAMILY, true), (IDX_PHONETIC, false)] {
+        for (slot, def) in DATED_INDEXES.into_iter().enumerate() {
             let table = txn.open_multimap_table(def).map_err(unavailable)?;
             for entry in table.iter().map_err(unavailable)? {
                 let (key, values) = entry.map_err(unavailable)?;
                 let (name, birth) = key.value();
                 for v in values {
-                    let key = if family {
-                        IndexKey::Family(name.into(), birth)
-                    } else {
-                        IndexKey::Phonetic(name.into(), birth)
-                    };
-                    actual.insert((key, v.map_err(unavailable)?.value()));
+                    actual.insert((
+                        dated_key(slot, name, birth),
+                        v.map_err(unavailable)?.value(),
+                    ));
                 }
             }
         }
@@ -624,15 +650,8 @@ impl PatientStore for RedbStore {
             let table = txn.open_multimap_table(def).map_err(unavailable)?;
             for entry in table.iter().map_err(unavailable)? {
                 let (key, values) = entry.map_err(unavailable)?;
-                let k = key.value().to_string();
                 for v in values {
-                    let key = match slot {
-                        0 => IndexKey::Postcode(k.clone()),
-                        1 => IndexKey::Phone(k.clone()),
-                        2 => IndexKey::Email(k.clone()),
-                        _ => IndexKey::Gp(k.clone()),
-                    };
-                    actual.insert((key, v.map_err(unavailable)?.value()));
+                    actual.insert((flat_key(slot, key.value()), v.map_err(unavailable)?.value()));
                 }
             }
         }
