@@ -14,6 +14,9 @@ use pds_facade::store::redb_store::RedbStore;
 use pds_facade::store::{ExistingRecords, PatientStore};
 
 const SEED: u64 = 20261127;
+
+/// A kind of query, made from a patient's own data.
+type MakeQuery = fn(&serde_json::Value) -> String;
 const QUERIES: usize = 500;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -57,7 +60,7 @@ fn main() {
     let sample: Vec<serde_json::Value> = (0..QUERIES as u64)
         .map(|q| generate::patient(SEED, (q * 7919) % n))
         .collect();
-    let kinds: [(&str, fn(&serde_json::Value) -> String); 4] = [
+    let kinds: [(&str, MakeQuery); 5] = [
         ("exact (family + birthdate)", |p| {
             format!(
                 "family={}&birthdate=eq{}",
@@ -74,7 +77,19 @@ fn main() {
                 p["address"][0]["postalCode"].as_str().unwrap()
             )
         }),
-        ("wildcard (3 letters*, birth year range)", |p| {
+        ("wildcard (3 letters* + birthdate)", |p| {
+            let f: String = p["name"][0]["family"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .take(3)
+                .collect();
+            format!(
+                "family={f}*&birthdate=eq{}",
+                p["birthDate"].as_str().unwrap()
+            )
+        }),
+        ("wildcard, wide (3 letters*, a whole birth year)", |p| {
             let f: String = p["name"][0]["family"]
                 .as_str()
                 .unwrap()

@@ -404,8 +404,10 @@ impl SearchQuery {
             return Vec::new();
         }
         let mut out = Vec::new();
+        // family and first given name, each also in the other's place (transposed), by
+        // spelling, by sound and by first given name: a typo in one is found through the other
         let mut names: Vec<&Term> = self.family.iter().collect();
-        names.extend(self.given.first()); // transposed given/family
+        names.extend(self.given.first());
         for n in names {
             out.push(Lookup::Family {
                 name: n.pattern.clone(),
@@ -417,6 +419,9 @@ impl SearchQuery {
                     .into_iter()
                     .map(|code| Lookup::Phonetic { code, birth }),
             );
+            if let Some(first) = index::first_word(&n.pattern) {
+                out.push(Lookup::Given { name: first, birth });
+            }
         }
         if self.family.is_none() {
             if let Some(p) = &self.postcode {
@@ -876,6 +881,26 @@ mod tests {
             None
         );
         assert!(s("given=Jane&gender=female&address-postalcode=LS1 6AE&birthdate=2010-10-22&_fuzzy-match=true").is_some());
+    }
+
+    #[test]
+    fn fuzzy_lookups_reach_a_misspelt_family_through_the_given_name() {
+        let l = q("_fuzzy-match=true&family=Smiht&given=Mary%20Ann&birthdate=2010-10-22")
+            .unwrap()
+            .lookups();
+        let range = (20101022, 20101022);
+        assert!(
+            l.contains(&Lookup::Given {
+                name: "mary".into(),
+                birth: range
+            }),
+            "{l:?}"
+        );
+        assert!(l.contains(&Lookup::Family {
+            name: "smiht".into(),
+            prefix: false,
+            birth: range
+        }));
     }
 
     #[test]

@@ -552,14 +552,28 @@ impl PatientStore for RedbStore {
                     prefix: true,
                     birth,
                 } => {
+                    // Skip-scan: for each family name with the prefix, seek straight to
+                    // its birth-date range, then on to the next family name.
                     let table = txn.open_multimap_table(IDX_FAMILY).map_err(unavailable)?;
-                    for entry in table.range((name.as_str(), 0)..).map_err(unavailable)? {
-                        let (key, values) = entry.map_err(unavailable)?;
-                        let (family, born) = key.value();
-                        if !family.starts_with(name.as_str()) {
-                            break;
-                        }
-                        if birth.0 <= born && born <= birth.1 {
+                    let mut seek: Option<(String, u32)> = Some((name.clone(), birth.0));
+                    while let Some((from, from_birth)) = seek.take() {
+                        for entry in table
+                            .range((from.as_str(), from_birth)..)
+                            .map_err(unavailable)?
+                        {
+                            let (key, values) = entry.map_err(unavailable)?;
+                            let (family, born) = key.value();
+                            if !family.starts_with(name.as_str()) {
+                                break;
+                            }
+                            if born < birth.0 {
+                                seek = Some((family.to_string(), birth.0));
+                                break;
+                            }
+                            if born > birth.1 {
+                                seek = Some((format!("{family}\0"), 0));
+                                break;
+                            }
                             collect(values)?;
                         }
                     }
@@ -786,6 +800,56 @@ mod tests {
         };
         store.commit(later).unwrap();
         assert!(store.request("rid").unwrap().is_none());
+    }
+
+    fn named(id: &str, family: &str, birth: &str) -> Patient {
+        let doc = json!({"resourceType": "Patient", "id": id, "birthDate": birth,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": id}],
+            "name": [{"id": "n", "use": "usual", "family": family}]});
+        Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
+    }
+
+    #[test]
+    fn wildcard_lookups_skip_to_each_birth_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let people = [
+            ("9000000009", "Smith", "1980-01-01"),
+            ("9000000017", "Smith", "1990-06-15"),
+            ("9000000025", "Smithson", "1990-06-20"),
+            ("9000000033", "Smyth", "1990-12-31"),
+            ("9000000041", "Smyth", "1991-01-01"),
+            ("9000000068", "Snow", "1990-06-15"),
+            ("9000000076", "Sm", "1990-07-01"),
+        ];
+        let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
+        store
+            .insert_batch(&records, ExistingRecords::Reject)
+            .unwrap();
+        let found = |name: &str, lo: u32, hi: u32| -> Vec<String> {
+            let l = Lookup::Family {
+                name: name.into(),
+                prefix: true,
+                birth: (lo, hi),
+            };
+            store
+                .candidates(&[l])
+                .unwrap()
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(
+            found("sm", 19900101, 19901231),
+            ["9000000017", "9000000025", "9000000033", "9000000076"]
+        );
+        assert_eq!(
+            found("smith", 0, 99999999),
+            ["9000000009", "9000000017", "9000000025"]
+        );
+        assert_eq!(found("smy", 19910101, 19910101), ["9000000041"]);
+        assert!(found("sz", 0, 99999999).is_empty());
+        assert_eq!(store.check_indexes().unwrap(), Vec::<String>::new());
     }
 
     #[test]
