@@ -128,6 +128,13 @@ pub fn keys(doc: &Map<String, Value>) -> Vec<IndexKey> {
                         .map(|c| IndexKey::Phonetic(c, birth)),
                 );
             }
+            let first_given = n
+                .get("given")
+                .and_then(|g| g.get(0))
+                .and_then(Value::as_str);
+            if let Some(given) = first_given.and_then(first_word) {
+                out.push(IndexKey::Given(given, birth));
+            }
         }
     }
     for a in list(doc, "address") {
@@ -188,6 +195,11 @@ mod tests {
             !k.iter().any(|k| matches!(k, IndexKey::Given(..))),
             "no given names here"
         );
+        let Value::Object(m) = json!({"birthDate": "1990-02-03", "name": [{"use": "usual", "family": "Smith", "given": ["Mary Ann", "Jo"]}]})
+        else {
+            unreachable!()
+        };
+        assert!(keys(&m).contains(&IndexKey::Given("mary".into(), 19900203)));
         assert!(k.contains(&IndexKey::Postcode("LS16AE".into())));
         assert!(k.contains(&IndexKey::Email("a@example.com".into())));
         assert!(k.contains(&IndexKey::Phone("01134960000".into())));
