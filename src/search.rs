@@ -58,6 +58,10 @@ pub fn run(store: &dyn PatientStore, query: &SearchQuery) -> Result<Outcome, Sto
             Vec::new()
         };
         if let Some(score) = query.score(record.doc(), &past) {
+            if hits.len() == query.max_results {
+                // one more than may be returned: the answer is known, the rest need no look
+                return Ok(Outcome::TooManyMatches);
+            }
             hits.push(Hit {
                 id,
                 score,
@@ -65,9 +69,6 @@ pub fn run(store: &dyn PatientStore, query: &SearchQuery) -> Result<Outcome, Sto
                 doc: record.doc().clone(),
             });
         }
-    }
-    if hits.len() > query.max_results {
-        return Ok(Outcome::TooManyMatches);
     }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     Ok(Outcome::Hits(hits))
