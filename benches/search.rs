@@ -48,12 +48,17 @@ fn main() {
         i = end;
     }
     let load = started.elapsed();
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let meta = std::fs::metadata(&path).expect("database file");
+    #[cfg(unix)]
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+    #[cfg(not(unix))]
+    let allocated = meta.len();
     println!(
-        "loaded {n} patients in {:.1} s ({:.0} patients/s); database {:.0} MiB",
+        "loaded {n} patients in {:.1} s ({:.0} patients/s); database file {:.0} MiB long, {:.0} MiB allocated on disk",
         load.as_secs_f64(),
         n as f64 / load.as_secs_f64(),
-        size as f64 / 1048576.0
+        meta.len() as f64 / 1048576.0,
+        allocated as f64 / 1048576.0
     );
 
     // queries built from real records, spread over the population
