@@ -298,7 +298,7 @@ pub mod docs {
     paths(patient::get_patient, patient::patch_patient, patient::search_patients,
           super::history::history, super::history::version,
           super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit, super::ping),
-    components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::Ping)),
+    components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),

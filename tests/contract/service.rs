@@ -143,3 +143,29 @@ fn the_fhir_r4_check_really_checks() {
     )
     .is_empty());
 }
+
+#[test]
+fn every_openapi_reference_resolves() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/openapi/openapi.json")).unwrap()).unwrap();
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|c| refs(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| refs(c, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference {r}"));
+        // JSON pointer tokens in component names may contain '.', which needs no escaping
+        assert!(doc.pointer(pointer).is_some(), "unresolvable reference {r}");
+    }
+}
