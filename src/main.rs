@@ -43,6 +43,10 @@ enum Command {
         /// answer instead of being applied again (e.g. 24h, 30m).
         #[arg(long, default_value = "24h")]
         idempotency_window: humantime::Duration,
+        /// NHS numbers for new records come from this range, `FIRST-LAST` (10-digit numbers;
+        /// numbers are never reused).
+        #[arg(long, default_value = "9993000000-9993999999", value_parser = parse_range)]
+        allocation_range: (u64, u64),
         /// The public base URL of the FHIR API, used in search results' `fullUrl`
         /// (default: http://<listen address>/personal-demographics/FHIR/R4).
         #[arg(long)]
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             demo,
             idempotency_window,
             base_url,
+            allocation_range,
             keys,
         } => serve(
             &db,
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
             demo,
             idempotency_window.into(),
             base_url,
+            allocation_range,
             &keys,
         ),
         Command::Reindex { db, check } => reindex(&db, check),
@@ -153,6 +159,7 @@ fn serve(
     demo: bool,
     idempotency_window: std::time::Duration,
     base_url: Option<String>,
+    allocation_range: (u64, u64),
     key_config: &KeyConfig,
 ) -> ExitCode {
     tracing_subscriber::fmt()
@@ -198,6 +205,7 @@ fn serve(
     tracing::info!(mode, "authentication");
     let mut state = AppState::new(Arc::new(store), keys);
     state.idempotency_window = idempotency_window;
+    state.allocation_range = allocation_range;
     let result = runtime.block_on(async move {
         let mut state = state;
         let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -277,6 +285,24 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// `FIRST-LAST` 10-digit NHS numbers → their first-nine-digit prefixes.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 9993000000-9993999999")?;
+    let parse = |x: &str| -> Result<u64, String> {
+        if x.len() != 10 || !x.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(format!("'{x}' is not a 10-digit number"));
+        }
+        Ok(x.parse::<u64>().map_err(|e| e.to_string())? / 10)
+    };
+    let (first, last) = (parse(a)?, parse(b)?);
+    if first > last {
+        return Err("the range's first number is after its last".into());
+    }
+    Ok((first, last))
 }
 
 fn reindex(db: &Path, check: bool) -> ExitCode {

@@ -36,7 +36,7 @@ pub fn run(store: &dyn PatientStore, query: &SearchQuery) -> Result<Outcome, Sto
         let Some(stored) = store.get(id)? else {
             continue;
         };
-        if stored.restricted && query.excludes_restricted() {
+        if stored.invalidated || (stored.restricted && query.excludes_restricted()) {
             continue;
         }
         let record = Patient::from_stored(&stored.json).map_err(StoreError::Corrupt)?;

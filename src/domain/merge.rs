@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::nhs_number::NhsNumber;
 use super::outcome::PdsError;
+use super::parameters::Parameters;
 use super::patch::{self, Op, OpKind, PatchContext};
 use super::patient::{Patient, NHS_NUMBER_SYSTEM};
 use super::schema::Schemas;
@@ -30,19 +31,6 @@ impl MergeRequest {
     /// Parses `Parameters` (`source-patient-identifier`, `target-patient-identifier` as
     /// `valueIdentifier` with the NHS number system, `preview`, `result-patient`, `reason`).
     pub fn parse(body: &Value, needs_target: bool) -> Result<MergeRequest, PdsError> {
-        if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-            return Err(PdsError::invalid_value(
-                body.get("resourceType")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(none)"),
-                "resourceType",
-            ));
-        }
-        let params = body
-            .get("parameter")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
         const KNOWN: [&str; 5] = [
             "source-patient-identifier",
             "target-patient-identifier",
@@ -50,72 +38,15 @@ impl MergeRequest {
             "result-patient",
             "reason",
         ];
-        if let Some(unknown) = params
-            .iter()
-            .filter_map(|p| p.get("name").and_then(Value::as_str))
-            .find(|n| !KNOWN.contains(n))
-        {
-            return Err(PdsError::new(
-                super::outcome::ErrorCode::AdditionalProperties,
-                format!("Invalid request with error - Additional properties are not allowed ('{}' was unexpected)", super::outcome::clip(unknown)),
-            ));
-        }
-        let find = |name: &str| {
-            params
-                .iter()
-                .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
-        };
-        let identifier = |name: &str| -> Result<Option<NhsNumber>, PdsError> {
-            let Some(p) = find(name) else { return Ok(None) };
-            let ident = p
-                .get("valueIdentifier")
-                .ok_or_else(|| PdsError::missing_value(&format!("{name}/valueIdentifier")))?;
-            let system = ident
-                .get("system")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if system != NHS_NUMBER_SYSTEM {
-                return Err(PdsError::invalid_value(
-                    system,
-                    &format!("{name}/valueIdentifier/system"),
-                ));
-            }
-            let value = ident
-                .get("value")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            NhsNumber::parse(value).map(Some).map_err(|_| {
-                PdsError::invalid_value(value, &format!("{name}/valueIdentifier/value"))
-            })
-        };
-        let source = identifier("source-patient-identifier")?
-            .ok_or_else(|| PdsError::missing_value("source-patient-identifier"))?;
-        let target = identifier("target-patient-identifier")?;
+        let params = Parameters::parse(body, &KNOWN)?;
+        let source = params.required_nhs_number("source-patient-identifier")?;
+        let target = params.nhs_number("target-patient-identifier")?;
         if needs_target && target.is_none() {
             return Err(PdsError::missing_value("target-patient-identifier"));
         }
-        let preview = match find("preview") {
-            None => false,
-            Some(p) => p
-                .get("valueBoolean")
-                .and_then(Value::as_bool)
-                .ok_or_else(|| PdsError::invalid_value(&p.to_string(), "preview"))?,
-        };
-        let result_patient = match find("result-patient") {
-            None => None,
-            Some(p) => Some(
-                p.get("resource")
-                    .cloned()
-                    .ok_or_else(|| PdsError::missing_value("result-patient/resource"))?,
-            ),
-        };
-        let reason = find("reason")
-            .and_then(|p| p.get("valueString"))
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| PdsError::missing_value("reason"))?
-            .to_string();
+        let preview = params.boolean("preview")?.unwrap_or(false);
+        let result_patient = params.resource("result-patient")?.cloned();
+        let reason = params.reason()?;
         Ok(MergeRequest {
             source,
             target,

@@ -1,10 +1,12 @@
 //! The patch layer: PDS domain values and rules. Pure — no I/O, no clocks, no randomness; the
 //! caller passes today's date and an id generator in.
 
+pub mod identity;
 pub mod index;
 pub mod merge;
 pub mod nhs_number;
 pub mod outcome;
+pub mod parameters;
 pub mod patch;
 pub mod patient;
 pub mod role;

@@ -43,6 +43,10 @@ pub enum ErrorCode {
     ServiceUnavailable,
     UnknownError,
     TooManyMatches,
+    /// An allocation found one likely existing record for the patient.
+    SingleMatch,
+    /// An allocation found several likely existing records.
+    MultipleMatches,
 }
 
 /// How one code is presented: `(code, HTTP status, issue.code, severity, display)`.
@@ -103,6 +107,8 @@ impl ErrorCode {
             TooManyRequests => info("TOO_MANY_REQUESTS", 429, "value", "error", "Too many requests"),
             ServiceUnavailable => info("SERVICE_UNAVAILABLE", 503, "timeout", "error", "Service unavailable"),
             UnknownError => info("UNKNOWN_ERROR", 500, "unknown", "error", "Unknown Error"),
+            SingleMatch => info("SINGLE_MATCH", 200, "value", "error", "Single match found"),
+            MultipleMatches => info("MULTIPLE_MATCHES", 200, "value", "error", "Multiple matches found"),
             TooManyMatches => info("TOO_MANY_MATCHES", 200, "multiple-matches", "information", "Too Many Matches"),
         }
     }

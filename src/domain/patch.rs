@@ -234,6 +234,12 @@ pub enum Operation {
     DeathCorrection,
     Merge,
     Unmerge,
+    /// A new record with a newly allocated NHS number.
+    Create,
+    Invalidate,
+    Revalidate,
+    /// The old record of a change of identity (invalidated) and the new one (created).
+    ChangeIdentity,
 }
 
 impl Operation {
@@ -244,12 +250,16 @@ impl Operation {
             Operation::DeathCorrection => "death-correction",
             Operation::Merge => "merge",
             Operation::Unmerge => "unmerge",
+            Operation::Create => "create",
+            Operation::Invalidate => "invalidate",
+            Operation::Revalidate => "revalidate",
+            Operation::ChangeIdentity => "change-identity",
         }
     }
 
     /// Back-office corrections must say why (400 MISSING_VALUE `reason` otherwise).
     pub fn needs_reason(self) -> bool {
-        self != Operation::Patch
+        !matches!(self, Operation::Patch | Operation::Create)
     }
 }
 
@@ -685,7 +695,11 @@ fn explain_pointer(doc: &Value, op: &Op) -> Option<String> {
 }
 
 /// Items added or replaced whole without a period start today (PDS period rules).
-fn default_periods(doc: &mut Map<String, Value>, created: &HashSet<(String, String)>, today: Date) {
+pub(crate) fn default_periods(
+    doc: &mut Map<String, Value>,
+    created: &HashSet<(String, String)>,
+    today: Date,
+) {
     if created.is_empty() {
         return;
     }
@@ -1271,21 +1285,27 @@ mod tests {
 
     #[test]
     fn gp_rules() {
-        let (code, _) = err(
+        // only the back office corrects GP registration
+        let (code, msg) = err(
             &record(),
             json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "remove", "path": "/generalPractitioner/0"}]),
         );
-        assert_eq!(code, ErrorCode::ForbiddenUpdate);
-        let (code, _) = err(
+        assert_eq!((code, msg.as_str()), (ErrorCode::ForbiddenUpdate, "Forbidden update with error - source not permitted to remove 'generalPractitioner'"));
+        let (code, msg) = err(
             &record(),
-            json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "add", "path": "/generalPractitioner/0/identifier/period/end", "value": "2026-01-01"}]),
+            json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "replace", "path": "/generalPractitioner/0/identifier/value", "value": "Y54321"}]),
         );
-        assert_eq!(code, ErrorCode::InvalidValue);
-        let (code, _) = err(
-            &record(),
-            json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "replace", "path": "/generalPractitioner/0/identifier/value", "value": "y1"}]),
+        assert_eq!((code, msg.as_str()), (ErrorCode::ForbiddenUpdate, "Forbidden update with error - source not permitted to update 'generalPractitioner'"));
+        let bo = |ops: Value| patch_as(&record(), Role::BackOffice, ops);
+        let moved = bo(json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "replace", "path": "/generalPractitioner/0/identifier/value", "value": "Y54321"}])).unwrap();
+        assert_eq!(
+            moved.doc()["generalPractitioner"][0]["identifier"]["value"],
+            "Y54321"
         );
-        assert_eq!(code, ErrorCode::InvalidValue);
+        bo(json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "remove", "path": "/generalPractitioner/0"}])).unwrap();
+        // ODS code format and no end date, for the back office too
+        assert_eq!(bo(json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "add", "path": "/generalPractitioner/0/identifier/period/end", "value": "2026-01-01"}])).unwrap_err().code, ErrorCode::InvalidValue);
+        assert_eq!(bo(json!([{"op": "test", "path": "/generalPractitioner/0/id", "value": "G1"}, {"op": "replace", "path": "/generalPractitioner/0/identifier/value", "value": "y1"}])).unwrap_err().code, ErrorCode::InvalidValue);
     }
 
     #[test]

@@ -128,6 +128,12 @@ impl Patient {
         is_restricted(&self.doc)
     }
 
+    /// Invalidated (created in error, or replaced by a change of identity): confidentiality
+    /// `REDACTED`, which PDS never returns (404 INVALIDATED_RESOURCE).
+    pub fn is_invalidated(&self) -> bool {
+        is_invalidated(&self.doc)
+    }
+
     /// Whether the record carries merge state (`link` or `active`), which only the back office sees.
     pub fn has_merge_state(&self) -> bool {
         has_merge_state(&self.doc)
@@ -154,6 +160,10 @@ pub(crate) fn set_version(doc: &mut Map<String, Value>, version: Version) {
     if let Value::Object(m) = meta {
         m.insert("versionId".into(), Value::String(version.to_string()));
     }
+}
+
+pub fn is_invalidated(doc: &Map<String, Value>) -> bool {
+    security_code(doc) == Some("REDACTED")
 }
 
 pub fn has_merge_state(doc: &Map<String, Value>) -> bool {

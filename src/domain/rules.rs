@@ -88,7 +88,7 @@ pub const CHANGE_RULES: &[ChangeRule] = &[
     ChangeRule { name: "work addresses can only be removed",        code: InvalidUpdate,    check: no_work_address_change },
     ChangeRule { name: "a telecom keeps its system and use",        code: InvalidUpdate,    check: telecom_kind_fixed },
     ChangeRule { name: "a GP registration has no end",              code: InvalidValue,     check: gp_no_end },
-    ChangeRule { name: "only the back office removes a GP",         code: ForbiddenUpdate,  check: gp_removal },
+    ChangeRule { name: "only the back office changes GP registration", code: ForbiddenUpdate, check: gp_changes },
     ChangeRule { name: "interpreterRequired cannot be removed",     code: InvalidUpdate,    check: keep_interpreter_required },
 ];
 
@@ -757,17 +757,19 @@ fn gp_no_end(c: &Change) -> Result<(), String> {
     Ok(())
 }
 
-fn gp_removal(c: &Change) -> Result<(), String> {
-    if c.role.is_back_office() {
+/// GP registration is corrected by the National Back Office (in PDS: NHAIS / back office);
+/// other callers may neither set, replace nor remove it.
+fn gp_changes(c: &Change) -> Result<(), String> {
+    if c.role.is_back_office()
+        || c.old.get("generalPractitioner") == c.new.get("generalPractitioner")
+    {
         return Ok(());
     }
-    for gp in list(c.old, "generalPractitioner") {
-        let Some(id) = gp.get("id") else { continue };
-        if item_by_key(c.new, "generalPractitioner", id).is_none() {
-            return Err("only the National Back Office may remove a GP registration".into());
-        }
+    if list(c.new, "generalPractitioner").is_empty() {
+        Err("source not permitted to remove 'generalPractitioner'".into())
+    } else {
+        Err("source not permitted to update 'generalPractitioner'".into())
     }
-    Ok(())
 }
 
 fn keep_interpreter_required(c: &Change) -> Result<(), String> {

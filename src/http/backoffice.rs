@@ -24,7 +24,7 @@ use crate::env::{new_object_id, today};
 use crate::store::{Change, RecordWrite, SavedResponse};
 
 /// Operation bodies are FHIR JSON.
-fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -42,14 +42,14 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn not_found(what: &str, id: NhsNumber) -> ApiError {
+pub(crate) fn not_found(what: &str, id: NhsNumber) -> ApiError {
     ApiError::new(
         ErrorCode::ResourceNotFound,
         format!("Resource not found - {what} {id}"),
     )
 }
 
-fn load_named(
+pub(crate) fn load_named(
     app: &AppState,
     what: &str,
     id: NhsNumber,
@@ -59,7 +59,7 @@ fn load_named(
 }
 
 /// The Parameters answer of `$merge` / `$unmerge`: an outcome and the resulting record.
-fn parameters(outcome: &str, result: &Patient) -> Vec<u8> {
+pub(crate) fn parameters(outcome: &str, result: &Patient) -> Vec<u8> {
     let result: Value =
         serde_json::from_slice(&render_patient(result, crate::domain::Role::BackOffice))
             .expect("JSON");
@@ -140,6 +140,7 @@ async fn finish(
     let response = SavedResponse {
         status: 200,
         etag: None,
+        location: None,
         body: String::from_utf8(parameters(&outcome, result)).expect("UTF-8"),
     };
     let (source_id, target_id) = (merged.source.id(), merged.target.id());
@@ -221,6 +222,11 @@ async fn do_merge(
             "source {source_id} has already been merged into {survivor}; unmerge it first"
         ))));
     }
+    if source.is_invalidated() {
+        return Err(ApiError(PdsError::invalid_update(format!(
+            "source {source_id} is invalidated"
+        ))));
+    }
     load_named(app, "target-patient-identifier", target_requested)?;
     let target_id = app.store.survivor(target_requested)?;
     if target_id == source_id {
@@ -232,6 +238,11 @@ async fn do_merge(
         return Err(ApiError(PdsError::invalid_update(why)));
     }
     let (target, _) = load_named(app, "target-patient-identifier", target_id)?;
+    if target.is_invalidated() {
+        return Err(ApiError(PdsError::invalid_update(format!(
+            "target {target_id} is invalidated"
+        ))));
+    }
     let merged = {
         let mut new_id = new_object_id;
         let mut ctx = PatchContext {

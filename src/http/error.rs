@@ -40,6 +40,13 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_) => {
                 ApiError::new(ErrorCode::InvalidValue, e.to_string())
             }
+            StoreError::RangeExhausted => {
+                tracing::error!("NHS number allocation range exhausted");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "No NHS number can be allocated: the configured allocation range is exhausted.",
+                )
+            }
             StoreError::Unavailable(reason) => {
                 tracing::error!(%reason, "storage unavailable");
                 ApiError::new(

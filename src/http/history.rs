@@ -9,7 +9,7 @@ use super::caller::require_back_office;
 use super::error::ApiError;
 use super::headers::RequestId;
 use super::openapi::docs;
-use super::patient::{fhir, load, parse_id, render};
+use super::patient::{fhir, load, load_current, parse_id, render};
 use super::AppState;
 use crate::auth::Caller;
 use crate::domain::{ErrorCode, PdsError, Version};
@@ -40,8 +40,12 @@ pub async fn history(
 ) -> Result<Response, ApiError> {
     let mut id = parse_id(&id)?;
     let current = load(app.store.as_ref(), id)?;
-    if current.merged && !caller.role.is_back_office() {
-        id = app.store.survivor(id)?;
+    if !caller.role.is_back_office() {
+        // other roles see what GET shows them: the survivor, and nothing of an invalidated record
+        if current.merged {
+            id = app.store.survivor(id)?;
+        }
+        load_current(app.store.as_ref(), id, caller.role)?;
     }
     let versions = app.store.history(id)?;
     // one restricted version makes every version restricted for roles that may not see it

@@ -100,6 +100,13 @@ pub fn respond(saved: &SavedResponse) -> Response {
     {
         headers.insert(header::ETAG, etag);
     }
+    if let Some(location) = saved
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        headers.insert(header::LOCATION, location);
+    }
     response
 }
 

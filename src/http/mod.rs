@@ -7,6 +7,7 @@ pub mod error;
 pub mod headers;
 pub mod history;
 pub mod idempotency;
+pub mod identity;
 mod middleware;
 pub mod openapi;
 pub mod patient;
@@ -39,9 +40,15 @@ pub struct AppState {
     pub keys: Arc<KeySet>,
     /// How long a change's X-Request-ID is remembered for idempotent retries.
     pub idempotency_window: std::time::Duration,
-    /// The public base URL of the FHIR API, for search results' `fullUrl`.
+    /// The public base URL of the FHIR API, for search results' `fullUrl` and `Location`.
     pub base_url: String,
+    /// New NHS numbers come from these first-nine-digit prefixes (inclusive).
+    pub allocation_range: (u64, u64),
 }
+
+/// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
+/// issued to real patients, and apart from the demo (999 100 …) and generated (990–991 …) data.
+pub const DEFAULT_ALLOCATION_RANGE: (u64, u64) = (999_300_000, 999_399_999);
 
 /// Default idempotency window: a day, far beyond any client's retry schedule.
 pub const DEFAULT_IDEMPOTENCY_WINDOW: std::time::Duration =
@@ -55,6 +62,7 @@ impl AppState {
             keys: Arc::new(keys),
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             base_url: format!("http://localhost{PDS_BASE}"),
+            allocation_range: DEFAULT_ALLOCATION_RANGE,
         }
     }
 }
@@ -62,7 +70,22 @@ impl AppState {
 /// The whole application as an axum router.
 pub fn router(state: AppState) -> Router {
     let fhir = Router::new()
-        .route("/Patient", get(patient::search_patients))
+        .route(
+            "/Patient",
+            get(patient::search_patients).post(identity::create),
+        )
+        .route(
+            "/Patient/$change-identity",
+            axum::routing::post(identity::change_identity),
+        )
+        .route(
+            "/Patient/$invalidate",
+            axum::routing::post(identity::invalidate),
+        )
+        .route(
+            "/Patient/$revalidate",
+            axum::routing::post(identity::revalidate),
+        )
         .route("/Patient/", get(missing_id).patch(missing_id))
         .route(
             "/Patient/{id}",

@@ -197,6 +197,34 @@ pub mod docs {
         outcome(ErrorCode::RequestIdReused, Some("Invalid value - '60e0b220-8136-4ca5-ae46-1d97ef59d068' in header 'X-Request-ID' - it was already used for a different request; use a new X-Request-ID for a new request"))
     }
 
+    pub fn example_create() -> Value {
+        json!({"resourceType": "Patient",
+            "name": [{"use": "usual", "given": ["Imogen"], "family": "Hartley", "prefix": ["Ms"]}],
+            "gender": "female", "birthDate": "2026-11-20",
+            "address": [{"use": "home", "line": ["12 Rosemary Lane", "Ripon"], "postalCode": "HG4 1AA"}],
+            "telecom": [{"system": "phone", "use": "mobile", "value": "07700900777"}]})
+    }
+
+    pub fn example_single_match() -> Value {
+        outcome(
+            ErrorCode::SingleMatch,
+            Some("Single match found - NHS number 9991000097"),
+        )
+    }
+
+    pub fn example_change_identity() -> Value {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "nhs-number", "valueIdentifier": nhs("9991000119")},
+            {"name": "patient", "resource": example_create()},
+            {"name": "reason", "valueString": "Adoption order"}]})
+    }
+
+    pub fn example_invalidate() -> Value {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "nhs-number", "valueIdentifier": nhs("9991000119")},
+            {"name": "reason", "valueString": "Created in error: a duplicate registration"}]})
+    }
+
     pub fn example_patient() -> Value {
         json!({
             "resourceType": "Patient", "id": "9991000089",
@@ -297,11 +325,14 @@ pub mod docs {
     servers((url = "/", description = "Root"), (url = "/personal-demographics/FHIR/R4", description = "PDS base path")),
     paths(patient::get_patient, patient::patch_patient, patient::search_patients,
           super::history::history, super::history::version,
-          super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit, super::ping),
+          super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit,
+          super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
+          super::ping),
     components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),
+         (name = "Identity", description = "NHS number allocation, changes of identity, invalidation"),
          (name = "Service", description = "Operational endpoints")),
     modifiers(&BearerAuth),
 )]

@@ -73,20 +73,25 @@ pub(crate) fn superseded() -> ApiError {
 }
 
 /// The record a read of `id` shows: the survivor's, when `id` was merged into another.
+///
+/// An invalidated record is 404 INVALIDATED_RESOURCE for every role but the back office — after
+/// following merges, since an invalidated but superseded number shows its survivor (PDS).
 pub(crate) fn load_current(
     store: &dyn PatientStore,
     id: NhsNumber,
+    role: Role,
 ) -> Result<StoredRecord, ApiError> {
-    let record = load(store, id)?;
-    if !record.merged {
-        return Ok(record);
+    let mut record = load(store, id)?;
+    if record.merged {
+        let survivor = store.survivor(id)?;
+        if survivor != id {
+            record = load(store, survivor)?;
+        }
     }
-    let survivor = store.survivor(id)?;
-    if survivor == id {
-        Ok(record)
-    } else {
-        load(store, survivor)
+    if record.invalidated && !role.is_back_office() {
+        return Err(ApiError::bare(ErrorCode::InvalidatedResource));
     }
+    Ok(record)
 }
 
 /// The parts of a request every audit entry records.
@@ -133,6 +138,7 @@ impl<'a> Actor<'a> {
             version_after: after.version().get(),
             patch: Some(patch),
             reason: reason.map(str::to_string),
+            related: None,
         }
     }
 }
@@ -181,7 +187,7 @@ pub async fn get_patient(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let record = load_current(app.store.as_ref(), id)?;
+    let record = load_current(app.store.as_ref(), id, caller.role)?;
     let body = render(&record, caller.role, false)?;
     Ok(fhir(StatusCode::OK, Some(record.version.etag()), body))
 }
@@ -271,6 +277,9 @@ async fn apply_patch(
     if stored.merged && app.store.superseded_by(id)?.is_some() {
         return Err(superseded());
     }
+    if stored.invalidated {
+        return Err(ApiError::bare(ErrorCode::InvalidatedResource));
+    }
     let request = PatchRequest::parse(&body, &app.schemas)?;
     if stored.version != expected {
         return Err(ApiError::bare(ErrorCode::ResourceVersionMismatch));
@@ -298,6 +307,7 @@ async fn apply_patch(
     let response = SavedResponse {
         status: 200,
         etag: Some(updated.version().etag()),
+        location: None,
         body: String::from_utf8(render_patient(&updated, role)).expect("JSON is UTF-8"),
     };
     let change = Change {

@@ -20,6 +20,8 @@ pub struct StoredRecord {
     pub restricted: bool,
     /// Carries merge state (`link`/`active`): superseded, or the survivor of a merge.
     pub merged: bool,
+    /// Invalidated (confidentiality REDACTED): never shown to roles but the back office.
+    pub invalidated: bool,
     /// The Patient document (JSON, `meta.versionId` = `version`).
     pub json: Vec<u8>,
 }
@@ -41,6 +43,9 @@ pub enum StoreError {
     /// The X-Request-ID was already used, within the window, for a different request.
     #[error("X-Request-ID {0} was already used for a different request")]
     RequestIdReused(String),
+    /// The configured NHS number allocation range has no unused number left.
+    #[error("the NHS number allocation range is exhausted")]
+    RangeExhausted,
     /// The database cannot be used right now (I/O error, disk full...). Nothing was changed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -80,6 +85,9 @@ pub struct AuditEntry {
     pub patch: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The other NHS number of a merge or a change of identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related: Option<String>,
 }
 
 /// A response saved with the change it reports, to answer a retry with the same X-Request-ID.
@@ -88,6 +96,8 @@ pub struct SavedResponse {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// The response body (JSON text).
     pub body: String,
 }
@@ -118,6 +128,8 @@ pub struct Change {
     pub supersede: Vec<(NhsNumber, NhsNumber)>,
     /// Sources no longer superseded (an unmerge).
     pub unsupersede: Vec<NhsNumber>,
+    /// `(old, new)`: a change of identity, sealed (only the back office ever sees it).
+    pub identity_links: Vec<(NhsNumber, NhsNumber)>,
     pub audit: Vec<AuditEntry>,
     pub request: Option<RequestRecord>,
     /// Idempotency records saved before this time (Unix seconds) may be forgotten.
@@ -154,6 +166,19 @@ pub trait PatientStore: Send + Sync + 'static {
     /// saved with the same fingerprint is [`Committed::Replayed`]; with another fingerprint,
     /// [`StoreError::RequestIdReused`].
     fn commit(&self, change: Change) -> Result<Committed, StoreError>;
+
+    /// Allocates the next unused NHS number from `prefixes` (first nine digits, inclusive; never
+    /// one handed out before, nor one already stored) and commits the change `build` makes for
+    /// it — the allocation and the change in one transaction. A replayed request allocates
+    /// nothing.
+    fn commit_allocating(
+        &self,
+        prefixes: (u64, u64),
+        build: &mut dyn FnMut(NhsNumber) -> Change,
+    ) -> Result<(Committed, NhsNumber), StoreError>;
+
+    /// The new NHS number of a record replaced by a change of identity (back office only).
+    fn identity_successor(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError>;
 
     /// The idempotency record of a request id, if one is kept.
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;

@@ -32,6 +32,7 @@ use crate::domain::{NhsNumber, Patient, Version};
 const PATIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("patients");
 const VERSIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
 const SUPERSEDED: TableDefinition<u64, u64> = TableDefinition::new("superseded");
+const IDENTITY_LINKS: TableDefinition<u64, u64> = TableDefinition::new("identity_links");
 const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("requests_by_time");
@@ -56,6 +57,7 @@ const FLAT_INDEXES: [MultimapTableDefinition<&str, u64>; 4] =
 const FORMAT: u8 = 1;
 const FLAG_RESTRICTED: u8 = 1;
 const FLAG_MERGED: u8 = 2;
+const FLAG_INVALIDATED: u8 = 4;
 const HEADER: usize = 6;
 /// How many expired idempotency records one commit forgets at most (keeps commits short).
 const FORGET_PER_COMMIT: usize = 64;
@@ -94,6 +96,7 @@ impl RedbStore {
             txn.open_table(PATIENTS).map_err(e)?;
             txn.open_table(VERSIONS).map_err(e)?;
             txn.open_table(SUPERSEDED).map_err(e)?;
+            txn.open_table(IDENTITY_LINKS).map_err(e)?;
             txn.open_table(AUDIT).map_err(e)?;
             txn.open_table(REQUESTS).map_err(e)?;
             txn.open_table(REQUESTS_BY_TIME).map_err(e)?;
@@ -140,6 +143,9 @@ fn encode(record: &Patient, json: &[u8]) -> Vec<u8> {
     if record.has_merge_state() {
         flags |= FLAG_MERGED;
     }
+    if record.is_invalidated() {
+        flags |= FLAG_INVALIDATED;
+    }
     out.push(flags);
     out.extend_from_slice(&record.version().get().to_le_bytes());
     out.extend_from_slice(json);
@@ -156,6 +162,7 @@ fn decode(bytes: &[u8]) -> Result<StoredRecord, StoreError> {
         version,
         restricted: bytes[1] & FLAG_RESTRICTED != 0,
         merged: bytes[1] & FLAG_MERGED != 0,
+        invalidated: bytes[1] & FLAG_INVALIDATED != 0,
         json: bytes[HEADER..].to_vec(),
     })
 }
@@ -166,6 +173,7 @@ fn versioned(json: Vec<u8>, version: Version) -> Result<StoredRecord, StoreError
         version,
         restricted: record.is_restricted(),
         merged: record.has_merge_state(),
+        invalidated: record.is_invalidated(),
         json,
     })
 }
@@ -355,6 +363,61 @@ fn forget_requests(txn: &WriteTransaction, before: u64) -> Result<(), StoreError
     Ok(())
 }
 
+/// Writes everything a change holds (inside an open write transaction; versions checked).
+fn apply_change(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
+    for w in &change.writes {
+        let id = w.record.id();
+        match (current_version(txn, id)?, w.expected) {
+            (None, None) => {}
+            (Some(_), None) => return Err(StoreError::AlreadyExists(id)),
+            (None, Some(_)) => return Err(StoreError::NotFound(id)),
+            (Some(current), Some(expected)) if current != expected => {
+                return Err(StoreError::VersionConflict {
+                    id,
+                    expected,
+                    current,
+                });
+            }
+            (Some(_), Some(_)) => {}
+        }
+        put(txn, &w.record)?;
+    }
+    {
+        let mut superseded = txn.open_table(SUPERSEDED).map_err(unavailable)?;
+        for (source, target) in &change.supersede {
+            superseded
+                .insert(source.as_u64(), target.as_u64())
+                .map_err(unavailable)?;
+        }
+        for source in &change.unsupersede {
+            superseded.remove(source.as_u64()).map_err(unavailable)?;
+        }
+    }
+    for entry in &change.audit {
+        let seq = next_audit_seq(txn)?;
+        let patient =
+            NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_vec(entry).expect("JSON");
+        txn.open_table(AUDIT)
+            .map_err(unavailable)?
+            .insert((patient.as_u64(), seq), json.as_slice())
+            .map_err(unavailable)?;
+    }
+    if let Some(request) = &change.request {
+        save_request(txn, request)?;
+    }
+    forget_requests(txn, change.forget_requests_before)?;
+    {
+        let mut links = txn.open_table(IDENTITY_LINKS).map_err(unavailable)?;
+        for (old, new) in &change.identity_links {
+            links
+                .insert(old.as_u64(), new.as_u64())
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
 impl PatientStore for RedbStore {
     fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
@@ -413,50 +476,60 @@ impl PatientStore for RedbStore {
         if let Some(saved) = check_request(&txn, &change)? {
             return Ok(Committed::Replayed(saved));
         }
-        for w in &change.writes {
-            let id = w.record.id();
-            match (current_version(&txn, id)?, w.expected) {
-                (None, None) => {}
-                (Some(_), None) => return Err(StoreError::AlreadyExists(id)),
-                (None, Some(_)) => return Err(StoreError::NotFound(id)),
-                (Some(current), Some(expected)) if current != expected => {
-                    return Err(StoreError::VersionConflict {
-                        id,
-                        expected,
-                        current,
-                    });
-                }
-                (Some(_), Some(_)) => {}
-            }
-            put(&txn, &w.record)?;
-        }
-        {
-            let mut superseded = txn.open_table(SUPERSEDED).map_err(unavailable)?;
-            for (source, target) in &change.supersede {
-                superseded
-                    .insert(source.as_u64(), target.as_u64())
-                    .map_err(unavailable)?;
-            }
-            for source in &change.unsupersede {
-                superseded.remove(source.as_u64()).map_err(unavailable)?;
-            }
-        }
-        for entry in &change.audit {
-            let seq = next_audit_seq(&txn)?;
-            let patient =
-                NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let json = serde_json::to_vec(entry).expect("JSON");
-            txn.open_table(AUDIT)
-                .map_err(unavailable)?
-                .insert((patient.as_u64(), seq), json.as_slice())
-                .map_err(unavailable)?;
-        }
-        if let Some(request) = &change.request {
-            save_request(&txn, request)?;
-        }
-        forget_requests(&txn, change.forget_requests_before)?;
+        apply_change(&txn, &change)?;
         txn.commit().map_err(unavailable)?;
         Ok(Committed::Applied)
+    }
+
+    fn commit_allocating(
+        &self,
+        prefixes: (u64, u64),
+        build: &mut dyn FnMut(NhsNumber) -> Change,
+    ) -> Result<(Committed, NhsNumber), StoreError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let stored_next = {
+            let meta = txn.open_table(META).map_err(unavailable)?;
+            let next = meta
+                .get("next_nhs_prefix")
+                .map_err(unavailable)?
+                .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])));
+            next
+        };
+        // the counter only moves forward: a number is never handed out twice
+        let mut prefix = stored_next.unwrap_or(0).max(prefixes.0);
+        let nhs = loop {
+            if prefix > prefixes.1 {
+                return Err(StoreError::RangeExhausted);
+            }
+            if let Some(n) = NhsNumber::from_prefix(prefix) {
+                if current_version(&txn, n)?.is_none() {
+                    break n;
+                }
+            }
+            prefix += 1;
+        };
+        let change = build(nhs);
+        if let Some(saved) = check_request(&txn, &change)? {
+            return Ok((Committed::Replayed(saved), nhs));
+        }
+        apply_change(&txn, &change)?;
+        txn.open_table(META)
+            .map_err(unavailable)?
+            .insert("next_nhs_prefix", (prefix + 1).to_le_bytes().as_slice())
+            .map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok((Committed::Applied, nhs))
+    }
+
+    fn identity_successor(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(IDENTITY_LINKS).map_err(unavailable)?;
+        let Some(guard) = table.get(id.as_u64()).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        NhsNumber::from_u64(guard.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
@@ -750,6 +823,7 @@ mod tests {
             version_after: after,
             patch: None,
             reason: None,
+            related: None,
         }
     }
 
@@ -767,6 +841,7 @@ mod tests {
         let saved = SavedResponse {
             status: 200,
             etag: Some("W/\"2\"".into()),
+            location: None,
             body: "{}".into(),
         };
         let request = RequestRecord {

@@ -6,6 +6,7 @@ mod auth;
 mod backoffice;
 mod cli;
 mod get;
+mod identity;
 mod patch;
 mod search;
 mod service;

@@ -146,8 +146,10 @@ fn the_fhir_r4_check_really_checks() {
 
 #[test]
 fn every_openapi_reference_resolves() {
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/openapi/openapi.json")).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/openapi/openapi.json")).unwrap(),
+    )
+    .unwrap();
     fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(m) => {
@@ -164,7 +166,9 @@ fn every_openapi_reference_resolves() {
     refs(&doc, &mut all);
     assert!(!all.is_empty());
     for r in all {
-        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference {r}"));
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external reference {r}"));
         // JSON pointer tokens in component names may contain '.', which needs no escaping
         assert!(doc.pointer(pointer).is_some(), "unresolvable reference {r}");
     }
