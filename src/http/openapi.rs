@@ -174,15 +174,15 @@ pub mod docs {
 
     pub fn example_merge() -> Value {
         json!({"resourceType": "Parameters", "parameter": [
-            {"name": "source-patient-identifier", "valueIdentifier": nhs("9991000100")},
-            {"name": "target-patient-identifier", "valueIdentifier": nhs("9991000097")},
+            {"name": "source-patient-identifier", "valueIdentifier": nhs("9991000194")},
+            {"name": "target-patient-identifier", "valueIdentifier": nhs("9991000186")},
             {"name": "preview", "valueBoolean": false},
             {"name": "reason", "valueString": "Duplicate registration at the same practice"}]})
     }
 
     pub fn example_unmerge() -> Value {
         json!({"resourceType": "Parameters", "parameter": [
-            {"name": "source-patient-identifier", "valueIdentifier": nhs("9991000100")},
+            {"name": "source-patient-identifier", "valueIdentifier": nhs("9991000194")},
             {"name": "reason", "valueString": "Merged in error: different people"}]})
     }
 
