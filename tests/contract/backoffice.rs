@@ -792,7 +792,7 @@ async fn no_restricted_field_reaches_other_roles() {
         } else {
             "/personal-demographics/FHIR/R4"
         };
-        let reply = match rng.below(6) {
+        let reply = match rng.below(9) {
             0 | 1 => api.get(&format!("{base}/Patient/{id}")).await,
             2 => api.get(&format!("{base}/Patient/{id}/_history")).await,
             3 => api.get(&format!("{base}/Patient/{id}/_history/1")).await,
@@ -810,7 +810,26 @@ async fn no_restricted_field_reaches_other_roles() {
                 api.patch(id, 1 + rng.below(3) as u32, json!({ "patches": ops }))
                     .await
             }
-            _ => api.get(&format!("/_audit?patient={id}")).await,
+            5 => api.get(&format!("/_audit?patient={id}")).await,
+            6 => {
+                // by name: restricted records come back, redacted
+                let r = api.get(&format!("{base}/Patient?family=Concealed&birthdate=ge1985-05-05&birthdate=le1985-05-06")).await;
+                assert!(r.status == 200, "{}", r.body);
+                r
+            }
+            7 => {
+                // by one of their own postcodes or GP codes: never found, not even counted
+                let m = &markers[rng.below(markers.len() as u64) as usize];
+                let q = if m.starts_with("ZX") {
+                    format!("address-postalcode={}", m.replace(' ', "%20"))
+                } else {
+                    format!("general-practitioner={m}")
+                };
+                let r = api.get(&format!("{base}/Patient?family=Concealed&birthdate=ge1985-05-05&birthdate=le1985-05-06&{q}")).await;
+                assert!(r.status == 200 && r.body["total"] == 0, "{q}: {}", r.body);
+                r
+            }
+            _ => api.get(&format!("{base}/Patient?_fuzzy-match=true&family=Concealed&given=Person&birthdate=1985-05-05")).await,
         };
         let mut text = reply.body.to_string();
         for (name, value) in reply.headers.iter() {
