@@ -97,6 +97,13 @@ impl Server {
         }
     }
 
+    /// SIGKILL: the process dies mid-work, as in a power cut or an OOM kill.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// SIGTERM, then wait: the graceful path a service manager takes.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();

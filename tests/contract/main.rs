@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod backoffice;
 mod cli;
+mod crash;
 mod get;
 mod identity;
 mod patch;
