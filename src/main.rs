@@ -29,31 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API.
-    Serve {
-        /// The database file (created if missing).
-        #[arg(long, default_value = "./pds.redb")]
-        db: PathBuf,
-        /// Address to listen on (port 0 picks a free port; the chosen address is printed).
-        #[arg(long, default_value = "127.0.0.1:9000")]
-        listen: SocketAddr,
-        /// Load the bundled demo patients first, if the database is empty.
-        #[arg(long)]
-        demo: bool,
-        /// How long a change's X-Request-ID is remembered, so that a retry gets the original
-        /// answer instead of being applied again (e.g. 24h, 30m).
-        #[arg(long, default_value = "24h")]
-        idempotency_window: humantime::Duration,
-        /// NHS numbers for new records come from this range, `FIRST-LAST` (10-digit numbers;
-        /// numbers are never reused).
-        #[arg(long, default_value = "9993000000-9993999999", value_parser = parse_range)]
-        allocation_range: (u64, u64),
-        /// The public base URL of the FHIR API, used in search results' `fullUrl`
-        /// (default: http://<listen address>/personal-demographics/FHIR/R4).
-        #[arg(long)]
-        base_url: Option<String>,
-        #[command(flatten)]
-        keys: KeyConfig,
-    },
+    Serve(ServeArgs),
     /// Load Patient resources from files: a Patient, a Bundle of Patients, or NDJSON.
     Import {
         /// The database file (created if missing).
@@ -98,26 +74,41 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The database file (created if missing).
+    #[arg(long, default_value = "./pds.redb")]
+    db: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Load the bundled demo patients first, if the database is empty.
+    #[arg(long)]
+    demo: bool,
+    /// How long a change's X-Request-ID is remembered, so that a retry gets the original
+    /// answer instead of being applied again (e.g. 24h, 30m).
+    #[arg(long, default_value = "24h")]
+    idempotency_window: humantime::Duration,
+    /// Requests unanswered after this get 503 SERVICE_UNAVAILABLE with Retry-After (a change
+    /// may still complete: retry with the same X-Request-ID).
+    #[arg(long, default_value = "10s")]
+    request_timeout: humantime::Duration,
+    /// NHS numbers for new records come from this range, `FIRST-LAST` (10-digit numbers;
+    /// numbers are never reused).
+    #[arg(long, default_value = "9993000000-9993999999", value_parser = parse_range)]
+    allocation_range: (u64, u64),
+    /// The public base URL of the FHIR API, used in search results' `fullUrl`
+    /// (default: http://<listen address>/personal-demographics/FHIR/R4).
+    #[arg(long)]
+    base_url: Option<String>,
+    #[command(flatten)]
+    keys: KeyConfig,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            db,
-            listen,
-            demo,
-            idempotency_window,
-            base_url,
-            allocation_range,
-            keys,
-        } => serve(
-            &db,
-            listen,
-            demo,
-            idempotency_window.into(),
-            base_url,
-            allocation_range,
-            &keys,
-        ),
+        Command::Serve(args) => serve(args),
         Command::Reindex { db, check } => reindex(&db, check),
         Command::Token {
             role,
@@ -153,15 +144,21 @@ fn open_store(db: &Path) -> Result<RedbStore, ExitCode> {
     })
 }
 
-fn serve(
-    db: &Path,
-    listen: SocketAddr,
-    demo: bool,
-    idempotency_window: std::time::Duration,
-    base_url: Option<String>,
-    allocation_range: (u64, u64),
-    key_config: &KeyConfig,
-) -> ExitCode {
+fn serve(args: ServeArgs) -> ExitCode {
+    let ServeArgs {
+        db,
+        listen,
+        demo,
+        idempotency_window,
+        request_timeout,
+        allocation_range,
+        base_url,
+        keys: key_config,
+    } = args;
+    let db = db.as_path();
+    let key_config = &key_config;
+    let (idempotency_window, request_timeout): (std::time::Duration, std::time::Duration) =
+        (idempotency_window.into(), request_timeout.into());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -206,6 +203,7 @@ fn serve(
     let mut state = AppState::new(Arc::new(store), keys);
     state.idempotency_window = idempotency_window;
     state.allocation_range = allocation_range;
+    state.request_timeout = request_timeout;
     let result = runtime.block_on(async move {
         let mut state = state;
         let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -91,7 +91,7 @@ fn begin(
     if let Some(original) = idempotency::replay(app, &request_id.0, &fingerprint)? {
         return Ok(Err(original));
     }
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let body: Value = super::json::parse(&bytes).map_err(|e| {
         PdsError::invalid_value(&format!("the request body is not valid JSON - {e}"), "body")
     })?;
     let request = MergeRequest::parse(&body, name == "$merge")?;

@@ -39,7 +39,7 @@ fn read_body(
     if let Some(original) = idempotency::replay(app, &request_id.0, &fingerprint)? {
         return Ok(Err(original));
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let value: Value = super::json::parse(&bytes).map_err(|e| {
         PdsError::invalid_value(&format!("the request body is not valid JSON - {e}"), "body")
     })?;
     Ok(Ok((value, fingerprint)))

@@ -8,6 +8,7 @@ pub mod headers;
 pub mod history;
 pub mod idempotency;
 pub mod identity;
+pub mod json;
 mod middleware;
 pub mod openapi;
 pub mod patient;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub base_url: String,
     /// New NHS numbers come from these first-nine-digit prefixes (inclusive).
     pub allocation_range: (u64, u64),
+    /// A request still unanswered after this gets 503 SERVICE_UNAVAILABLE (PDS: 10 s); a change
+    /// it started may still complete — retry with the same X-Request-ID to get its answer.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
@@ -63,12 +67,14 @@ impl AppState {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             base_url: format!("http://localhost{PDS_BASE}"),
             allocation_range: DEFAULT_ALLOCATION_RANGE,
+            request_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
 
 /// The whole application as an axum router.
 pub fn router(state: AppState) -> Router {
+    let timeout = state.request_timeout;
     let fhir = Router::new()
         .route(
             "/Patient",
@@ -110,6 +116,10 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
         .fallback(unknown_path)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(axum::middleware::from_fn(middleware::around))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
 }

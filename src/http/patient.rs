@@ -270,7 +270,7 @@ async fn apply_patch(
     fingerprint: [u8; 32],
 ) -> Result<Response, ApiError> {
     let role = caller.role;
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let body: Value = super::json::parse(bytes).map_err(|e| {
         PdsError::invalid_update(format!("the request body is not valid JSON - {e}"))
     })?;
     let stored = load(app.store.as_ref(), id)?;

@@ -144,6 +144,13 @@ impl Reply {
             .unwrap_or_else(|| panic!("not an OperationOutcome: {}", self.body))
     }
 
+    /// The Spine error code, if the body is an OperationOutcome.
+    pub fn code_or_none(&self) -> Option<String> {
+        self.body["issue"][0]["details"]["coding"][0]["code"]
+            .as_str()
+            .map(str::to_string)
+    }
+
     pub fn diagnostics(&self) -> Option<&str> {
         self.body["issue"][0]["diagnostics"].as_str()
     }

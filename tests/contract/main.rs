@@ -9,5 +9,6 @@ mod crash;
 mod get;
 mod identity;
 mod patch;
+mod robustness;
 mod search;
 mod service;

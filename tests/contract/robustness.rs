@@ -1,0 +1,171 @@
+//! Hostile and unlucky requests: strict JSON, timeouts with PDS's retry contract, and many
+//! writers racing for one version.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn raw_patch(
+    api: &Api,
+    id: &str,
+    if_match: &str,
+    rid: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    api.http
+        .patch(format!("{}/Patient/{id}", api.base))
+        .header("X-Request-ID", rid)
+        .header("If-Match", if_match)
+        .header("Content-Type", "application/json-patch+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let duplicate =
+        br#"{"patches": [{"op": "test", "op": "replace", "path": "/gender", "value": "male"}]}"#
+            .to_vec();
+    let deep = format!("{{\"patches\": {}1{}}}", "[".repeat(300), "]".repeat(300)).into_bytes();
+    let bad_utf8 =
+        b"{\"patches\": [{\"op\": \"replace\", \"path\": \"/gender\", \"value\": \"\xff\"}]}"
+            .to_vec();
+    let huge_number =
+        br#"{"patches": [{"op": "replace", "path": "/multipleBirthInteger", "value": 1e999}]}"#
+            .to_vec();
+    for (name, body) in [
+        ("duplicate key", duplicate),
+        ("deep nesting", deep),
+        ("invalid UTF-8", bad_utf8),
+        ("number out of range", huge_number),
+    ] {
+        let r = api
+            .send(
+                "PATCH",
+                &format!("/Patient/{FULL}"),
+                &[
+                    ("X-Request-ID", &request_id()),
+                    ("If-Match", "W/\"1\""),
+                    ("Content-Type", "application/json-patch+json"),
+                ],
+                Some(String::from_utf8_lossy(&body).into_owned()),
+            )
+            .await;
+        // (send() takes text; check the raw bytes path too)
+        assert_eq!(r.status, 400, "{name}: {}", r.body);
+        let raw = raw_patch(&api, FULL, "W/\"1\"", &request_id(), body).await;
+        assert_eq!(raw.status(), 400, "{name}");
+        let oo: serde_json::Value = raw.json().await.unwrap();
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{name}");
+    }
+    assert_eq!(api.get_patient(FULL).await.version(), 1, "nothing stored");
+}
+
+#[tokio::test]
+async fn timed_out_changes_are_collected_by_retrying_with_the_same_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("pds.redb"),
+        &["--demo", "--request-timeout", "1ms"],
+    );
+    let api = server.api();
+    let mut timeouts = 0;
+    for k in 0..5u32 {
+        let rid = request_id();
+        let if_match = format!("W/\"{}\"", 1 + k);
+        let body = json!({"patches": [{"op": "replace", "path": "/gender", "value": if k % 2 == 0 { "male" } else { "female" }}]}).to_string().into_bytes();
+        let mut answered = None;
+        for _ in 0..500 {
+            let r = raw_patch(&api, FULL, &if_match, &rid, body.clone()).await;
+            match r.status().as_u16() {
+                200 => {
+                    answered = Some(r.headers()["etag"].to_str().unwrap().to_string());
+                    break;
+                }
+                503 => {
+                    timeouts += 1;
+                    assert_eq!(
+                        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+                        Some("5")
+                    );
+                    let oo: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(
+                        oo["issue"][0]["details"]["coding"][0]["code"],
+                        "SERVICE_UNAVAILABLE"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => panic!("unexpected {other}: {}", r.text().await.unwrap()),
+            }
+        }
+        assert_eq!(
+            answered.as_deref(),
+            Some(format!("W/\"{}\"", 2 + k).as_str()),
+            "change {k} applied exactly once"
+        );
+    }
+    assert!(
+        timeouts > 0,
+        "a 1 ms timeout cut at least one durable write short"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_writers_one_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = std::sync::Arc::new(server.api());
+    let mut writers = Vec::new();
+    for i in 0..100 {
+        let api = api.clone();
+        writers.push(tokio::spawn(async move {
+            let given = format!("Writer{i}");
+            let r = api
+                .patch(SEVERAL_TELECOMS, 1, json!({"patches": [{"op": "replace", "path": "/name/0/id", "value": "N1"}, {"op": "replace", "path": "/name/0/given/0", "value": given}]}))
+                .await;
+            (r.status, r.code_or_none(), given)
+        }));
+    }
+    // readers meanwhile only ever see whole versions
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let api = api.clone();
+        readers.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let r = api.get_patient(SEVERAL_TELECOMS).await;
+                let v = r.version();
+                assert_eq!(r.header("etag"), Some(format!("W/\"{v}\"").as_str()));
+                let given = r.body["name"][0]["given"][0].as_str().unwrap();
+                assert!(
+                    v == 1 && given == "Priya" || v == 2 && given.starts_with("Writer"),
+                    "v{v} {given}"
+                );
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for w in writers {
+        let (status, code, given) = w.await.unwrap();
+        match status {
+            200 => winners.push(given),
+            409 => assert_eq!(code.as_deref(), Some("RESOURCE_VERSION_MISMATCH")),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins");
+    let end = api.get_patient(SEVERAL_TELECOMS).await;
+    assert_eq!(
+        (end.version(), end.body["name"][0]["given"][0].as_str()),
+        (2, Some(winners[0].as_str()))
+    );
+}
