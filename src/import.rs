@@ -126,6 +126,15 @@ pub fn validate_records(
             continue;
         }
         if let Value::Object(m) = &mut doc {
+            if let Some(field) = ["link", "active"].into_iter().find(|f| m.contains_key(*f)) {
+                problems.push(Problem {
+                    location: Some(location),
+                    reason: format!(
+                        "'{field}' is merge state, which only $merge and $unmerge write"
+                    ),
+                });
+                continue;
+            }
             assign_missing_ids(m, new_id);
         }
         match Patient::parse(doc, schemas, today) {
@@ -229,6 +238,21 @@ mod tests {
             Some(Location::Line(2))
         );
         assert!(read_records(r#"{"resourceType":"Observation"}"#).is_err());
+    }
+
+    #[test]
+    fn merge_state_is_not_imported() {
+        let doc = serde_json::json!({"resourceType": "Patient", "id": "9000000009", "active": false,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}]});
+        let mut id = || "X".to_string();
+        let problems = validate_records(
+            vec![(Location::Line(1), doc)],
+            &Schemas::compile(),
+            time::macros::date!(2026 - 11 - 27),
+            &mut id,
+        )
+        .unwrap_err();
+        assert!(problems[0].reason.contains("merge state"), "{problems:?}");
     }
 
     #[test]

@@ -12,5 +12,6 @@ pub mod env;
 pub mod generate;
 pub mod http;
 pub mod import;
+pub mod progress;
 pub mod search;
 pub mod store;

@@ -54,6 +54,18 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Write synthetic patients as NDJSON (deterministic for a seed; streams in constant memory).
+    Generate {
+        /// How many patients.
+        #[arg(long)]
+        count: u64,
+        /// The same seed always gives the same patients.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Mint a bearer token with the configured HS256 key (in sandbox mode: the development key
     /// kept beside the database, as `serve` resolves it with the same flags).
     Token {
@@ -110,6 +122,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Reindex { db, check } => reindex(&db, check),
+        Command::Generate { count, seed, out } => match generate(count, seed, out.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Token {
             role,
             sub,
@@ -283,6 +302,23 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn generate(count: u64, seed: u64, out: Option<&Path>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut writer: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut progress = pds_facade::progress::Progress::new(count, "generating");
+    for i in 0..count {
+        serde_json::to_writer(&mut writer, &pds_facade::generate::patient(seed, i))?;
+        writer.write_all(b"\n")?;
+        progress.inc(1);
+    }
+    writer.flush()?;
+    progress.finish();
+    Ok(())
 }
 
 /// `FIRST-LAST` 10-digit NHS numbers → their first-nine-digit prefixes.
