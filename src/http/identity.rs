@@ -22,7 +22,7 @@ use crate::domain::parameters::Parameters;
 use crate::domain::patch::{Operation, PatchContext};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
-use crate::store::{Change, Committed, RecordWrite, SavedResponse};
+use crate::store::{AllocatingChange, Change, Committed, RecordWrite, SavedResponse};
 
 /// Reads the body of a JSON request after the retry check: `Err(response)` is a replay.
 fn read_body(
@@ -60,27 +60,22 @@ fn likely_duplicates(app: &AppState, new: &Patient) -> Result<Vec<NhsNumber>, Ap
     })
 }
 
-/// Commits a change that needs a newly allocated NHS number and answers with its saved
-/// response (the original one, for a retry).
-async fn commit_allocating(
-    app: &AppState,
-    mut build: impl FnMut(NhsNumber) -> Change + Send + 'static,
-) -> Result<Response, ApiError> {
-    let store = app.store.clone();
-    let range = app.allocation_range;
-    let (committed, saved) = tokio::task::spawn_blocking(move || {
-        let mut saved = None;
-        let result = store.commit_allocating(range, &mut |nhs| {
-            let change = build(nhs);
-            saved = change.request.as_ref().map(|r| r.response.clone());
-            change
-        });
-        result.map(|(c, _)| (c, saved))
-    })
-    .await
-    .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
+/// Commits a change that needs a newly allocated NHS number and answers with its response
+/// (the original one, for a retry).
+async fn commit_allocating(app: &AppState, build: AllocatingChange) -> Result<Response, ApiError> {
+    let (store, range, builder) = (app.store.clone(), app.allocation_range, build.clone());
+    let (committed, nhs) =
+        tokio::task::spawn_blocking(move || store.commit_allocating(range, builder))
+            .await
+            .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
     Ok(match committed {
-        Committed::Applied => idempotency::respond(&saved.expect("changes carry their response")),
+        // the builder is deterministic for a number: rebuild the response it saved
+        Committed::Applied => idempotency::respond(
+            &build(nhs)
+                .request
+                .expect("changes carry their response")
+                .response,
+        ),
         Committed::Replayed(original) => idempotency::respond(&original),
     })
 }
@@ -151,29 +146,32 @@ pub async fn create(
         app.base_url.clone(),
     );
     let (rid, forget) = (request_id.0.clone(), idempotency::forget_before(&app));
-    let result = commit_allocating(&app, move |nhs| {
-        let record = identity::with_nhs_number(&new, nhs);
-        let body = render_patient(&record, role);
-        let mut audit = audit_template.clone();
-        audit.patient = nhs.to_string();
-        audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
-        let response = SavedResponse {
-            status: 201,
-            etag: Some(record.version().etag()),
-            location: Some(format!("{base}/Patient/{nhs}")),
-            body: String::from_utf8(body).expect("UTF-8"),
-        };
-        Change {
-            writes: vec![RecordWrite {
-                expected: None,
-                record,
-            }],
-            audit: vec![audit],
-            request: Some(idempotency::record(&rid, fingerprint, response)),
-            forget_requests_before: forget,
-            ..Change::default()
-        }
-    })
+    let result = commit_allocating(
+        &app,
+        std::sync::Arc::new(move |nhs| {
+            let record = identity::with_nhs_number(&new, nhs);
+            let body = render_patient(&record, role);
+            let mut audit = audit_template.clone();
+            audit.patient = nhs.to_string();
+            audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
+            let response = SavedResponse {
+                status: 201,
+                etag: Some(record.version().etag()),
+                location: Some(format!("{base}/Patient/{nhs}")),
+                body: String::from_utf8(body).expect("UTF-8"),
+            };
+            Change {
+                writes: vec![RecordWrite {
+                    expected: None,
+                    record,
+                }],
+                audit: vec![audit],
+                request: Some(idempotency::record(&rid, fingerprint, response)),
+                forget_requests_before: forget,
+                ..Change::default()
+            }
+        }),
+    )
     .await;
     idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
 }
@@ -240,7 +238,7 @@ pub async fn change_identity(
     };
     let actor = Actor::new(&caller, &request_id, &headers);
     let ops_json = json!(ops.iter().map(|o| o.to_json()).collect::<Vec<_>>());
-    let mut old_audit = actor.audit(
+    let old_audit = actor.audit(
         Operation::ChangeIdentity,
         Some(&old),
         &invalidated,
@@ -259,40 +257,44 @@ pub async fn change_identity(
         idempotency::forget_before(&app),
         old.version(),
     );
-    let result = commit_allocating(&app, move |nhs| {
-        let record = identity::with_nhs_number(&new, nhs);
-        old_audit.related = Some(nhs.to_string());
-        let mut new_audit = new_template.clone();
-        new_audit.patient = nhs.to_string();
-        new_audit.related = Some(old_id.to_string());
-        new_audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
-        let outcome = format!(
-            "Change of identity completed: {old_id} is invalidated; the new record is {nhs}"
-        );
-        let response = SavedResponse {
-            status: 200,
-            etag: None,
-            location: None,
-            body: String::from_utf8(parameters(&outcome, &record)).expect("UTF-8"),
-        };
-        Change {
-            writes: vec![
-                RecordWrite {
-                    expected: Some(old_version),
-                    record: invalidated.clone(),
-                },
-                RecordWrite {
-                    expected: None,
-                    record,
-                },
-            ],
-            identity_links: vec![(old_id, nhs)],
-            audit: vec![old_audit.clone(), new_audit],
-            request: Some(idempotency::record(&rid, fingerprint, response)),
-            forget_requests_before: forget,
-            ..Change::default()
-        }
-    })
+    let result = commit_allocating(
+        &app,
+        std::sync::Arc::new(move |nhs| {
+            let record = identity::with_nhs_number(&new, nhs);
+            let mut old_audit = old_audit.clone();
+            old_audit.related = Some(nhs.to_string());
+            let mut new_audit = new_template.clone();
+            new_audit.patient = nhs.to_string();
+            new_audit.related = Some(old_id.to_string());
+            new_audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
+            let outcome = format!(
+                "Change of identity completed: {old_id} is invalidated; the new record is {nhs}"
+            );
+            let response = SavedResponse {
+                status: 200,
+                etag: None,
+                location: None,
+                body: String::from_utf8(parameters(&outcome, &record)).expect("UTF-8"),
+            };
+            Change {
+                writes: vec![
+                    RecordWrite {
+                        expected: Some(old_version),
+                        record: invalidated.clone(),
+                    },
+                    RecordWrite {
+                        expected: None,
+                        record,
+                    },
+                ],
+                identity_links: vec![(old_id, nhs)],
+                audit: vec![old_audit, new_audit],
+                request: Some(idempotency::record(&rid, fingerprint, response)),
+                forget_requests_before: forget,
+                ..Change::default()
+            }
+        }),
+    )
     .await;
     idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
 }

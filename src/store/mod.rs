@@ -144,6 +144,11 @@ pub enum Committed {
     Replayed(SavedResponse),
 }
 
+/// Builds the change that needs a freshly allocated NHS number. It is called with the number
+/// the store allocated, inside the transaction; calling it again with the same number gives the
+/// same change (callers rebuild the response that way).
+pub type AllocatingChange = std::sync::Arc<dyn Fn(NhsNumber) -> Change + Send + Sync>;
+
 pub trait PatientStore: Send + Sync + 'static {
     /// The current version of a record (superseded records included).
     fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError>;
@@ -174,7 +179,7 @@ pub trait PatientStore: Send + Sync + 'static {
     fn commit_allocating(
         &self,
         prefixes: (u64, u64),
-        build: &mut dyn FnMut(NhsNumber) -> Change,
+        build: AllocatingChange,
     ) -> Result<(Committed, NhsNumber), StoreError>;
 
     /// The new NHS number of a record replaced by a change of identity (back office only).

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
+use std::sync::{mpsc, Arc};
 
 use redb::{
     Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
@@ -23,8 +24,8 @@ use redb::{
 };
 
 use super::{
-    AuditEntry, Change, Committed, ExistingRecords, PatientStore, RequestRecord, SavedResponse,
-    StoreError, StoredRecord,
+    AllocatingChange, AuditEntry, Change, Committed, ExistingRecords, PatientStore, RequestRecord,
+    SavedResponse, StoreError, StoredRecord,
 };
 use crate::domain::index::{self, IndexKey, Lookup};
 use crate::domain::{NhsNumber, Patient, Version};
@@ -63,7 +64,178 @@ const HEADER: usize = 6;
 const FORGET_PER_COMMIT: usize = 64;
 
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
+    /// Changes go to the writer thread, which commits them in groups (see [`writer_loop`]).
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RedbStore {
+    /// Stops the writer after the changes already queued, so the database closes cleanly.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A change waiting for the writer thread, and where its outcome goes.
+enum Job {
+    Commit {
+        change: Change,
+        reply: mpsc::Sender<Result<Committed, StoreError>>,
+    },
+    Allocate {
+        prefixes: (u64, u64),
+        build: AllocatingChange,
+        reply: mpsc::Sender<Result<(Committed, NhsNumber), StoreError>>,
+    },
+}
+
+/// The most changes one durable commit carries.
+const MAX_GROUP: usize = 256;
+
+/// Group commit. redb has one writer and a durable commit costs an fsync, so instead of one
+/// commit per change the writer takes every change waiting, checks and writes each in turn in
+/// one transaction — each sees the ones before it, so version conflicts and repeated
+/// X-Request-IDs resolve exactly as they would one at a time — commits once, and only then
+/// answers each caller. Nothing is acknowledged before it is durable; if anything goes wrong
+/// with the transaction, no change of the group is acknowledged.
+fn writer_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        run_group(&db, group);
+    }
+}
+
+enum Outcome {
+    Commit(
+        mpsc::Sender<Result<Committed, StoreError>>,
+        Result<Committed, StoreError>,
+    ),
+    Allocate(
+        mpsc::Sender<Result<(Committed, NhsNumber), StoreError>>,
+        Result<(Committed, NhsNumber), StoreError>,
+    ),
+}
+
+fn run_group(db: &Database, group: Vec<Job>) {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut failed: Option<StoreError> = None;
+    let txn = db.begin_write().map_err(unavailable);
+    for job in group {
+        let txn = match (&txn, &failed) {
+            (Ok(txn), None) => txn,
+            (Err(e), _) => {
+                outcomes.push(fail(job, StoreError::Unavailable(e.to_string())));
+                continue;
+            }
+            (_, Some(e)) => {
+                outcomes.push(fail(job, StoreError::Unavailable(e.to_string())));
+                continue;
+            }
+        };
+        match job {
+            Job::Commit { change, reply } => {
+                let result = commit_one(txn, &change);
+                if let Err(e @ StoreError::Unavailable(_)) = &result {
+                    failed = Some(StoreError::Unavailable(e.to_string()));
+                }
+                outcomes.push(Outcome::Commit(reply, result));
+            }
+            Job::Allocate {
+                prefixes,
+                build,
+                reply,
+            } => {
+                let result = allocate_one(txn, prefixes, build.as_ref());
+                if let Err(e @ StoreError::Unavailable(_)) = &result {
+                    failed = Some(StoreError::Unavailable(e.to_string()));
+                }
+                outcomes.push(Outcome::Allocate(reply, result));
+            }
+        }
+    }
+    let committed = match (txn, failed) {
+        (Ok(txn), None) => txn.commit().map_err(unavailable),
+        (_, Some(e)) => Err(e),
+        (Err(e), None) => Err(e),
+    };
+    for outcome in outcomes {
+        match (outcome, &committed) {
+            (Outcome::Commit(reply, result), Ok(())) => drop(reply.send(result)),
+            (Outcome::Allocate(reply, result), Ok(())) => drop(reply.send(result)),
+            // the transaction did not become durable: nothing of the group is acknowledged
+            (Outcome::Commit(reply, _), Err(e)) => {
+                drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
+            }
+            (Outcome::Allocate(reply, _), Err(e)) => {
+                drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
+            }
+        }
+    }
+}
+
+fn fail(job: Job, e: StoreError) -> Outcome {
+    match job {
+        Job::Commit { reply, .. } => Outcome::Commit(reply, Err(e)),
+        Job::Allocate { reply, .. } => Outcome::Allocate(reply, Err(e)),
+    }
+}
+
+/// One change of a group: replayed, refused (nothing written) or written.
+fn commit_one(txn: &WriteTransaction, change: &Change) -> Result<Committed, StoreError> {
+    if let Some(saved) = check_request(txn, change)? {
+        return Ok(Committed::Replayed(saved));
+    }
+    check_versions(txn, change)?;
+    write_change(txn, change)?;
+    Ok(Committed::Applied)
+}
+
+/// One allocating change of a group: the next unused NHS number, then the change built for it.
+fn allocate_one(
+    txn: &WriteTransaction,
+    prefixes: (u64, u64),
+    build: &(dyn Fn(NhsNumber) -> Change + Send + Sync),
+) -> Result<(Committed, NhsNumber), StoreError> {
+    let stored_next = txn
+        .open_table(META)
+        .map_err(unavailable)?
+        .get("next_nhs_prefix")
+        .map_err(unavailable)?
+        .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])));
+    // the counter only moves forward: a number is never handed out twice
+    let mut prefix = stored_next.unwrap_or(0).max(prefixes.0);
+    let nhs = loop {
+        if prefix > prefixes.1 {
+            return Err(StoreError::RangeExhausted);
+        }
+        if let Some(n) = NhsNumber::from_prefix(prefix) {
+            if current_version(txn, n)?.is_none() {
+                break n;
+            }
+        }
+        prefix += 1;
+    };
+    let change = build(nhs);
+    if let Some(saved) = check_request(txn, &change)? {
+        return Ok((Committed::Replayed(saved), nhs));
+    }
+    check_versions(txn, &change)?;
+    write_change(txn, &change)?;
+    txn.open_table(META)
+        .map_err(unavailable)?
+        .insert("next_nhs_prefix", (prefix + 1).to_le_bytes().as_slice())
+        .map_err(unavailable)?;
+    Ok((Committed::Applied, nhs))
 }
 
 /// Why the database could not be opened, in words for the person starting the service.
@@ -125,8 +297,33 @@ impl RedbStore {
             }
         }
         txn.commit().map_err(|e| other(e.to_string()))?;
-        Ok(RedbStore { db })
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("redb-writer".into())
+            .spawn(move || writer_loop(writer_db, queue))
+            .map_err(|e| other(e.to_string()))?;
+        Ok(RedbStore {
+            db,
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
     }
+}
+
+impl RedbStore {
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs
+            .as_ref()
+            .ok_or_else(writer_gone)?
+            .send(job)
+            .map_err(|_| writer_gone())
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the writer has stopped".into())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -363,8 +560,10 @@ fn forget_requests(txn: &WriteTransaction, before: u64) -> Result<(), StoreError
     Ok(())
 }
 
-/// Writes everything a change holds (inside an open write transaction; versions checked).
-fn apply_change(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
+
+/// Every write's expected version is still current (checked for all before any is written,
+/// so a change that fails leaves nothing behind).
+fn check_versions(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
     for w in &change.writes {
         let id = w.record.id();
         match (current_version(txn, id)?, w.expected) {
@@ -380,6 +579,13 @@ fn apply_change(txn: &WriteTransaction, change: &Change) -> Result<(), StoreErro
             }
             (Some(_), Some(_)) => {}
         }
+    }
+    Ok(())
+}
+
+/// Writes a checked change; an error here is an I/O error and aborts the transaction.
+fn write_change(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
+    for w in &change.writes {
         put(txn, &w.record)?;
     }
     {
@@ -472,53 +678,23 @@ impl PatientStore for RedbStore {
     }
 
     fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        if let Some(saved) = check_request(&txn, &change)? {
-            return Ok(Committed::Replayed(saved));
-        }
-        apply_change(&txn, &change)?;
-        txn.commit().map_err(unavailable)?;
-        Ok(Committed::Applied)
+        let (reply, outcome) = mpsc::channel();
+        self.send(Job::Commit { change, reply })?;
+        outcome.recv().map_err(|_| writer_gone())?
     }
 
     fn commit_allocating(
         &self,
         prefixes: (u64, u64),
-        build: &mut dyn FnMut(NhsNumber) -> Change,
+        build: AllocatingChange,
     ) -> Result<(Committed, NhsNumber), StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        let stored_next = {
-            let meta = txn.open_table(META).map_err(unavailable)?;
-            let next = meta
-                .get("next_nhs_prefix")
-                .map_err(unavailable)?
-                .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])));
-            next
-        };
-        // the counter only moves forward: a number is never handed out twice
-        let mut prefix = stored_next.unwrap_or(0).max(prefixes.0);
-        let nhs = loop {
-            if prefix > prefixes.1 {
-                return Err(StoreError::RangeExhausted);
-            }
-            if let Some(n) = NhsNumber::from_prefix(prefix) {
-                if current_version(&txn, n)?.is_none() {
-                    break n;
-                }
-            }
-            prefix += 1;
-        };
-        let change = build(nhs);
-        if let Some(saved) = check_request(&txn, &change)? {
-            return Ok((Committed::Replayed(saved), nhs));
-        }
-        apply_change(&txn, &change)?;
-        txn.open_table(META)
-            .map_err(unavailable)?
-            .insert("next_nhs_prefix", (prefix + 1).to_le_bytes().as_slice())
-            .map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
-        Ok((Committed::Applied, nhs))
+        let (reply, outcome) = mpsc::channel();
+        self.send(Job::Allocate {
+            prefixes,
+            build,
+            reply,
+        })?;
+        outcome.recv().map_err(|_| writer_gone())?
     }
 
     fn identity_successor(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
