@@ -83,7 +83,7 @@ impl Drop for RedbStore {
 /// A change waiting for the writer thread, and where its outcome goes.
 enum Job {
     Commit {
-        change: Change,
+        change: Box<Change>,
         reply: mpsc::Sender<Result<Committed, StoreError>>,
     },
     Allocate {
@@ -560,7 +560,6 @@ fn forget_requests(txn: &WriteTransaction, before: u64) -> Result<(), StoreError
     Ok(())
 }
 
-
 /// Every write's expected version is still current (checked for all before any is written,
 /// so a change that fails leaves nothing behind).
 fn check_versions(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
@@ -679,7 +678,10 @@ impl PatientStore for RedbStore {
 
     fn commit(&self, change: Change) -> Result<Committed, StoreError> {
         let (reply, outcome) = mpsc::channel();
-        self.send(Job::Commit { change, reply })?;
+        self.send(Job::Commit {
+            change: Box::new(change),
+            reply,
+        })?;
         outcome.recv().map_err(|_| writer_gone())?
     }
 
