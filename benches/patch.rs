@@ -87,6 +87,7 @@ fn main() {
         );
     }
     let _ = server.kill();
+    let _ = server.wait();
 }
 
 async fn run(base: &str, token: &str, ids: &[String], length: Duration) -> (usize, Vec<Duration>) {
