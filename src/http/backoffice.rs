@@ -182,15 +182,7 @@ async fn finish(
     request_body(content = docs::Parameters, content_type = "application/fhir+json", example = json!(docs::example_merge())),
     responses(
         (status = 200, description = "Parameters: `outcome` and `result` (the target after the merge)", body = docs::Parameters, content_type = "application/fhir+json"),
-        (status = 400, description = "MISSING_VALUE (source, target, reason), INVALID_VALUE (identifiers), INVALID_UPDATE (self, cycle, already merged, rules), ADDITIONAL_PROPERTIES, UNSUPPORTED_SERVICE (content type)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_merge_400())),
-        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (not back office); FORBIDDEN_UPDATE (a rule on `result-patient`)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
-        (status = 404, description = "RESOURCE_NOT_FOUND (source or target)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
-        (status = 409, description = "RESOURCE_VERSION_MISMATCH (a record changed meanwhile; retry)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
-        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
-        (status = 422, description = "X-Request-ID re-used for a different request", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
-        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+        docs::OperationErrors,
     )
 )]
 pub async fn merge(
@@ -294,15 +286,7 @@ async fn do_merge(
     request_body(content = docs::Parameters, content_type = "application/fhir+json", example = json!(docs::example_unmerge())),
     responses(
         (status = 200, description = "Parameters: `outcome` and `result` (the source, live again)", body = docs::Parameters, content_type = "application/fhir+json"),
-        (status = 400, description = "MISSING_VALUE, INVALID_VALUE, INVALID_UPDATE (not merged), ADDITIONAL_PROPERTIES, UNSUPPORTED_SERVICE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_merge_400())),
-        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
-        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
-        (status = 409, description = "RESOURCE_VERSION_MISMATCH (a record changed meanwhile; retry)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
-        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
-        (status = 422, description = "X-Request-ID re-used for a different request", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
-        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+        docs::OperationErrors,
     )
 )]
 pub async fn unmerge(

@@ -187,15 +187,7 @@ pub async fn create(
     request_body(content = docs::Parameters, content_type = "application/fhir+json", example = json!(docs::example_change_identity())),
     responses(
         (status = 200, description = "Parameters: `outcome` and `result` (the new record)", body = docs::Parameters, content_type = "application/fhir+json"),
-        (status = 400, description = "MISSING_VALUE, INVALID_VALUE, ADDITIONAL_PROPERTIES, INVALID_UPDATE (invalidated or merged record), UNSUPPORTED_SERVICE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_merge_400())),
-        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
-        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
-        (status = 409, description = "RESOURCE_VERSION_MISMATCH (the record changed meanwhile; retry)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
-        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
-        (status = 422, description = "X-Request-ID re-used for a different request", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
-        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+        docs::OperationErrors,
     )
 )]
 pub async fn change_identity(
@@ -412,15 +404,7 @@ async fn set_validity(
     request_body(content = docs::Parameters, content_type = "application/fhir+json", example = json!(docs::example_invalidate())),
     responses(
         (status = 200, description = "Parameters: `outcome` and `result`", body = docs::Parameters, content_type = "application/fhir+json"),
-        (status = 400, description = "MISSING_VALUE, INVALID_VALUE, ADDITIONAL_PROPERTIES, INVALID_UPDATE (already invalidated, merged), UNSUPPORTED_SERVICE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_merge_400())),
-        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
-        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
-        (status = 409, description = "RESOURCE_VERSION_MISMATCH", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
-        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
-        (status = 422, description = "X-Request-ID re-used for a different request", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
-        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+        docs::OperationErrors,
     )
 )]
 pub async fn invalidate(
@@ -452,15 +436,7 @@ pub async fn invalidate(
     request_body(content = docs::Parameters, content_type = "application/fhir+json", example = json!(docs::example_invalidate())),
     responses(
         (status = 200, description = "Parameters: `outcome` and `result`", body = docs::Parameters, content_type = "application/fhir+json"),
-        (status = 400, description = "MISSING_VALUE, INVALID_VALUE, ADDITIONAL_PROPERTIES, INVALID_UPDATE (not invalidated), UNSUPPORTED_SERVICE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_merge_400())),
-        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
-        (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
-        (status = 409, description = "RESOURCE_VERSION_MISMATCH", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
-        (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
-        (status = 422, description = "X-Request-ID re-used for a different request", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
-        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
-        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+        docs::OperationErrors,
     )
 )]
 pub async fn revalidate(

@@ -128,6 +128,31 @@ pub mod docs {
         Unknown,
     }
 
+    /// The errors of the back-office operations (`$merge`, `$unmerge`, `$change-identity`,
+    /// `$invalidate`, `$revalidate`).
+    #[derive(utoipa::IntoResponses)]
+    #[allow(dead_code)]
+    pub enum OperationErrors {
+        #[response(status = 400, description = "MISSING_VALUE (a parameter, `reason`), INVALID_VALUE (identifiers, the body), ADDITIONAL_PROPERTIES (unknown parameters), INVALID_UPDATE (self-merge, cycle, not merged, already merged or invalidated, business rules), UNSUPPORTED_SERVICE (content type)", content_type = "application/fhir+json", example = json!(example_merge_400()))]
+        BadRequest(OperationOutcome),
+        #[response(status = 401, description = "ACCESS_DENIED (bad token)", content_type = "application/fhir+json", example = json!(example_401()))]
+        Unauthorised(OperationOutcome),
+        #[response(status = 403, description = "ACCESS_DENIED (not back office); FORBIDDEN_UPDATE (a business rule, e.g. on `result-patient`)", content_type = "application/fhir+json", example = json!(example_403_role()))]
+        Forbidden(OperationOutcome),
+        #[response(status = 404, description = "RESOURCE_NOT_FOUND (a named record)", content_type = "application/fhir+json", example = json!(example_404()))]
+        NotFound(OperationOutcome),
+        #[response(status = 409, description = "RESOURCE_VERSION_MISMATCH (a record changed meanwhile; retry)", content_type = "application/fhir+json", example = json!(example_409()))]
+        Conflict(OperationOutcome),
+        #[response(status = 413, description = "Request body over 1 MiB", content_type = "application/fhir+json", example = json!(example_413()))]
+        TooLarge(OperationOutcome),
+        #[response(status = 422, description = "X-Request-ID re-used for a different request", content_type = "application/fhir+json", example = json!(example_422()))]
+        RequestIdReused(OperationOutcome),
+        #[response(status = 500, description = "UNKNOWN_ERROR", content_type = "application/fhir+json", example = json!(example_500()))]
+        Unknown(OperationOutcome),
+        #[response(status = 503, description = "SERVICE_UNAVAILABLE (retry with the same X-Request-ID)", content_type = "application/fhir+json", example = json!(example_503()))]
+        Unavailable(OperationOutcome),
+    }
+
     /// A FHIR R4 Bundle (history).
     #[derive(ToSchema)]
     pub struct Bundle {}
