@@ -105,6 +105,10 @@ struct ServeArgs {
     /// may still complete: retry with the same X-Request-ID).
     #[arg(long, default_value = "10s")]
     request_timeout: humantime::Duration,
+    /// Requests per second per client (token subject, or address without a token), beyond
+    /// which 429 TOO_MANY_REQUESTS; 0 turns it off. Default: off in sandbox mode, 50 otherwise.
+    #[arg(long)]
+    rate_limit: Option<u32>,
     /// NHS numbers for new records come from this range, `FIRST-LAST` (10-digit numbers;
     /// numbers are never reused).
     #[arg(long, default_value = "9993000000-9993999999", value_parser = parse_range)]
@@ -170,6 +174,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         demo,
         idempotency_window,
         request_timeout,
+        rate_limit,
         allocation_range,
         base_url,
         keys: key_config,
@@ -223,6 +228,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     state.idempotency_window = idempotency_window;
     state.allocation_range = allocation_range;
     state.request_timeout = request_timeout;
+    let rate_limit = rate_limit.unwrap_or(if state.keys.is_sandbox() { 0 } else { 50 });
+    if rate_limit > 0 {
+        state.rate_limit = Some(Arc::new(pds_facade::http::rate_limit::RateLimiter::new(
+            rate_limit,
+        )));
+        tracing::info!(requests_per_second = rate_limit, "rate limit per client");
+    }
     let result = runtime.block_on(async move {
         let mut state = state;
         let listener = tokio::net::TcpListener::bind(listen).await?;

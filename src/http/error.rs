@@ -82,5 +82,9 @@ pub fn outcome_response(e: &PdsError) -> Response {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // buckets refill at least one request a second
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }

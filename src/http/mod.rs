@@ -12,6 +12,7 @@ pub mod json;
 mod middleware;
 pub mod openapi;
 pub mod patient;
+pub mod rate_limit;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct AppState {
     /// A request still unanswered after this gets 503 SERVICE_UNAVAILABLE (PDS: 10 s); a change
     /// it started may still complete — retry with the same X-Request-ID to get its answer.
     pub request_timeout: std::time::Duration,
+    /// Per-client rate limit, if on.
+    pub rate_limit: Option<Arc<rate_limit::RateLimiter>>,
 }
 
 /// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
@@ -68,6 +71,7 @@ impl AppState {
             base_url: format!("http://localhost{PDS_BASE}"),
             allocation_range: DEFAULT_ALLOCATION_RANGE,
             request_timeout: std::time::Duration::from_secs(10),
+            rate_limit: None,
         }
     }
 }
@@ -130,9 +134,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[utoipa::path(

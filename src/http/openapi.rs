@@ -5,11 +5,12 @@
 //! `PatchRequest` components, and [`openapi_json`] fills those in from the embedded schema
 //! files, hoisting their `$defs` into components. One source of truth for both.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use super::patient;
 use crate::domain::schema::{OPERATION_OUTCOME_SCHEMA, PATCH_REQUEST_SCHEMA, PATIENT_SCHEMA};
+use crate::domain::{ErrorCode, PdsError};
 
 /// Documentation-only types: names for components and parameters in the generated document.
 pub mod docs {
@@ -390,6 +391,21 @@ impl utoipa::Modify for BearerAuth {
 pub fn openapi_json() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI serialises");
     doc["info"]["version"] = Value::String(env!("CARGO_PKG_VERSION").into());
+    // every operation that authenticates may be rate limited
+    let too_many = json!({"description": "TOO_MANY_REQUESTS (the client's rate limit; retry after `Retry-After` seconds)",
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}},
+        "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"},
+            "example": PdsError::new(ErrorCode::TooManyRequests, "Your application has exceeded its quota of 50 requests every 1 second and is being rate limited. Retry after the time in the Retry-After header.").to_operation_outcome()}}});
+    for (path, item) in doc["paths"].as_object_mut().expect("paths") {
+        if path == "/_ping" {
+            continue;
+        }
+        for op in item.as_object_mut().expect("path item").values_mut() {
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                responses.insert("429".into(), too_many.clone());
+            }
+        }
+    }
     let schemas = doc["components"]["schemas"]
         .as_object_mut()
         .expect("components.schemas");

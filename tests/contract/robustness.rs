@@ -169,3 +169,33 @@ async fn a_hundred_writers_one_version() {
         (2, Some(winners[0].as_str()))
     );
 }
+
+#[tokio::test]
+async fn clients_over_their_rate_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("pds.redb"),
+        &["--demo", "--rate-limit", "5"],
+    );
+    let (anonymous, bo) = (server.api(), server.api_as("back-office"));
+    let mut limited = 0;
+    for _ in 0..20 {
+        let r = anonymous.get_patient(FULL).await;
+        if r.status == 429 {
+            limited += 1;
+            r.expect(429, "TOO_MANY_REQUESTS");
+            assert_eq!(r.header("retry-after"), Some("1"));
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(
+        limited >= 10,
+        "a burst of 20 at 5/s is mostly refused ({limited})"
+    );
+    // another client has its own allowance
+    assert_eq!(bo.get_patient(FULL).await.status, 200);
+    // and the first one gets requests again after waiting
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(anonymous.get_patient(FULL).await.status, 200);
+}
