@@ -18,11 +18,6 @@ pub const RESTRICTED_FIELDS: [&str; 5] = [
     "managingOrganization",
 ];
 
-/// Whether `role` must be shown a redacted copy of this record.
-pub fn needs_redaction(doc: &Map<String, Value>, role: Role) -> bool {
-    is_restricted(doc) && !role.sees_restricted()
-}
-
 /// Merge state (`link`, `active`) is back-office information: PDS's own view has neither.
 pub const MERGE_FIELDS: [&str; 2] = ["link", "active"];
 
@@ -76,8 +71,12 @@ mod tests {
         let Value::Object(m) = doc else {
             unreachable!()
         };
-        assert!(needs_redaction(&m, Role::HealthcareWorker));
-        assert!(!needs_redaction(&m, Role::BackOffice));
+        assert_eq!(
+            for_role(&m, Role::BackOffice, false),
+            m,
+            "the back office sees all"
+        );
+        assert_eq!(for_role(&m, Role::HealthcareWorker, false), redact(&m));
         let r = redact(&m);
         assert!(
             r.get("address").is_none()
