@@ -180,6 +180,14 @@ async fn validation_order_and_codes() {
     search(&api, "_fuzzy-match=true&family=Smith&birthdate=2010-10-22")
         .await
         .expect(400, "INVALID_SEARCH_DATA");
+    // names in other scripts are searched, not crashed on (a fuzzing find)
+    for q in [
+        "_fuzzy-match=true&family=Smith&given=BIRHDTEGER%CF%98&birthdate=2010-10-22",
+        "_fuzzy-match=true&family=BIRHDTEGER%CF%98&given=Jane&birthdate=2010-10-22",
+        "family=%CF%98%CE%B9%CE%B1&birthdate=2010-10-22",
+    ] {
+        assert_eq!(search(&api, q).await.status, 200, "{q}");
+    }
 }
 
 #[tokio::test]
