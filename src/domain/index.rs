@@ -183,6 +183,18 @@ mod tests {
         // found by fuzzing: other scripts once panicked inside the encoder
         assert_eq!(phonetic("BIRHDTEGERϘ"), phonetic("BIRHDTEGER"));
         assert!(phonetic("Ϙώ").is_empty());
+        // letters PDS allows in names that have no ASCII decomposition
+        for name in [
+            "Søren",
+            "Ødegård",
+            "Łukasz",
+            "Strauß",
+            "Æthelred",
+            "Đorđević",
+        ] {
+            let _ = phonetic(name);
+        }
+        assert_eq!(phonetic("Ødegård"), phonetic("degard"));
         assert_eq!(date_key("1990-02-03"), Some(19900203));
         assert_eq!(date_key("1990"), Some(19900101));
     }

@@ -111,7 +111,12 @@ fn writer_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_group(&db, group);
+        // a bug that panics must cost only its own group (its transaction is dropped, its
+        // callers get an error), never the writer and so every later change
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_group(&db, group))).is_err()
+        {
+            tracing::error!("a group of changes failed with a panic; none of it was committed");
+        }
     }
 }
 

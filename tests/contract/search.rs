@@ -565,3 +565,39 @@ async fn history_searches_find_changed_values() {
         1
     );
 }
+
+#[tokio::test]
+async fn names_with_letters_outside_ascii_are_stored_indexed_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let id = demo(ids::COMPOUND_GIVEN);
+    let r = api
+        .patch(
+            &id,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/name/0/id", "value": "N1"},
+            {"op": "replace", "path": "/name/0/family", "value": "Ødegård-Łukasz"},
+            {"op": "replace", "path": "/name/0/given/0", "value": "Søren"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for q in [
+        "family=%C3%98deg%C3%A5rd-%C5%81ukasz&birthdate=2012-02-29",
+        "family=%C3%98deg*&birthdate=2012-02-29",
+        "_fuzzy-match=true&family=%C3%98degard-Lukasz&given=S%C3%B8ren&birthdate=2012-02-29",
+    ] {
+        assert_eq!(ids_of(&search(&api, q).await), [id.as_str()], "{q}");
+    }
+    // and the writer is still writing
+    assert_eq!(
+        api.patch(
+            &id,
+            2,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "unknown"}]})
+        )
+        .await
+        .status,
+        200
+    );
+}
