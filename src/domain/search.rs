@@ -646,10 +646,10 @@ pub fn similarity(query: &str, value: &str) -> f64 {
 
 /// The outward code of a normalised postcode (all but the last three characters).
 fn outward(p: &str) -> &str {
-    if p.len() > 3 {
-        &p[..p.len() - 3]
-    } else {
-        p
+    // by characters, not bytes: a searched postcode may hold any text
+    match p.char_indices().rev().nth(2) {
+        Some((i, _)) if i > 0 => &p[..i],
+        _ => p,
     }
 }
 
@@ -901,6 +901,20 @@ mod tests {
             prefix: false,
             birth: range
         }));
+    }
+
+    #[test]
+    fn outward_codes_by_character() {
+        assert_eq!(outward("LS16AE"), "LS1");
+        assert_eq!(outward("SW1A1AA"), "SW1A");
+        assert_eq!(outward("ĀĀĀĀ"), "Ā");
+        assert_eq!(outward("AB"), "AB");
+        let current = record(
+            json!({"name": [{"use": "usual", "family": "Smith", "given": ["Jane"]}], "gender": "female",
+            "birthDate": "2010-10-22", "address": [{"use": "home", "postalCode": "LS1 6AE"}]}),
+        );
+        let q = q("_fuzzy-match=true&given=Jane&gender=female&birthdate=2010-10-22&address-postalcode=%C4%80%C4%80%C4%80%C4%80").unwrap();
+        let _ = q.score(&current, &[]);
     }
 
     #[test]
