@@ -12,9 +12,7 @@ use super::error::ApiError;
 use super::headers::RequestId;
 use super::idempotency;
 use super::openapi::docs;
-use super::patient::{
-    body_rejection, commit, fhir, load, parse_id, parse_stored, render_patient, Actor,
-};
+use super::patient::{commit, fhir, load, parse_id, parse_stored, render_patient, Actor};
 use super::AppState;
 use crate::auth::Caller;
 use crate::domain::merge::{self, MergeRequest, Merged};
@@ -22,25 +20,6 @@ use crate::domain::patch::{Operation, PatchContext};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError};
 use crate::env::{new_object_id, today};
 use crate::store::{Change, RecordWrite, SavedResponse};
-
-/// Operation bodies are FHIR JSON.
-pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let ct = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let media = ct
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if media == "application/fhir+json" || media == "application/json" {
-        Ok(())
-    } else {
-        Err(ApiError::bare(ErrorCode::UnsupportedService))
-    }
-}
 
 pub(crate) fn not_found(what: &str, id: NhsNumber) -> ApiError {
     ApiError::new(
@@ -85,15 +64,11 @@ fn begin(
     name: &str,
 ) -> Result<Result<OperationRequest, Response>, ApiError> {
     require_back_office(caller)?;
-    check_json_content_type(headers)?;
-    let bytes = body.map_err(body_rejection)?;
-    let fingerprint = idempotency::fingerprint(caller, "POST", name, "", &bytes);
-    if let Some(original) = idempotency::replay(app, &request_id.0, &fingerprint)? {
-        return Ok(Err(original));
-    }
-    let body: Value = super::json::parse(&bytes).map_err(|e| {
-        PdsError::invalid_value(&format!("the request body is not valid JSON - {e}"), "body")
-    })?;
+    let (body, fingerprint) =
+        match idempotency::read_json_body(app, caller, request_id, headers, body, name)? {
+            Ok(b) => b,
+            Err(replayed) => return Ok(Err(replayed)),
+        };
     let request = MergeRequest::parse(&body, name == "$merge")?;
     Ok(Ok(OperationRequest {
         request,

@@ -68,22 +68,35 @@ pub fn if_match(headers: &HeaderMap) -> Result<Version, PdsError> {
     Version::parse_if_match(text).ok_or_else(precondition)
 }
 
-/// PATCH bodies are JSON Patch: `application/json-patch+json`, or `application/json` (which
-/// PDS's own sandbox accepts too). Parameters such as `charset` are ignored.
-pub fn is_patch_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+/// The media type of the request body: `Content-Type` without parameters, lower case.
+fn media_type(headers: &HeaderMap) -> String {
+    let value = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let media = value
+        .unwrap_or_default();
+    value
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    media == "application/json-patch+json" || media == "application/json"
+        .to_ascii_lowercase()
+}
+
+/// PATCH bodies are JSON Patch: `application/json-patch+json`, or `application/json` (which
+/// PDS's own sandbox accepts too). Parameters such as `charset` are ignored.
+pub fn is_patch_content_type(headers: &HeaderMap) -> bool {
+    matches!(
+        media_type(headers).as_str(),
+        "application/json-patch+json" | "application/json"
+    )
+}
+
+/// Resource and `Parameters` bodies: `application/fhir+json` or `application/json`.
+pub fn is_fhir_json_content_type(headers: &HeaderMap) -> bool {
+    matches!(
+        media_type(headers).as_str(),
+        "application/fhir+json" | "application/json"
+    )
 }
 
 #[cfg(test)]

@@ -127,3 +127,30 @@ pub fn unless_duplicate(
         },
     }
 }
+
+/// The JSON body of an operation (`POST`), after its retry check: `Ok(Err(response))` is the
+/// saved answer of an earlier identical request. Also returns the request's fingerprint.
+pub fn read_json_body(
+    app: &AppState,
+    caller: &Caller,
+    request_id: &super::headers::RequestId,
+    headers: &axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    name: &str,
+) -> Result<Result<(serde_json::Value, [u8; 32]), Response>, ApiError> {
+    if !super::headers::is_fhir_json_content_type(headers) {
+        return Err(ApiError::bare(ErrorCode::UnsupportedService));
+    }
+    let bytes = body.map_err(super::patient::body_rejection)?;
+    let fingerprint = fingerprint(caller, "POST", name, "", &bytes);
+    if let Some(original) = replay(app, &request_id.0, &fingerprint)? {
+        return Ok(Err(original));
+    }
+    let value = super::json::parse(&bytes).map_err(|e| {
+        ApiError(PdsError::invalid_value(
+            &format!("the request body is not valid JSON - {e}"),
+            "body",
+        ))
+    })?;
+    Ok(Ok((value, fingerprint)))
+}

@@ -6,15 +6,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::backoffice::{check_json_content_type, load_named, parameters};
+use super::backoffice::{load_named, parameters};
 use super::caller::require_back_office;
 use super::error::ApiError;
 use super::headers::RequestId;
 use super::idempotency;
 use super::openapi::docs;
-use super::patient::{body_rejection, render_patient, Actor};
+use super::patient::{render_patient, Actor};
 use super::AppState;
 use crate::auth::Caller;
 use crate::domain::identity::{self, DUPLICATE_THRESHOLD};
@@ -23,27 +23,6 @@ use crate::domain::patch::{Operation, PatchContext};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
 use crate::store::{AllocatingChange, Change, Committed, RecordWrite, SavedResponse};
-
-/// Reads the body of a JSON request after the retry check: `Err(response)` is a replay.
-fn read_body(
-    app: &AppState,
-    caller: &Caller,
-    request_id: &RequestId,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    name: &str,
-) -> Result<Result<(Value, [u8; 32]), Response>, ApiError> {
-    check_json_content_type(headers)?;
-    let bytes = body.map_err(body_rejection)?;
-    let fingerprint = idempotency::fingerprint(caller, "POST", name, "", &bytes);
-    if let Some(original) = idempotency::replay(app, &request_id.0, &fingerprint)? {
-        return Ok(Err(original));
-    }
-    let value: Value = super::json::parse(&bytes).map_err(|e| {
-        PdsError::invalid_value(&format!("the request body is not valid JSON - {e}"), "body")
-    })?;
-    Ok(Ok((value, fingerprint)))
-}
 
 /// Records whose fuzzy trace scores at least [`DUPLICATE_THRESHOLD`] against `new`.
 fn likely_duplicates(app: &AppState, new: &Patient) -> Result<Vec<NhsNumber>, ApiError> {
@@ -115,11 +94,17 @@ pub async fn create(
             "Your app has insufficient permissions to use this method. Please contact support.",
         ));
     }
-    let (body, fingerprint) =
-        match read_body(&app, &caller, &request_id, &headers, body, "/Patient")? {
-            Ok(b) => b,
-            Err(replayed) => return Ok(replayed),
-        };
+    let (body, fingerprint) = match idempotency::read_json_body(
+        &app,
+        &caller,
+        &request_id,
+        &headers,
+        body,
+        "/Patient",
+    )? {
+        Ok(b) => b,
+        Err(replayed) => return Ok(replayed),
+    };
     let new = {
         let mut new_id = new_object_id;
         identity::new_patient(&body, caller.role, today(), &mut new_id, &app.schemas)?
@@ -198,7 +183,7 @@ pub async fn change_identity(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     require_back_office(&caller)?;
-    let (body, fingerprint) = match read_body(
+    let (body, fingerprint) = match idempotency::read_json_body(
         &app,
         &caller,
         &request_id,
@@ -323,10 +308,11 @@ async fn set_validity(
     } else {
         "$revalidate"
     };
-    let (body, fingerprint) = match read_body(&app, &caller, &request_id, &headers, body, name)? {
-        Ok(b) => b,
-        Err(replayed) => return Ok(replayed),
-    };
+    let (body, fingerprint) =
+        match idempotency::read_json_body(&app, &caller, &request_id, &headers, body, name)? {
+            Ok(b) => b,
+            Err(replayed) => return Ok(replayed),
+        };
     let params = Parameters::parse(&body, &["nhs-number", "reason"])?;
     let id = params.required_nhs_number("nhs-number")?;
     let reason = params.reason()?;
