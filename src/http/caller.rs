@@ -49,6 +49,17 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// Refuses changes from application-restricted callers (PDS: 403 INVALID_METHOD).
+pub fn require_change_permission(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role == Role::ApplicationRestricted {
+        return Err(ApiError::new(
+            ErrorCode::InvalidMethod,
+            "Your app has insufficient permissions to use this method. Please contact support.",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses callers without the back-office role (403 ACCESS_DENIED).
 pub fn require_back_office(caller: &Caller) -> Result<(), ApiError> {
     if caller.role == Role::BackOffice {

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::domain::identity::{self, DUPLICATE_THRESHOLD};
 use crate::domain::parameters::Parameters;
 use crate::domain::patch::{Operation, PatchContext};
-use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
+use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError};
 use crate::env::{new_object_id, today};
 use crate::store::{AllocatingChange, Change, Committed, RecordWrite, SavedResponse};
 
@@ -88,12 +88,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if caller.role == Role::ApplicationRestricted {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMethod,
-            "Your app has insufficient permissions to use this method. Please contact support.",
-        ));
-    }
+    super::caller::require_change_permission(&caller)?;
     let (body, fingerprint) = match idempotency::read_json_body(
         &app,
         &caller,

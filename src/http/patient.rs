@@ -225,13 +225,7 @@ pub async fn patch_patient(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let role = caller.role;
-    if role == Role::ApplicationRestricted {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMethod,
-            "Your app has insufficient permissions to use this method. Please contact support.",
-        ));
-    }
+    super::caller::require_change_permission(&caller)?;
     let id = parse_id(&id)?;
     let expected = if_match(&headers)?;
     if !is_patch_content_type(&headers) {
