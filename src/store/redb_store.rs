@@ -1111,6 +1111,31 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_survives_a_panicking_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let boom: crate::store::AllocatingChange =
+            std::sync::Arc::new(|_| panic!("a bug in a change"));
+        assert!(matches!(
+            store.commit_allocating((999_300_000, 999_300_100), boom),
+            Err(StoreError::Unavailable(_))
+        ));
+        // nothing of it was written, and later changes still go through
+        assert_eq!(store.count().unwrap(), 0);
+        store
+            .insert_batch(
+                &[patient("9000000009", "1", "One")],
+                ExistingRecords::Reject,
+            )
+            .unwrap();
+        let v2 = patient("9000000009", "2", "Two");
+        assert_eq!(
+            store.commit(update(Version::FIRST, &v2)).unwrap(),
+            Committed::Applied
+        );
+    }
+
+    #[test]
     fn supersession_and_survivor() {
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
