@@ -182,9 +182,6 @@ pub trait PatientStore: Send + Sync + 'static {
         build: AllocatingChange,
     ) -> Result<(Committed, NhsNumber), StoreError>;
 
-    /// The new NHS number of a record replaced by a change of identity (back office only).
-    fn identity_successor(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError>;
-
     /// The idempotency record of a request id, if one is kept.
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;
 

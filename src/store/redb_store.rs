@@ -704,17 +704,6 @@ impl PatientStore for RedbStore {
         outcome.recv().map_err(|_| writer_gone())?
     }
 
-    fn identity_successor(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(IDENTITY_LINKS).map_err(unavailable)?;
-        let Some(guard) = table.get(id.as_u64()).map_err(unavailable)? else {
-            return Ok(None);
-        };
-        NhsNumber::from_u64(guard.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
-    }
-
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(REQUESTS).map_err(unavailable)?;

@@ -231,14 +231,6 @@ async fn generated_patients_are_deterministic_and_importable() {
     let db = dir.path().join("pds.redb");
     let (ok, out) = import(&db, &[a.to_str().unwrap()]);
     assert!(ok && out.contains("summary: 500 loaded"), "{out}");
-    let check = Command::new(BIN)
-        .args(["reindex", "--check", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (ok, out) = check_indexes(&db);
+    assert!(ok, "{out}");
 }

@@ -123,14 +123,6 @@ async fn acknowledged_changes_survive_kill_9() {
         );
     }
     server.stop();
-    let check = std::process::Command::new(BIN)
-        .args(["reindex", "--check", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "indexes disagree after crashes: {}",
-        String::from_utf8_lossy(&check.stdout)
-    );
+    let (ok, out) = check_indexes(&db);
+    assert!(ok, "indexes disagree after crashes: {out}");
 }

@@ -181,6 +181,20 @@ pub struct Api {
     pub token: Option<String>,
 }
 
+/// `pds-facade reindex --check --db DB`: whether the indexes agree with the records, and the
+/// report.
+pub fn check_indexes(db: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["reindex", "--check", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// `pds-facade token --role ROLE --db DB [extra]`.
 pub fn mint(db: &Path, role: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
