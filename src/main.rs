@@ -105,6 +105,10 @@ struct ServeArgs {
     /// may still complete: retry with the same X-Request-ID).
     #[arg(long, default_value = "10s")]
     request_timeout: humantime::Duration,
+    /// A client that takes longer than this to send its request headers is disconnected; one
+    /// that takes longer to send its body gets 408.
+    #[arg(long, default_value = "10s")]
+    client_timeout: humantime::Duration,
     /// Requests per second per client (token subject, or address without a token), beyond
     /// which 429 TOO_MANY_REQUESTS; 0 turns it off. Default: off in sandbox mode, 50 otherwise.
     #[arg(long)]
@@ -122,6 +126,13 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    // A file-size limit (`ulimit -f`) must fail the write that crosses it, like a full disk —
+    // answered 503 and retried — not kill the process in the middle of a commit (SIGXFSZ).
+    #[cfg(unix)]
+    // SAFETY: installing SIG_IGN, before any other thread exists, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -174,6 +185,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         demo,
         idempotency_window,
         request_timeout,
+        client_timeout,
         rate_limit,
         allocation_range,
         base_url,
@@ -188,6 +200,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        // a log line that cannot be written (log file on a full disk) is dropped; reporting it
+        // with eprintln! would panic the request that logged it
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -228,6 +243,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     state.idempotency_window = idempotency_window;
     state.allocation_range = allocation_range;
     state.request_timeout = request_timeout;
+    state.client_timeout = client_timeout.into();
     let rate_limit = rate_limit.unwrap_or(if state.keys.is_sandbox() { 0 } else { 50 });
     if rate_limit > 0 {
         state.rate_limit = Some(Arc::new(pds_facade::http::rate_limit::RateLimiter::new(
@@ -242,10 +258,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         state.base_url = base_url
             .map(|b| b.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("http://{local}{}", http::PDS_BASE));
+        let shutdown = shutdown_signal()?;
         // The first line on stdout is the address, for scripts and tests that use port 0.
         println!("listening on http://{local}");
         tracing::info!(db = %db.display(), "pds-facade listening on http://{local} (docs at /docs)");
-        http::serve(listener, state, shutdown_signal()).await
+        http::serve(listener, state, shutdown).await
     });
     match result {
         Ok(()) => {
@@ -294,26 +311,27 @@ fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C. The handlers are installed before this returns — before the address is
+/// announced — so a signal sent as soon as the server says it is listening is not missed.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }
 
 fn generate(count: u64, seed: u64, out: Option<&Path>) -> std::io::Result<()> {

@@ -34,6 +34,10 @@ pub enum ErrorCode {
     ResourceVersionMismatch,
     PreconditionFailed,
     PayloadTooLarge,
+    /// The client sent its request body too slowly (408).
+    RequestTimeout,
+    /// Too many request headers, or too many bytes of them (431).
+    HeadersTooLarge,
     /// Application-restricted callers may only ask for one search result. (PDS's proxy sends
     /// issue code `token`, which is not a FHIR R4 IssueType; `forbidden` keeps the body valid.)
     SearchLimitForRole,
@@ -102,6 +106,11 @@ impl ErrorCode {
             // PDS has no code of its own for an oversized body; the coding says what was wrong
             // (INVALID_VALUE) and the status and issue code say how (413, too-long).
             PayloadTooLarge => info("INVALID_VALUE", 413, "too-long", "error", "Provided value is invalid"),
+            // 408 is PDS's UNABLE_TO_CALL_SERVICE, the one code its catalogue gives that status;
+            // the facade sends it when a client's request body does not arrive in time.
+            RequestTimeout => info("UNABLE_TO_CALL_SERVICE", 408, "timeout", "error", "Unable to call service"),
+            // no PDS code for oversized headers either: INVALID_VALUE, told apart by 431/too-long
+            HeadersTooLarge => info("INVALID_VALUE", 431, "too-long", "error", "Provided value is invalid"),
             SearchLimitForRole => info("INVALID_VALUE", 403, "forbidden", "error", "Cannot retrieve more than one result with application-restricted access token"),
             RequestIdReused => info("INVALID_VALUE", 422, "duplicate", "error", "Provided value is invalid"),
             TooManyRequests => info("TOO_MANY_REQUESTS", 429, "value", "error", "Too many requests"),

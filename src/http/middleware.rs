@@ -2,18 +2,29 @@
 //! and a guarantee that no error leaves without an OperationOutcome body.
 
 use std::any::Any;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::body::HttpBody as _;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body_util::BodyExt;
 
 use super::error::{outcome_response, FHIR_JSON};
 use super::headers::{X_CORRELATION_ID, X_REQUEST_ID};
 use crate::domain::{ErrorCode, PdsError};
 
-pub async fn around(request: Request, next: Next) -> Response {
+/// Most request headers accepted, and most bytes of them (names + values); more → 431.
+/// (The HTTP parser itself closes the connection at [`super::HARD_MAX_HEADERS`].)
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+pub async fn around(
+    State(client_timeout): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -28,7 +39,10 @@ pub async fn around(request: Request, next: Next) -> Response {
         })
         .collect();
 
-    let mut response = next.run(request).await;
+    let mut response = match receive(request, client_timeout).await {
+        Ok(request) => next.run(request).await,
+        Err(e) => outcome_response(&e),
+    };
     let status = response.status();
     if (status.is_client_error() || status.is_server_error()) && !is_fhir(&response) {
         response = outcome_response(&fallback_error(status));
@@ -46,6 +60,62 @@ pub async fn around(request: Request, next: Next) -> Response {
     response
 }
 
+/// Checks the headers and reads the whole body before any handler runs, so a client that
+/// trickles its body gets 408 after `client_timeout` instead of holding a handler (and its
+/// request timeout) hostage, and an oversized body is refused before anything else happens.
+async fn receive(request: Request, client_timeout: Duration) -> Result<Request, PdsError> {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS {
+        return Err(PdsError::new(
+            ErrorCode::HeadersTooLarge,
+            format!("Invalid value - more than {MAX_HEADERS} request headers"),
+        ));
+    }
+    if bytes > MAX_HEADER_BYTES {
+        return Err(PdsError::new(
+            ErrorCode::HeadersTooLarge,
+            format!("Invalid value - the request headers are larger than {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    if request.body().size_hint().exact() == Some(0) {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, super::BODY_LIMIT);
+    match tokio::time::timeout(client_timeout, limited.collect()).await {
+        Err(_) => Err(PdsError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "The request body was not received within {} seconds",
+                client_timeout.as_secs_f64()
+            ),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(PdsError::new(
+            ErrorCode::UnsupportedRequest,
+            "The request body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(Request::from_parts(
+            parts,
+            axum::body::Body::from(collected.to_bytes()),
+        )),
+    }
+}
+
+fn too_large() -> PdsError {
+    PdsError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "Invalid value - the request body is larger than {} bytes",
+            super::BODY_LIMIT
+        ),
+    )
+}
+
 fn is_fhir(response: &Response) -> bool {
     response
         .headers()
@@ -57,10 +127,7 @@ fn is_fhir(response: &Response) -> bool {
 /// The OperationOutcome for an error some layer produced without one.
 fn fallback_error(status: StatusCode) -> PdsError {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => PdsError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("Invalid value - the request body is larger than {} bytes", super::BODY_LIMIT),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => PdsError::bare(ErrorCode::UnsupportedService),
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => PdsError::new(
             ErrorCode::ServiceUnavailable,
@@ -101,7 +168,10 @@ mod tests {
                 "/boom",
                 get(|| async { panic!("secret detail") as StatusCode }),
             )
-            .layer(axum::middleware::from_fn(around))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_secs(10),
+                around,
+            ))
             .layer(CatchPanicLayer::custom(panic_response));
         let response = app
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
@@ -123,7 +193,10 @@ mod tests {
     async fn errors_without_a_body_become_operation_outcomes() {
         let app = Router::new()
             .route("/teapot", get(|| async { StatusCode::IM_A_TEAPOT }))
-            .layer(axum::middleware::from_fn(around));
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_secs(10),
+                around,
+            ));
         let response = app
             .oneshot(
                 Request::get("/teapot")

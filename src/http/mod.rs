@@ -51,6 +51,9 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Per-client rate limit, if on.
     pub rate_limit: Option<Arc<rate_limit::RateLimiter>>,
+    /// A client gets this long to send its request headers (else the connection is closed) and
+    /// again its body (else 408), so slow or stalled clients cannot hold connections and handlers.
+    pub client_timeout: std::time::Duration,
 }
 
 /// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
@@ -72,6 +75,7 @@ impl AppState {
             allocation_range: DEFAULT_ALLOCATION_RANGE,
             request_timeout: std::time::Duration::from_secs(10),
             rate_limit: None,
+            client_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -79,6 +83,7 @@ impl AppState {
 /// The whole application as an axum router.
 pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
+    let client_timeout = state.client_timeout;
     let fhir = Router::new()
         .route(
             "/Patient",
@@ -124,22 +129,78 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .layer(axum::middleware::from_fn(middleware::around))
+        .layer(axum::middleware::from_fn_with_state(
+            client_timeout,
+            middleware::around,
+        ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish.
+/// The HTTP parser's own limit on request headers: beyond it the connection gets a bare 431 and
+/// is closed. Below it, more than [`middleware::MAX_HEADERS`] get a 431 OperationOutcome.
+pub const HARD_MAX_HEADERS: usize = 200;
+
+/// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish and
+/// closes idle connections.
+///
+/// A hand-written accept loop rather than `axum::serve`, which sets no header read timeout: a
+/// client that opens connections and trickles header bytes (slowloris) would hold each forever.
+/// Here every connection gets [`AppState::client_timeout`] to deliver its request headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let header_timeout = state.client_timeout;
+    let app = router(state);
+    let (closing, closed) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // out of file descriptors and the like: back off rather than spin
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_headers(HARD_MAX_HEADERS)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = closed.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = closing.send(());
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 #[utoipa::path(

@@ -396,13 +396,30 @@ pub fn openapi_json() -> Value {
         "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}},
         "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"},
             "example": PdsError::new(ErrorCode::TooManyRequests, "Your application has exceeded its quota of 50 requests every 1 second and is being rate limited. Retry after the time in the Retry-After header.").to_operation_outcome()}}});
+    // and any request may be sent too slowly or with too many headers (the transport limits)
+    let transport = |code: ErrorCode, description: &str, diagnostics: &str| {
+        json!({"description": description,
+            "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"},
+                "example": PdsError::new(code, diagnostics).to_operation_outcome()}}})
+    };
+    let slow = transport(
+        ErrorCode::RequestTimeout,
+        "The request body did not arrive within the client timeout (`--client-timeout`)",
+        "The request body was not received within 10 seconds",
+    );
+    let headers = transport(
+        ErrorCode::HeadersTooLarge,
+        "More than 100 request headers, or more than 16 KiB of them",
+        "Invalid value - more than 100 request headers",
+    );
     for (path, item) in doc["paths"].as_object_mut().expect("paths") {
-        if path == "/_ping" {
-            continue;
-        }
         for op in item.as_object_mut().expect("path item").values_mut() {
             if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
-                responses.insert("429".into(), too_many.clone());
+                if path != "/_ping" {
+                    responses.insert("429".into(), too_many.clone());
+                }
+                responses.insert("408".into(), slow.clone());
+                responses.insert("431".into(), headers.clone());
             }
         }
     }

@@ -17,6 +17,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use redb::{
     Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
@@ -64,7 +65,7 @@ const HEADER: usize = 6;
 const FORGET_PER_COMMIT: usize = 64;
 
 pub struct RedbStore {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     /// Changes go to the writer thread, which commits them in groups (see [`writer_loop`]).
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -77,6 +78,77 @@ impl Drop for RedbStore {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+    }
+}
+
+/// The open database, replaced by a fresh handle after a storage failure.
+///
+/// After one failed write (disk full, I/O error, file system gone read-only) redb refuses every
+/// later operation with "previous I/O error — close and re-open the database". The writer thread
+/// does exactly that: it takes the handle out (requests meanwhile get 503 and retry), waits for
+/// readers to let go of it, opens the file again (redb repairs it from its last durable commit)
+/// and puts the new handle in. Until the cause goes away the reopen fails or the next commit
+/// fails again, and the writer keeps trying, so the service recovers by itself.
+struct Handle {
+    path: std::path::PathBuf,
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+}
+
+/// How often the writer tries to reopen a database it could not reopen.
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
+
+impl Handle {
+    fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Unavailable(
+                    "the database is being reopened after a storage error".into(),
+                )
+            })
+    }
+
+    fn is_down(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+    }
+
+    /// Closes the current handle (if any) and opens the file again.
+    fn reopen(&self) -> Result<Arc<Database>, StoreError> {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(old);
+        // readers may still hold the old handle (or a transaction on it) for a moment; the file
+        // lock goes with the last of them
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let db = loop {
+            match Database::create(&self.path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the database could not be reopened; retrying");
+                    return Err(unavailable(e));
+                }
+            }
+        };
+        tracing::warn!("the database was reopened after a storage error");
+        let db = Arc::new(db);
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db.clone());
+        Ok(db)
     }
 }
 
@@ -102,8 +174,33 @@ const MAX_GROUP: usize = 256;
 /// X-Request-IDs resolve exactly as they would one at a time — commits once, and only then
 /// answers each caller. Nothing is acknowledged before it is durable; if anything goes wrong
 /// with the transaction, no change of the group is acknowledged.
-fn writer_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
+fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
+    // reopening may mean a repair pass over the file: at most one attempt per REOPEN_RETRY
+    let mut last_reopen: Option<std::time::Instant> = None;
+    let mut reopen = |handle: &Handle| -> Result<Arc<Database>, StoreError> {
+        if last_reopen.is_some_and(|t| t.elapsed() < REOPEN_RETRY) {
+            return handle.get();
+        }
+        last_reopen = Some(std::time::Instant::now());
+        handle.reopen()
+    };
+    loop {
+        let first = if handle.is_down() {
+            match jobs.recv_timeout(REOPEN_RETRY) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // nobody is writing, but readers are waiting for the database to come back
+                    let _ = reopen(&handle);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -111,13 +208,38 @@ fn writer_loop(db: Arc<Database>, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let db = match handle.get().or_else(|_| reopen(&handle)) {
+            Ok(db) => db,
+            Err(e) => {
+                for job in group {
+                    answer(fail(job, StoreError::Unavailable(e.to_string())), &Ok(()));
+                }
+                continue;
+            }
+        };
         // a bug that panics must cost only its own group (its transaction is dropped, its
         // callers get an error), never the writer and so every later change
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_group(&db, group))).is_err()
-        {
-            tracing::error!("a group of changes failed with a panic; none of it was committed");
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_group(&db, group))) {
+            Err(_) => {
+                tracing::error!("a group of changes failed with a panic; none of it was committed")
+            }
+            Ok(GroupResult::StorageFailed) => {
+                // redb fails every later operation after an I/O error until it is reopened
+                tracing::error!(
+                    "a storage error failed a group of changes; reopening the database"
+                );
+                drop(db);
+                let _ = reopen(&handle);
+            }
+            Ok(GroupResult::Done) => {}
         }
     }
+}
+
+enum GroupResult {
+    Done,
+    /// Some change (or the commit) failed in the storage itself.
+    StorageFailed,
 }
 
 enum Outcome {
@@ -131,7 +253,7 @@ enum Outcome {
     ),
 }
 
-fn run_group(db: &Database, group: Vec<Job>) {
+fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
     let mut outcomes = Vec::with_capacity(group.len());
     let mut failed: Option<StoreError> = None;
     let txn = db.begin_write().map_err(unavailable);
@@ -173,17 +295,28 @@ fn run_group(db: &Database, group: Vec<Job>) {
         (_, Some(e)) => Err(e),
         (Err(e), None) => Err(e),
     };
+    let result = if committed.is_err() {
+        GroupResult::StorageFailed
+    } else {
+        GroupResult::Done
+    };
     for outcome in outcomes {
-        match (outcome, &committed) {
-            (Outcome::Commit(reply, result), Ok(())) => drop(reply.send(result)),
-            (Outcome::Allocate(reply, result), Ok(())) => drop(reply.send(result)),
-            // the transaction did not become durable: nothing of the group is acknowledged
-            (Outcome::Commit(reply, _), Err(e)) => {
-                drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
-            }
-            (Outcome::Allocate(reply, _), Err(e)) => {
-                drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
-            }
+        answer(outcome, &committed);
+    }
+    result
+}
+
+/// Sends one change's outcome — its own result only if the group's commit became durable.
+fn answer(outcome: Outcome, committed: &Result<(), StoreError>) {
+    match (outcome, committed) {
+        (Outcome::Commit(reply, result), Ok(())) => drop(reply.send(result)),
+        (Outcome::Allocate(reply, result), Ok(())) => drop(reply.send(result)),
+        // the transaction did not become durable: nothing of the group is acknowledged
+        (Outcome::Commit(reply, _), Err(e)) => {
+            drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
+        }
+        (Outcome::Allocate(reply, _), Err(e)) => {
+            drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
         }
     }
 }
@@ -248,6 +381,8 @@ fn allocate_one(
 pub enum OpenError {
     #[error("the database {0} is already open in another process (is another pds-facade running on it?)")]
     AlreadyOpen(String),
+    #[error("the database {path} cannot be opened for writing ({reason}); pds-facade needs read and write access to the file and a writable file system")]
+    NotWritable { path: String, reason: String },
     #[error("cannot open the database {path}: {reason}")]
     Other { path: String, reason: String },
 }
@@ -264,6 +399,17 @@ impl RedbStore {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(OpenError::AlreadyOpen(shown))
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Err(OpenError::NotWritable {
+                    path: shown,
+                    reason: e.to_string(),
+                })
             }
             Err(e) => return Err(other(e.to_string())),
         };
@@ -302,7 +448,10 @@ impl RedbStore {
             }
         }
         txn.commit().map_err(|e| other(e.to_string()))?;
-        let db = Arc::new(db);
+        let db = Arc::new(Handle {
+            path: path.to_path_buf(),
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+        });
         let (jobs, queue) = mpsc::channel();
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
@@ -318,6 +467,10 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.get()
+    }
+
     fn send(&self, job: Job) -> Result<(), StoreError> {
         self.jobs
             .as_ref()
@@ -630,7 +783,7 @@ fn write_change(txn: &WriteTransaction, change: &Change) -> Result<(), StoreErro
 
 impl PatientStore for RedbStore {
     fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(PATIENTS).map_err(unavailable)?;
         let guard = table.get(id.as_u64()).map_err(unavailable)?;
         guard.map(|g| decode(g.value())).transpose()
@@ -641,7 +794,7 @@ impl PatientStore for RedbStore {
         id: NhsNumber,
         version: Version,
     ) -> Result<Option<StoredRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(VERSIONS).map_err(unavailable)?;
         let Some(guard) = table
             .get((id.as_u64(), version.get()))
@@ -653,7 +806,7 @@ impl PatientStore for RedbStore {
     }
 
     fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(VERSIONS).map_err(unavailable)?;
         let key = id.as_u64();
         let mut out = Vec::new();
@@ -671,7 +824,7 @@ impl PatientStore for RedbStore {
     }
 
     fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SUPERSEDED).map_err(unavailable)?;
         let Some(guard) = table.get(id.as_u64()).map_err(unavailable)? else {
             return Ok(None);
@@ -705,7 +858,7 @@ impl PatientStore for RedbStore {
     }
 
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(REQUESTS).map_err(unavailable)?;
         let Some(guard) = table.get(request_id).map_err(unavailable)? else {
             return Ok(None);
@@ -714,7 +867,7 @@ impl PatientStore for RedbStore {
     }
 
     fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(AUDIT).map_err(unavailable)?;
         let key = id.as_u64();
         let mut out = Vec::new();
@@ -736,7 +889,7 @@ impl PatientStore for RedbStore {
         records: &[Patient],
         existing: ExistingRecords,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         let mut seen = std::collections::HashSet::with_capacity(records.len());
         for record in records {
             if !seen.insert(record.id()) {
@@ -756,13 +909,13 @@ impl PatientStore for RedbStore {
     }
 
     fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let table = txn.open_table(PATIENTS).map_err(unavailable)?;
         table.len().map_err(unavailable)
     }
 
     fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         let mut found = BTreeSet::new();
         let mut collect = |values: redb::MultimapValue<u64>| -> Result<(), StoreError> {
             for v in values {
@@ -855,7 +1008,7 @@ impl PatientStore for RedbStore {
     }
 
     fn reindex(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
         for t in DATED_INDEXES {
             txn.delete_multimap_table(t).map_err(unavailable)?;
         }
@@ -880,7 +1033,7 @@ impl PatientStore for RedbStore {
     }
 
     fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
+        let txn = self.db()?.begin_read().map_err(unavailable)?;
         // what the versions say the indexes hold
         let mut expected: BTreeSet<(IndexKey, u64)> = BTreeSet::new();
         let versions = txn.open_table(VERSIONS).map_err(unavailable)?;

@@ -97,6 +97,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// SIGKILL: the process dies mid-work, as in a power cut or an OOM kill.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();

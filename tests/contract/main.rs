@@ -6,6 +6,7 @@ mod auth;
 mod backoffice;
 mod cli;
 mod crash;
+mod faults;
 mod get;
 mod identity;
 mod patch;
