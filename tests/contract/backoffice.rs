@@ -861,4 +861,21 @@ async fn no_restricted_field_reaches_other_roles() {
         markers.iter().all(|m| all.contains(m.as_str())),
         "the test data carries every marker"
     );
+    // the log at the default level (info) has a line per request, and none of the restricted
+    // values, names searched for, or credentials — whoever asked
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.matches(" request ").count() >= 150, "{log}");
+    let tokens: Vec<&String> = others
+        .iter()
+        .chain([&bo])
+        .filter_map(|a| a.token.as_ref())
+        .collect();
+    for secret in markers
+        .iter()
+        .chain(tokens)
+        .map(String::as_str)
+        .chain(["Concealed", "Person"])
+    {
+        assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
+    }
 }

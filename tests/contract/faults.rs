@@ -298,3 +298,49 @@ fn header_floods_get_431_and_do_not_hurt_the_service() {
     }
     ping_works(&server);
 }
+
+#[test]
+fn shutdown_finishes_in_flight_requests_and_takes_no_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let body = r#"{"patches":[{"op":"replace","path":"/gender","value":"unknown"}]}"#;
+    let mut in_flight = TcpStream::connect(&address).unwrap();
+    write!(
+        in_flight,
+        "PATCH /Patient/{FULL} HTTP/1.1\r\nHost: t\r\nX-Request-ID: {}\r\nIf-Match: W/\"1\"\r\n\
+         Content-Type: application/json-patch+json\r\nContent-Length: {}\r\n\r\n{}",
+        request_id(),
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.terminate();
+    // the listener closes: new connections are refused
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&address).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the request that was already being received completes and is answered
+    in_flight.write_all(&body.as_bytes()[10..]).unwrap();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = in_flight.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_line(&answer), "HTTP/1.1 200 OK", "{answer}");
+    assert!(answer.contains("etag: W/\"2\""), "{answer}");
+    let db = server.db.clone();
+    assert!(server.wait().success());
+    let server = Server::start(&db, &[]);
+    let r = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(server.api().get_patient(FULL));
+    assert_eq!(
+        (r.version(), r.body["gender"].as_str()),
+        (2, Some("unknown"))
+    );
+}

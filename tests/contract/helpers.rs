@@ -110,13 +110,22 @@ impl Server {
     }
 
     /// SIGTERM, then wait: the graceful path a service manager takes.
-    pub fn stop(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
-        child.wait().unwrap()
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
     }
 }
 
