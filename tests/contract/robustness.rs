@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -198,4 +198,52 @@ async fn clients_over_their_rate_get_429_with_retry_after() {
     // and the first one gets requests again after waiting
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(anonymous.get_patient(FULL).await.status, 200);
+}
+
+#[tokio::test]
+async fn hostile_ids_long_strings_and_huge_arrays_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    // ids that try to leave the resource: all INVALID_RESOURCE_ID, read or write
+    let long_id = "9".repeat(10_000);
+    for id in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "9991000003%00",
+        "9991000003%2F_history",
+        "9991000003;drop",
+        long_id.as_str(),
+    ] {
+        api.get_patient(id).await.expect(400, "INVALID_RESOURCE_ID");
+        api.patch(
+            id,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]}),
+        )
+        .await
+        .expect(400, "INVALID_RESOURCE_ID");
+    }
+    let name_id = api.get_patient(FULL).await.body["name"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let on_name = |op: Value| json!({"patches": [{"op": "test", "path": "/name/0/id", "value": name_id}, op]});
+    // a 500 KB string, a list far over PDS's limits, thousands of operations in one body
+    let long =
+        on_name(json!({"op": "replace", "path": "/name/0/family", "value": "A".repeat(500_000)}));
+    let r = api.patch(FULL, 1, long).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let huge =
+        on_name(json!({"op": "replace", "path": "/name/0/given", "value": vec!["Ann"; 50_000]}));
+    api.patch(FULL, 1, huge)
+        .await
+        .expect(400, "TOO_MANY_VALUES_SUBMITTED");
+    let many: Vec<Value> = (0..15_000)
+        .map(|_| json!({"op": "test", "path": "/gender", "value": "male"}))
+        .collect();
+    let r = api.patch(FULL, 1, json!({ "patches": many })).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let after = api.get_patient(FULL).await;
+    assert_eq!(after.version(), 1);
+    assert_eq!(after.body["name"][0]["family"], "Ashworth");
 }
