@@ -6,14 +6,16 @@
 //! rejects the file, and the report names each problem with its line or entry.
 
 use std::fmt;
+use std::io::BufRead;
 use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
 
 use serde_json::Value;
 use time::Date;
 
 use crate::domain::patient::assign_missing_ids;
 use crate::domain::{Patient, Schemas};
-use crate::store::{ExistingRecords, PatientStore, StoreError};
+use crate::store::{BulkStep, ExistingRecords, PatientStore, Staged, StoreError};
 
 /// Where in a file a record came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,14 +154,46 @@ pub fn validate_records(
     }
 }
 
-/// Imports one file into the store (one transaction).
+/// Records per write transaction in a bulk import: large enough that commits cost little,
+/// small enough that a batch's memory does not matter.
+pub const BATCH: usize = 4000;
+/// Problems reported per rejected file (the rest are only counted).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// One record as read: NDJSON lines are parsed by the workers, other forms come parsed.
+enum Raw {
+    Text(String),
+    Parsed(Value),
+    /// A line that could not be read, and why.
+    Unreadable(String),
+}
+
+/// A numbered batch of records as read, and the bytes of input it came from.
+type RawBatch = (usize, Vec<(Location, Raw)>, u64);
+
+/// What a worker made of one batch.
+struct StagedBatch {
+    records: Vec<Staged>,
+    problems: Vec<Problem>,
+    /// Bytes of input the batch came from (for progress).
+    bytes: u64,
+}
+
+/// Imports one file, whole or not at all.
+///
+/// NDJSON is streamed: a reader thread cuts it into batches of [`BATCH`] lines, worker threads
+/// (one per core) parse, validate and stage them (stored JSON and index keys), and this thread
+/// writes the batches in file order, one transaction each, through [`PatientStore::bulk_load`],
+/// which makes the load durable only at the end and undoes it on any problem or crash. Memory
+/// stays flat: a few batches are in flight at a time whatever the file's size. A Bundle or a
+/// single Patient is read whole, then goes the same way.
 pub fn import_file(
     store: &dyn PatientStore,
     schemas: &Schemas,
     path: &Path,
     existing: ExistingRecords,
     today: Date,
-    new_id: &mut dyn FnMut() -> String,
+    new_id: fn() -> String,
 ) -> FileReport {
     let file = path.display().to_string();
     let fail = |problems: Vec<Problem>| FileReport {
@@ -167,52 +201,261 @@ pub fn import_file(
         loaded: 0,
         problems,
     };
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(_) => {
-                return fail(vec![Problem {
-                    location: None,
-                    reason: "the file is not UTF-8".into(),
-                }])
-            }
-        },
-        Err(e) => {
-            return fail(vec![Problem {
-                location: None,
-                reason: format!("cannot read: {e}"),
-            }])
-        }
+    let whole_file = |reason: String| {
+        fail(vec![Problem {
+            location: None,
+            reason,
+        }])
     };
-    let records = match read_records(&text) {
-        Ok(r) => r,
+    let opened = std::fs::File::open(path).and_then(|f| Ok((f.metadata()?.len(), f)));
+    let (size, handle) = match opened {
+        Ok(x) => x,
+        Err(e) => return whole_file(format!("cannot read: {e}")),
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, handle);
+    let source = match Source::open(&mut reader) {
+        Ok(s) => s,
         Err(p) => return fail(vec![p]),
     };
-    let patients = match validate_records(records, schemas, today, new_id) {
-        Ok(p) => p,
-        Err(problems) => return fail(problems),
-    };
-    match store.insert_batch(&patients, existing) {
-        Ok(()) => FileReport {
+    let mut progress = crate::progress::Progress::bytes(size, &format!("importing {file}"));
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut problems = Vec::new();
+    let mut problem_count = 0usize;
+    let result = std::thread::scope(|scope| {
+        let (work, work_queue) =
+            mpsc::sync_channel::<RawBatch>(workers * 2);
+        let work_queue = Arc::new(Mutex::new(work_queue));
+        let (staged, staged_queue) = mpsc::sync_channel::<(usize, StagedBatch)>(workers * 2);
+        scope.spawn(move || source.send_batches(reader, work));
+        for _ in 0..workers {
+            let (queue, staged) = (work_queue.clone(), staged.clone());
+            scope.spawn(move || loop {
+                let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok((n, batch, bytes)) = job else { break };
+                if staged
+                    .send((n, stage(batch, bytes, schemas, today, new_id)))
+                    .is_err()
+                {
+                    break;
+                }
+            });
+        }
+        drop(staged);
+        // batches come back in any order; they are written in file order
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0usize;
+        let mut step = || loop {
+            if let Some(batch) = waiting.remove(&next) {
+                next += 1;
+                let StagedBatch {
+                    records,
+                    problems: found,
+                    bytes,
+                } = batch;
+                progress.advance(bytes, records.len() as u64);
+                problem_count += found.len();
+                let room = MAX_PROBLEMS.saturating_sub(problems.len());
+                problems.extend(found.into_iter().take(room));
+                if problem_count >= MAX_PROBLEMS {
+                    return BulkStep::Abort;
+                }
+                if problem_count == 0 {
+                    return BulkStep::Batch(records);
+                }
+                // after a problem nothing more is written; the rest is only checked
+                continue;
+            }
+            match staged_queue.recv() {
+                Ok((n, batch)) => {
+                    waiting.insert(n, batch);
+                }
+                Err(_) if problem_count > 0 => return BulkStep::Abort,
+                Err(_) => return BulkStep::Done,
+            }
+        };
+        let result = store.bulk_load(existing, &mut step);
+        // stop the reader and workers, should the load have ended early
+        drop(staged_queue);
+        result
+    });
+    progress.finish();
+    if problem_count > problems.len() {
+        problems.push(Problem {
+            location: None,
+            reason: format!(
+                "{} more problem(s) not shown; checking stopped",
+                problem_count - problems.len()
+            ),
+        });
+    }
+    match result {
+        Ok(loaded) => FileReport {
             file,
-            loaded: patients.len(),
+            loaded: loaded as usize,
             problems: vec![],
         },
-        Err(e @ (StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_))) => {
-            let hint = if matches!(e, StoreError::AlreadyExists(_)) {
-                " (use --replace to overwrite)"
-            } else {
-                ""
-            };
-            fail(vec![Problem {
-                location: None,
-                reason: format!("{e}{hint}"),
-            }])
+        Err(StoreError::Aborted) => fail(problems),
+        Err(e @ StoreError::AlreadyExists(_)) => {
+            whole_file(format!("{e} (use --replace to store it as a new version)"))
         }
-        Err(e) => fail(vec![Problem {
+        Err(e) => whole_file(e.to_string()),
+    }
+}
+
+/// How a file's records are read.
+enum Source {
+    /// One Patient per line; `first` is the first non-empty line, already read.
+    Ndjson { first: (usize, String), line: usize },
+    /// A Bundle or one Patient, read whole.
+    Whole(Vec<(Location, Value)>),
+}
+
+impl Source {
+    /// NDJSON when the first non-empty line is a whole Patient; otherwise the file is read
+    /// whole (a Bundle, a pretty-printed Patient, or something to report).
+    fn open(reader: &mut impl BufRead) -> Result<Source, Problem> {
+        let problem = |reason: String| Problem {
             location: None,
-            reason: e.to_string(),
-        }]),
+            reason,
+        };
+        let mut text = String::new();
+        let mut line = 0;
+        loop {
+            let start = text.len();
+            let n = read_line(reader, &mut text).map_err(problem)?;
+            line += 1;
+            if n == 0 || !text[start..].trim().is_empty() {
+                let candidate = text[start..].trim();
+                if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(candidate) {
+                    if m.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+                        return Ok(Source::Ndjson {
+                            first: (line, candidate.to_string()),
+                            line,
+                        });
+                    }
+                }
+                break;
+            }
+        }
+        reader.read_to_string(&mut text).map_err(|e| {
+            problem(if e.kind() == std::io::ErrorKind::InvalidData {
+                "the file is not UTF-8".into()
+            } else {
+                format!("cannot read: {e}")
+            })
+        })?;
+        read_records(&text).map(Source::Whole)
+    }
+
+    /// Cuts the records into numbered batches for the workers, until the file ends or nobody
+    /// listens any more.
+    fn send_batches(
+        self,
+        mut reader: impl BufRead,
+        work: mpsc::SyncSender<RawBatch>,
+    ) {
+        match self {
+            Source::Whole(records) => {
+                let mut records = records.into_iter().peekable();
+                let mut n = 0;
+                while records.peek().is_some() {
+                    let batch: Vec<_> = records
+                        .by_ref()
+                        .take(BATCH)
+                        .map(|(l, v)| (l, Raw::Parsed(v)))
+                        .collect();
+                    // the bytes were all read up front; progress counts records here
+                    if work.send((n, batch, 0)).is_err() {
+                        return;
+                    }
+                    n += 1;
+                }
+            }
+            Source::Ndjson { first, mut line } => {
+                let mut batch = vec![(Location::Line(first.0), Raw::Text(first.1))];
+                let mut bytes = 0u64;
+                let mut n = 0;
+                let mut buf = String::new();
+                loop {
+                    buf.clear();
+                    let read = match read_line(&mut reader, &mut buf) {
+                        Ok(read) => read,
+                        Err(reason) => {
+                            line += 1;
+                            batch.push((Location::Line(line), Raw::Unreadable(reason)));
+                            0
+                        }
+                    };
+                    if read > 0 {
+                        line += 1;
+                        bytes += read as u64;
+                        if !buf.trim().is_empty() {
+                            batch.push((Location::Line(line), Raw::Text(buf.trim().to_string())));
+                        }
+                    }
+                    if batch.len() >= BATCH || (read == 0 && !batch.is_empty()) {
+                        let full = std::mem::take(&mut batch);
+                        if work.send((n, full, std::mem::take(&mut bytes))).is_err() {
+                            return;
+                        }
+                        n += 1;
+                    }
+                    if read == 0 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads one line; a line that is not UTF-8 is a problem worded for the user.
+fn read_line(reader: &mut impl BufRead, into: &mut String) -> Result<usize, String> {
+    reader.read_line(into).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            "the file is not UTF-8".to_string()
+        } else {
+            format!("cannot read: {e}")
+        }
+    })
+}
+
+/// Parses, validates and stages one batch (a worker's job).
+fn stage(
+    batch: Vec<(Location, Raw)>,
+    bytes: u64,
+    schemas: &Schemas,
+    today: Date,
+    new_id: fn() -> String,
+) -> StagedBatch {
+    let mut records = Vec::with_capacity(batch.len());
+    let mut problems = Vec::new();
+    let mut parsed = Vec::with_capacity(batch.len());
+    for (location, raw) in batch {
+        match raw {
+            Raw::Parsed(v) => parsed.push((location, v)),
+            Raw::Unreadable(reason) => problems.push(Problem {
+                location: Some(location),
+                reason,
+            }),
+            Raw::Text(t) => match serde_json::from_str::<Value>(&t) {
+                Ok(v) => parsed.push((location, v)),
+                Err(e) => problems.push(Problem {
+                    location: Some(location),
+                    reason: format!("not valid JSON: {e}"),
+                }),
+            },
+        }
+    }
+    let mut new_id = new_id;
+    match validate_records(parsed, schemas, today, &mut new_id) {
+        Ok(patients) => records.extend(patients.into_iter().map(Staged::new)),
+        Err(found) => problems.extend(found),
+    }
+    StagedBatch {
+        records,
+        problems,
+        bytes,
     }
 }
 

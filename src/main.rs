@@ -125,6 +125,11 @@ struct ServeArgs {
     keys: KeyConfig,
 }
 
+/// mimalloc rather than the system allocator: JSON documents are many small allocations, and
+/// glibc's malloc/free took a fifth of bulk-import time (profile in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A file-size limit (`ulimit -f`) must fail the write that crosses it, like a full disk —
     // answered 503 and retried — not kill the process in the middle of a commit (SIGXFSZ).
@@ -412,10 +417,9 @@ fn run_import(db: &Path, files: &[PathBuf], replace: bool) -> ExitCode {
     } else {
         ExistingRecords::Reject
     };
-    let mut new_id = new_object_id;
     let reports: Vec<FileReport> = files
         .iter()
-        .map(|f| import::import_file(&store, &schemas, f, existing, today(), &mut new_id))
+        .map(|f| import::import_file(&store, &schemas, f, existing, today(), new_object_id))
         .collect();
     let mut loaded = 0;
     let mut rejected_files = 0;

@@ -8,42 +8,90 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
-    what: &'static str,
+    what: String,
+    /// Bytes of input (a file being read), or items.
+    bytes: bool,
     total: u64,
     done: u64,
+    /// Records handled so far, shown beside a byte count.
+    records: u64,
     next_line: u64,
     started: Instant,
 }
 
 impl Progress {
-    pub fn new(total: u64, what: &'static str) -> Progress {
+    /// Progress over `total` items (e.g. records generated).
+    pub fn new(total: u64, what: &str) -> Progress {
+        Progress::make(
+            total,
+            what,
+            false,
+            "{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})",
+        )
+    }
+
+    /// Progress through `total` bytes of input, with the records they held.
+    pub fn bytes(total: u64, what: &str) -> Progress {
+        Progress::make(
+            total,
+            what,
+            true,
+            "{msg} [{bar:40}] {percent}% ({binary_bytes_per_sec}, ETA {eta})",
+        )
+    }
+
+    fn make(total: u64, what: &str, bytes: bool, template: &str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+                ProgressStyle::with_template(template)
                     .expect("template")
                     .progress_chars("=> "),
             );
-            bar.set_message(what);
+            bar.set_message(what.to_string());
             bar
         });
         Progress {
             bar,
-            what,
+            what: what.to_string(),
+            bytes,
             total,
             done: 0,
+            records: 0,
             next_line: total.div_ceil(10).max(1),
             started: Instant::now(),
         }
     }
 
     pub fn inc(&mut self, n: u64) {
+        self.advance(n, n);
+    }
+
+    /// `n` more units (bytes or items) done, holding `records` records.
+    pub fn advance(&mut self, n: u64, records: u64) {
         self.done += n;
+        self.records += records;
+        let rate = self.records as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         match &self.bar {
-            Some(bar) => bar.inc(n),
+            Some(bar) => {
+                bar.inc(n);
+                if self.bytes {
+                    bar.set_message(format!(
+                        "{} {} records ({rate:.0}/s)",
+                        self.what, self.records
+                    ));
+                }
+            }
             None if self.done >= self.next_line || self.done == self.total => {
-                let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-                eprintln!("{}: {}/{} ({rate:.0}/s)", self.what, self.done, self.total);
+                if self.bytes {
+                    let percent = self.done * 100 / self.total.max(1);
+                    eprintln!(
+                        "{}: {percent}% ({} records, {rate:.0}/s)",
+                        self.what, self.records
+                    );
+                } else {
+                    eprintln!("{}: {}/{} ({rate:.0}/s)", self.what, self.done, self.total);
+                }
                 self.next_line += self.total.div_ceil(10).max(1);
             }
             None => {}

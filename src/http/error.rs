@@ -54,6 +54,10 @@ impl From<StoreError> for ApiError {
                     "The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header.",
                 )
             }
+            StoreError::Aborted => ApiError::new(
+                ErrorCode::UnknownError,
+                "An unknown error occurred processing this request.",
+            ),
             StoreError::Corrupt(reason) => {
                 tracing::error!(%reason, "stored data is corrupt");
                 ApiError::new(

@@ -52,6 +52,9 @@ pub enum StoreError {
     /// The database holds something this program did not write.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A bulk load was abandoned by its source; nothing of it was kept.
+    #[error("the load was abandoned; nothing of it was stored")]
+    Aborted,
 }
 
 /// What to do when an imported record's NHS number is already stored.
@@ -61,6 +64,35 @@ pub enum ExistingRecords {
     Reject,
     /// Store the imported record as the next version of the existing one (history kept).
     Replace,
+}
+
+/// A validated record made ready for writing off the writer's thread: its stored JSON and its
+/// search-index keys are computed where the CPU is free (bulk import's worker threads), so the
+/// writer only writes.
+pub struct Staged {
+    pub record: Patient,
+    pub json: Vec<u8>,
+    pub keys: Vec<crate::domain::index::IndexKey>,
+}
+
+impl Staged {
+    pub fn new(record: Patient) -> Staged {
+        Staged {
+            json: record.to_bytes(),
+            keys: crate::domain::index::keys(record.doc()),
+            record,
+        }
+    }
+}
+
+/// What a bulk load's source hands the store next.
+pub enum BulkStep {
+    /// Records to store (one write transaction).
+    Batch(Vec<Staged>),
+    /// Everything was handed over: make it durable.
+    Done,
+    /// The source found a problem: undo everything this load stored.
+    Abort,
 }
 
 /// One audited change to one record.
@@ -194,6 +226,16 @@ pub trait PatientStore: Send + Sync + 'static {
         records: &[Patient],
         existing: ExistingRecords,
     ) -> Result<(), StoreError>;
+
+    /// Stores a stream of batches as one unit: each batch is one write transaction, but the load
+    /// becomes durable only at [`BulkStep::Done`]. On [`BulkStep::Abort`], an error (e.g. an
+    /// existing record under [`ExistingRecords::Reject`], or a number twice) or a crash, the
+    /// store is left as it was before the load. Returns how many records were stored.
+    fn bulk_load(
+        &self,
+        existing: ExistingRecords,
+        next: &mut dyn FnMut() -> BulkStep,
+    ) -> Result<u64, StoreError>;
 
     /// How many records are stored.
     fn count(&self) -> Result<u64, StoreError>;

@@ -25,8 +25,8 @@ use redb::{
 };
 
 use super::{
-    AllocatingChange, AuditEntry, Change, Committed, ExistingRecords, PatientStore, RequestRecord,
-    SavedResponse, StoreError, StoredRecord,
+    AllocatingChange, AuditEntry, BulkStep, Change, Committed, ExistingRecords, PatientStore,
+    RequestRecord, SavedResponse, Staged, StoreError, StoredRecord,
 };
 use crate::domain::index::{self, IndexKey, Lookup};
 use crate::domain::{NhsNumber, Patient, Version};
@@ -629,6 +629,74 @@ fn put(txn: &WriteTransaction, record: &Patient) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One batch of a bulk load: one non-durable transaction, every table opened once.
+fn load_batch(
+    db: &Database,
+    batch: &[Staged],
+    existing: ExistingRecords,
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write().map_err(unavailable)?;
+    txn.set_durability(redb::Durability::None)
+        .map_err(unavailable)?;
+    {
+        let mut patients = txn.open_table(PATIENTS).map_err(unavailable)?;
+        let mut versions = txn.open_table(VERSIONS).map_err(unavailable)?;
+        let mut dated = Vec::with_capacity(DATED_INDEXES.len());
+        for t in DATED_INDEXES {
+            dated.push(txn.open_multimap_table(t).map_err(unavailable)?);
+        }
+        let mut flat = Vec::with_capacity(FLAT_INDEXES.len());
+        for t in FLAT_INDEXES {
+            flat.push(txn.open_multimap_table(t).map_err(unavailable)?);
+        }
+        // index entries are written last, sorted: neighbouring keys share B-tree pages
+        let mut entries: Vec<(&IndexKey, u64)> = Vec::with_capacity(batch.len() * 10);
+        for staged in batch {
+            let id = staged.record.id();
+            let current = patients
+                .get(id.as_u64())
+                .map_err(unavailable)?
+                .map(|g| decode(g.value()).map(|r| r.version))
+                .transpose()?;
+            let replaced;
+            let (record, json) = match (current, existing) {
+                (None, _) => (&staged.record, &staged.json),
+                (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
+                (Some(current), ExistingRecords::Replace) => {
+                    let record = staged.record.clone().with_version(current.next());
+                    let json = record.to_bytes();
+                    replaced = (record, json);
+                    (&replaced.0, &replaced.1)
+                }
+            };
+            let key = id.as_u64();
+            for k in &staged.keys {
+                entries.push((k, key));
+            }
+            patients
+                .insert(key, encode(record, json).as_slice())
+                .map_err(unavailable)?;
+            versions
+                .insert((key, record.version().get()), json.as_slice())
+                .map_err(unavailable)?;
+        }
+        entries.sort_unstable();
+        for (k, id) in entries {
+            match k {
+                IndexKey::Family(v, b) | IndexKey::Phonetic(v, b) | IndexKey::Given(v, b) => {
+                    dated[slot(k)].insert((v.as_str(), *b), id)
+                }
+                IndexKey::Postcode(v)
+                | IndexKey::Phone(v)
+                | IndexKey::Email(v)
+                | IndexKey::Gp(v) => flat[slot(k)].insert(v.as_str(), id),
+            }
+            .map_err(unavailable)?;
+        }
+    }
+    txn.commit().map_err(unavailable)
+}
+
 fn current_version(txn: &WriteTransaction, id: NhsNumber) -> Result<Option<Version>, StoreError> {
     let table = txn.open_table(PATIENTS).map_err(unavailable)?;
     let guard = table.get(id.as_u64()).map_err(unavailable)?;
@@ -906,6 +974,48 @@ impl PatientStore for RedbStore {
             }
         }
         txn.commit().map_err(unavailable)
+    }
+
+    fn bulk_load(
+        &self,
+        existing: ExistingRecords,
+        next: &mut dyn FnMut() -> BulkStep,
+    ) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        // where an abandoned or failed load goes back to (kept in memory while the load runs;
+        // a crash goes back there anyway, as no commit of the load is durable before the end)
+        let savepoint = {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let savepoint = txn.ephemeral_savepoint().map_err(unavailable)?;
+            txn.abort().map_err(unavailable)?;
+            savepoint
+        };
+        let undo = |why: StoreError| -> StoreError {
+            let restore = || -> Result<(), StoreError> {
+                let mut txn = db.begin_write().map_err(unavailable)?;
+                txn.restore_savepoint(&savepoint).map_err(unavailable)?;
+                txn.commit().map_err(unavailable)
+            };
+            restore().err().unwrap_or(why)
+        };
+        let mut stored = 0u64;
+        loop {
+            match next() {
+                BulkStep::Batch(batch) => {
+                    if let Err(e) = load_batch(&db, &batch, existing) {
+                        return Err(undo(e));
+                    }
+                    stored += batch.len() as u64;
+                }
+                BulkStep::Abort => return Err(undo(StoreError::Aborted)),
+                BulkStep::Done => {
+                    // one durable commit makes every batch before it durable
+                    let txn = db.begin_write().map_err(unavailable)?;
+                    txn.commit().map_err(|e| undo(unavailable(e)))?;
+                    return Ok(stored);
+                }
+            }
+        }
     }
 
     fn count(&self) -> Result<u64, StoreError> {
@@ -1298,6 +1408,63 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.survivor(a).unwrap(), a);
+    }
+
+    #[test]
+    fn a_bulk_load_is_one_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        store
+            .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+            .unwrap();
+        let staged = |ids: &[&str]| {
+            ids.iter()
+                .map(|id| Staged::new(patient(id, "1", "B")))
+                .collect::<Vec<_>>()
+        };
+        let run = |steps: Vec<BulkStep>, existing| {
+            let mut steps = steps.into_iter();
+            store.bulk_load(existing, &mut || steps.next().unwrap())
+        };
+        // abandoned after two committed batches: nothing of it stays
+        let abandoned = run(
+            vec![
+                BulkStep::Batch(staged(&["9000000017"])),
+                BulkStep::Batch(staged(&["9000000025"])),
+                BulkStep::Abort,
+            ],
+            ExistingRecords::Reject,
+        );
+        assert!(matches!(abandoned, Err(StoreError::Aborted)));
+        assert_eq!(store.count().unwrap(), 1);
+        // an existing record in the second batch undoes the first
+        let refused = run(
+            vec![
+                BulkStep::Batch(staged(&["9000000017"])),
+                BulkStep::Batch(staged(&["9000000009"])),
+            ],
+            ExistingRecords::Reject,
+        );
+        assert!(matches!(refused, Err(StoreError::AlreadyExists(_))));
+        assert_eq!(store.count().unwrap(), 1);
+        assert!(store.check_indexes().unwrap().is_empty());
+        // done: every batch stored, indexed, and replace appends a version
+        let loaded = run(
+            vec![
+                BulkStep::Batch(staged(&["9000000017", "9000000025"])),
+                BulkStep::Batch(staged(&["9000000009"])),
+                BulkStep::Done,
+            ],
+            ExistingRecords::Replace,
+        );
+        assert_eq!(loaded.unwrap(), 3);
+        assert_eq!(store.count().unwrap(), 3);
+        let r = store
+            .get(NhsNumber::parse("9000000009").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.version.get(), 2);
+        assert!(store.check_indexes().unwrap().is_empty());
     }
 
     #[test]

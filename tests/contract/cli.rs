@@ -234,3 +234,79 @@ async fn generated_patients_are_deterministic_and_importable() {
     let (ok, out) = check_indexes(&db);
     assert!(ok, "{out}");
 }
+
+/// `pds-facade generate --count N --seed S --out FILE`.
+fn generate(dir: &Path, count: usize, name: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let status = Command::new(BIN)
+        .args([
+            "generate",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "11",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    out
+}
+
+#[tokio::test]
+async fn a_problem_many_batches_into_a_file_undoes_the_batches_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let data = generate(dir.path(), 9_000, "p.ndjson");
+    let lines: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // a bad record past two whole batches (import::BATCH = 4000 records a transaction)
+    let mut bad = lines.clone();
+    bad[8_500] = bad[8_500].replace("\"gender\":\"", "\"gender\":\"x");
+    let bad_file = dir.path().join("bad.ndjson");
+    std::fs::write(&bad_file, bad.join("\n")).unwrap();
+    let (ok, out) = import(&db, &[bad_file.to_str().unwrap()]);
+    assert!(!ok && out.contains("line 8501:"), "{out}");
+    // the same number twice, far apart: the second copy is refused, and the first with it
+    let mut twice = lines[..8_000].to_vec();
+    twice.push(lines[10].clone());
+    let twice_file = dir.path().join("twice.ndjson");
+    std::fs::write(&twice_file, twice.join("\n")).unwrap();
+    let (ok, out) = import(&db, &[twice_file.to_str().unwrap()]);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    // nothing of either file is stored: the good file loads in full
+    let (ok, out) = import(&db, &[data.to_str().unwrap()]);
+    assert!(ok && out.contains("summary: 9000 loaded"), "{out}");
+    let (ok, out) = check_indexes(&db);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn an_import_killed_midway_leaves_nothing_of_its_file() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let data = generate(dir.path(), 12_000, "p.ndjson");
+    let mut child = Command::new(BIN)
+        .args(["import", "--db"])
+        .arg(&db)
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // a progress line as each batch goes to the store: at the second, the first is committed
+    let mut progress = BufReader::new(child.stderr.take().unwrap()).lines();
+    let second = progress.nth(1).unwrap().unwrap();
+    assert!(second.contains("8000 records"), "{second}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (ok, out) = check_indexes(&db);
+    assert!(ok, "{out}");
+    let (ok, out) = import(&db, &[data.to_str().unwrap()]);
+    assert!(ok && out.contains("summary: 12000 loaded"), "{out}");
+}
