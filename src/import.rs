@@ -222,8 +222,7 @@ pub fn import_file(
     let mut problems = Vec::new();
     let mut problem_count = 0usize;
     let result = std::thread::scope(|scope| {
-        let (work, work_queue) =
-            mpsc::sync_channel::<RawBatch>(workers * 2);
+        let (work, work_queue) = mpsc::sync_channel::<RawBatch>(workers * 2);
         let work_queue = Arc::new(Mutex::new(work_queue));
         let (staged, staged_queue) = mpsc::sync_channel::<(usize, StagedBatch)>(workers * 2);
         scope.spawn(move || source.send_batches(reader, work));
@@ -349,11 +348,7 @@ impl Source {
 
     /// Cuts the records into numbered batches for the workers, until the file ends or nobody
     /// listens any more.
-    fn send_batches(
-        self,
-        mut reader: impl BufRead,
-        work: mpsc::SyncSender<RawBatch>,
-    ) {
+    fn send_batches(self, mut reader: impl BufRead, work: mpsc::SyncSender<RawBatch>) {
         match self {
             Source::Whole(records) => {
                 let mut records = records.into_iter().peekable();

@@ -42,6 +42,9 @@ enum Command {
         /// Files to load; each is loaded whole or not at all.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Memory for redb's page cache, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        cache_size: usize,
     },
     /// Rebuild the search indexes from the stored records (or, with --check, only compare them).
     Reindex {
@@ -94,6 +97,10 @@ struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
+    /// Memory for redb's page cache, in MiB (most of the server's memory beyond a few MiB;
+    /// reads of uncached pages go to the operating system's file cache).
+    #[arg(long, default_value_t = 1024)]
+    cache_size: usize,
     /// Load the bundled demo patients first, if the database is empty.
     #[arg(long)]
     demo: bool,
@@ -165,7 +172,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Import { db, replace, files } => run_import(&db, &files, replace),
+        Command::Import {
+            db,
+            replace,
+            files,
+            cache_size,
+        } => run_import(&db, &files, replace, cache_size),
         Command::Openapi => {
             println!(
                 "{}",
@@ -176,8 +188,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_store(db: &Path) -> Result<RedbStore, ExitCode> {
-    RedbStore::open(db).map_err(|e| {
+fn open_store(db: &Path, cache_mib: usize) -> Result<RedbStore, ExitCode> {
+    RedbStore::open_with_cache(db, cache_mib.saturating_mul(1024 * 1024)).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })
@@ -188,6 +200,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         db,
         listen,
         demo,
+        cache_size,
         idempotency_window,
         request_timeout,
         client_timeout,
@@ -225,7 +238,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let store = match open_store(db) {
+    let store = match open_store(db, cache_size) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -375,7 +388,7 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 }
 
 fn reindex(db: &Path, check: bool) -> ExitCode {
-    let store = match open_store(db) {
+    let store = match open_store(db, 1024) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -406,8 +419,8 @@ fn reindex(db: &Path, check: bool) -> ExitCode {
     }
 }
 
-fn run_import(db: &Path, files: &[PathBuf], replace: bool) -> ExitCode {
-    let store = match open_store(db) {
+fn run_import(db: &Path, files: &[PathBuf], replace: bool, cache_mib: usize) -> ExitCode {
+    let store = match open_store(db, cache_mib) {
         Ok(s) => s,
         Err(code) => return code,
     };

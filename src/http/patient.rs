@@ -146,8 +146,9 @@ impl<'a> Actor<'a> {
     }
 }
 
-/// Commits a change on a blocking thread (a redb commit waits for fsync) and answers with the
-/// saved response — the new one, or the original when this was a retry.
+/// Hands a change to the store's writer and awaits its durable outcome (no thread waits for
+/// the fsync), then answers with the saved response — the new one, or the original when this
+/// was a retry.
 pub(crate) async fn commit(app: &AppState, change: Change) -> Result<Response, ApiError> {
     let store = app.store.clone();
     let response = change
@@ -155,9 +156,14 @@ pub(crate) async fn commit(app: &AppState, change: Change) -> Result<Response, A
         .as_ref()
         .map(|r| r.response.clone())
         .expect("changes carry their response");
-    let committed = tokio::task::spawn_blocking(move || store.commit(change))
-        .await
-        .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    store.submit(
+        change,
+        Box::new(move |r| {
+            let _ = reply.send(r);
+        }),
+    );
+    let committed = outcome.await.map_err(|_| crate::store::writer_gone())??;
     Ok(match committed {
         Committed::Applied => idempotency::respond(&response),
         Committed::Replayed(original) => idempotency::respond(&original),

@@ -85,6 +85,14 @@ impl Staged {
     }
 }
 
+/// Where the outcome of a change goes once it is durable or has failed. It runs on the writer's
+/// thread, so it must only hand the result on (to a channel), never block.
+pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+
+pub(crate) fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the writer has stopped".into())
+}
+
 /// What a bulk load's source hands the store next.
 pub enum BulkStep {
     /// Records to store (one write transaction).
@@ -202,7 +210,22 @@ pub trait PatientStore: Send + Sync + 'static {
     /// (otherwise [`StoreError::VersionConflict`] and nothing is written). A request already
     /// saved with the same fingerprint is [`Committed::Replayed`]; with another fingerprint,
     /// [`StoreError::RequestIdReused`].
-    fn commit(&self, change: Change) -> Result<Committed, StoreError>;
+    ///
+    /// Blocks until the outcome is known; async callers use [`PatientStore::submit`].
+    fn commit(&self, change: Change) -> Result<Committed, StoreError> {
+        let (reply, outcome) = std::sync::mpsc::channel();
+        self.submit(
+            change,
+            Box::new(move |r| {
+                let _ = reply.send(r);
+            }),
+        );
+        outcome.recv().map_err(|_| writer_gone())?
+    }
+
+    /// [`PatientStore::commit`] without waiting: `reply` gets the outcome once the change is
+    /// durable (or has failed).
+    fn submit(&self, change: Change, reply: Reply<Committed>);
 
     /// Allocates the next unused NHS number from `prefixes` (first nine digits, inclusive; never
     /// one handed out before, nor one already stored) and commits the change `build` makes for
@@ -212,7 +235,25 @@ pub trait PatientStore: Send + Sync + 'static {
         &self,
         prefixes: (u64, u64),
         build: AllocatingChange,
-    ) -> Result<(Committed, NhsNumber), StoreError>;
+    ) -> Result<(Committed, NhsNumber), StoreError> {
+        let (reply, outcome) = std::sync::mpsc::channel();
+        self.submit_allocating(
+            prefixes,
+            build,
+            Box::new(move |r| {
+                let _ = reply.send(r);
+            }),
+        );
+        outcome.recv().map_err(|_| writer_gone())?
+    }
+
+    /// [`PatientStore::commit_allocating`] without waiting.
+    fn submit_allocating(
+        &self,
+        prefixes: (u64, u64),
+        build: AllocatingChange,
+        reply: Reply<(Committed, NhsNumber)>,
+    );
 
     /// The idempotency record of a request id, if one is kept.
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;

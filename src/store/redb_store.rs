@@ -25,8 +25,8 @@ use redb::{
 };
 
 use super::{
-    AllocatingChange, AuditEntry, BulkStep, Change, Committed, ExistingRecords, PatientStore,
-    RequestRecord, SavedResponse, Staged, StoreError, StoredRecord,
+    writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed, ExistingRecords,
+    PatientStore, Reply, RequestRecord, SavedResponse, Staged, StoreError, StoredRecord,
 };
 use crate::domain::index::{self, IndexKey, Lookup};
 use crate::domain::{NhsNumber, Patient, Version};
@@ -91,6 +91,7 @@ impl Drop for RedbStore {
 /// fails again, and the writer keeps trying, so the service recovers by itself.
 struct Handle {
     path: std::path::PathBuf,
+    cache_bytes: usize,
     current: std::sync::RwLock<Option<Arc<Database>>>,
 }
 
@@ -129,7 +130,7 @@ impl Handle {
         // lock goes with the last of them
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let db = loop {
-            match Database::create(&self.path) {
+            match create(&self.path, self.cache_bytes) {
                 Ok(db) => break db,
                 Err(redb::DatabaseError::DatabaseAlreadyOpen)
                     if std::time::Instant::now() < deadline =>
@@ -156,12 +157,12 @@ impl Handle {
 enum Job {
     Commit {
         change: Box<Change>,
-        reply: mpsc::Sender<Result<Committed, StoreError>>,
+        reply: Reply<Committed>,
     },
     Allocate {
         prefixes: (u64, u64),
         build: AllocatingChange,
-        reply: mpsc::Sender<Result<(Committed, NhsNumber), StoreError>>,
+        reply: Reply<(Committed, NhsNumber)>,
     },
 }
 
@@ -243,12 +244,9 @@ enum GroupResult {
 }
 
 enum Outcome {
-    Commit(
-        mpsc::Sender<Result<Committed, StoreError>>,
-        Result<Committed, StoreError>,
-    ),
+    Commit(Reply<Committed>, Result<Committed, StoreError>),
     Allocate(
-        mpsc::Sender<Result<(Committed, NhsNumber), StoreError>>,
+        Reply<(Committed, NhsNumber)>,
         Result<(Committed, NhsNumber), StoreError>,
     ),
 }
@@ -309,15 +307,11 @@ fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
 /// Sends one change's outcome — its own result only if the group's commit became durable.
 fn answer(outcome: Outcome, committed: &Result<(), StoreError>) {
     match (outcome, committed) {
-        (Outcome::Commit(reply, result), Ok(())) => drop(reply.send(result)),
-        (Outcome::Allocate(reply, result), Ok(())) => drop(reply.send(result)),
+        (Outcome::Commit(reply, result), Ok(())) => reply(result),
+        (Outcome::Allocate(reply, result), Ok(())) => reply(result),
         // the transaction did not become durable: nothing of the group is acknowledged
-        (Outcome::Commit(reply, _), Err(e)) => {
-            drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
-        }
-        (Outcome::Allocate(reply, _), Err(e)) => {
-            drop(reply.send(Err(StoreError::Unavailable(e.to_string()))))
-        }
+        (Outcome::Commit(reply, _), Err(e)) => reply(Err(StoreError::Unavailable(e.to_string()))),
+        (Outcome::Allocate(reply, _), Err(e)) => reply(Err(StoreError::Unavailable(e.to_string()))),
     }
 }
 
@@ -387,15 +381,28 @@ pub enum OpenError {
     Other { path: String, reason: String },
 }
 
+/// redb's page cache when none is configured (redb's own default).
+pub const DEFAULT_CACHE_BYTES: usize = 1024 * 1024 * 1024;
+
+fn create(path: &Path, cache_bytes: usize) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(cache_bytes).create(path)
+}
+
 impl RedbStore {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, with the default cache.
     pub fn open(path: &Path) -> Result<RedbStore, OpenError> {
+        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating if needed) the database file at `path`; redb caches up to `cache_bytes`
+    /// of pages in memory (most of the process's memory beyond a few MiB).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, OpenError> {
         let shown = path.display().to_string();
         let other = |reason: String| OpenError::Other {
             path: shown.clone(),
             reason,
         };
-        let db = match Database::create(path) {
+        let db = match create(path, cache_bytes) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(OpenError::AlreadyOpen(shown))
@@ -450,6 +457,7 @@ impl RedbStore {
         txn.commit().map_err(|e| other(e.to_string()))?;
         let db = Arc::new(Handle {
             path: path.to_path_buf(),
+            cache_bytes,
             current: std::sync::RwLock::new(Some(Arc::new(db))),
         });
         let (jobs, queue) = mpsc::channel();
@@ -471,17 +479,13 @@ impl RedbStore {
         self.db.get()
     }
 
-    fn send(&self, job: Job) -> Result<(), StoreError> {
-        self.jobs
-            .as_ref()
-            .ok_or_else(writer_gone)?
-            .send(job)
-            .map_err(|_| writer_gone())
+    /// Queues a job for the writer; hands it back if the writer has stopped.
+    fn send(&self, job: Job) -> Result<(), Job> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
     }
-}
-
-fn writer_gone() -> StoreError {
-    StoreError::Unavailable("the writer has stopped".into())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -902,27 +906,30 @@ impl PatientStore for RedbStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        let (reply, outcome) = mpsc::channel();
-        self.send(Job::Commit {
+    fn submit(&self, change: Change, reply: Reply<Committed>) {
+        let job = Job::Commit {
             change: Box::new(change),
             reply,
-        })?;
-        outcome.recv().map_err(|_| writer_gone())?
+        };
+        if let Err(job) = self.send(job) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
     }
 
-    fn commit_allocating(
+    fn submit_allocating(
         &self,
         prefixes: (u64, u64),
         build: AllocatingChange,
-    ) -> Result<(Committed, NhsNumber), StoreError> {
-        let (reply, outcome) = mpsc::channel();
-        self.send(Job::Allocate {
+        reply: Reply<(Committed, NhsNumber)>,
+    ) {
+        let job = Job::Allocate {
             prefixes,
             build,
             reply,
-        })?;
-        outcome.recv().map_err(|_| writer_gone())?
+        };
+        if let Err(job) = self.send(job) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
     }
 
     fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {

@@ -1,0 +1,27 @@
+-- wrk script: GET /Patient/{id} for ids drawn at random (seeded per thread) from a file.
+-- wrk -s bench/get.lua URL -- IDS_FILE [PATH_PREFIX]
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("seed", threads)
+end
+
+function init(args)
+  ids = {}
+  for line in io.lines(args[1]) do ids[#ids + 1] = line end
+  prefix = args[2] or ""
+  math.randomseed(seed or 1)
+  headers = { ["X-Request-ID"] = "6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b" }
+end
+
+function request()
+  return wrk.format("GET", prefix .. "/Patient/" .. ids[math.random(#ids)], headers)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"seconds":%.3f,"errors":%d,"non2xx":%d,"p50_ms":%.3f,"p99_ms":%.3f}\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
