@@ -61,6 +61,103 @@ const FLAG_RESTRICTED: u8 = 1;
 const FLAG_MERGED: u8 = 2;
 const FLAG_INVALIDATED: u8 = 4;
 const HEADER: usize = 6;
+/// Every table a write transaction touches, opened once per transaction (not once per change:
+/// opening a table is a lookup of its own).
+struct Tables<'t> {
+    patients: redb::Table<'t, u64, &'static [u8]>,
+    versions: redb::Table<'t, (u64, u32), &'static [u8]>,
+    superseded: redb::Table<'t, u64, u64>,
+    identity_links: redb::Table<'t, u64, u64>,
+    audit: redb::Table<'t, (u64, u64), &'static [u8]>,
+    requests: redb::Table<'t, &'static str, &'static [u8]>,
+    requests_by_time: redb::Table<'t, (u64, &'static str), ()>,
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+    dated: Vec<redb::MultimapTable<'t, (&'static str, u32), u64>>,
+    flat: Vec<redb::MultimapTable<'t, &'static str, u64>>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        let mut dated = Vec::with_capacity(DATED_INDEXES.len());
+        for t in DATED_INDEXES {
+            dated.push(txn.open_multimap_table(t).map_err(unavailable)?);
+        }
+        let mut flat = Vec::with_capacity(FLAT_INDEXES.len());
+        for t in FLAT_INDEXES {
+            flat.push(txn.open_multimap_table(t).map_err(unavailable)?);
+        }
+        Ok(Tables {
+            patients: txn.open_table(PATIENTS).map_err(unavailable)?,
+            versions: txn.open_table(VERSIONS).map_err(unavailable)?,
+            superseded: txn.open_table(SUPERSEDED).map_err(unavailable)?,
+            identity_links: txn.open_table(IDENTITY_LINKS).map_err(unavailable)?,
+            audit: txn.open_table(AUDIT).map_err(unavailable)?,
+            requests: txn.open_table(REQUESTS).map_err(unavailable)?,
+            requests_by_time: txn.open_table(REQUESTS_BY_TIME).map_err(unavailable)?,
+            meta: txn.open_table(META).map_err(unavailable)?,
+            dated,
+            flat,
+        })
+    }
+
+    /// Adds `id` under `key` (an entry already there stays as it is).
+    fn index(&mut self, key: &IndexKey, id: u64) -> Result<(), StoreError> {
+        index_into(&mut self.dated, &mut self.flat, key, id)
+    }
+
+    /// Stores a version as the record's current one, with its index keys.
+    fn put(&mut self, staged: &Staged) -> Result<(), StoreError> {
+        let id = staged.record.id().as_u64();
+        for key in &staged.keys {
+            self.index(key, id)?;
+        }
+        self.put_record(&staged.record, &staged.json)
+    }
+
+    /// Stores a version as the record's current one (not indexed).
+    fn put_record(&mut self, record: &Patient, json: &[u8]) -> Result<(), StoreError> {
+        let key = record.id().as_u64();
+        self.patients
+            .insert(key, encode(record, json).as_slice())
+            .map_err(unavailable)?;
+        self.versions
+            .insert((key, record.version().get()), json)
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Stores imported records: new ones as they are, existing ones refused or (with
+    /// [`ExistingRecords::Replace`]) stored as their next version. Index entries go in last,
+    /// sorted, so neighbouring keys share B-tree pages.
+    fn import(&mut self, batch: &[Staged], existing: ExistingRecords) -> Result<(), StoreError> {
+        let mut entries: Vec<(&IndexKey, u64)> = Vec::with_capacity(batch.len() * 10);
+        for staged in batch {
+            let id = staged.record.id();
+            match (self.current_version(id)?, existing) {
+                (None, _) => self.put_record(&staged.record, &staged.json)?,
+                (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
+                (Some(current), ExistingRecords::Replace) => {
+                    let record = staged.record.clone().with_version(current.next());
+                    self.put_record(&record, &record.to_bytes())?
+                }
+            }
+            entries.extend(staged.keys.iter().map(|k| (k, id.as_u64())));
+        }
+        entries.sort_unstable();
+        for (key, id) in entries {
+            self.index(key, id)?;
+        }
+        Ok(())
+    }
+
+    fn current_version(&self, id: NhsNumber) -> Result<Option<Version>, StoreError> {
+        let guard = self.patients.get(id.as_u64()).map_err(unavailable)?;
+        guard
+            .map(|g| decode(g.value()).map(|r| r.version))
+            .transpose()
+    }
+}
+
 /// How many expired idempotency records one commit forgets at most (keeps commits short).
 const FORGET_PER_COMMIT: usize = 64;
 
@@ -157,6 +254,9 @@ impl Handle {
 enum Job {
     Commit {
         change: Box<Change>,
+        /// The change's writes made ready on the submitting thread (JSON, index keys), so the
+        /// writer only writes.
+        staged: Vec<Staged>,
         reply: Reply<Committed>,
     },
     Allocate {
@@ -253,45 +353,17 @@ enum Outcome {
 
 fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
     let mut outcomes = Vec::with_capacity(group.len());
-    let mut failed: Option<StoreError> = None;
-    let txn = db.begin_write().map_err(unavailable);
-    for job in group {
-        let txn = match (&txn, &failed) {
-            (Ok(txn), None) => txn,
-            (Err(e), _) => {
+    let committed = match db.begin_write().map_err(unavailable) {
+        Err(e) => {
+            for job in group {
                 outcomes.push(fail(job, StoreError::Unavailable(e.to_string())));
-                continue;
             }
-            (_, Some(e)) => {
-                outcomes.push(fail(job, StoreError::Unavailable(e.to_string())));
-                continue;
-            }
-        };
-        match job {
-            Job::Commit { change, reply } => {
-                let result = commit_one(txn, &change);
-                if let Err(e @ StoreError::Unavailable(_)) = &result {
-                    failed = Some(StoreError::Unavailable(e.to_string()));
-                }
-                outcomes.push(Outcome::Commit(reply, result));
-            }
-            Job::Allocate {
-                prefixes,
-                build,
-                reply,
-            } => {
-                let result = allocate_one(txn, prefixes, build.as_ref());
-                if let Err(e @ StoreError::Unavailable(_)) = &result {
-                    failed = Some(StoreError::Unavailable(e.to_string()));
-                }
-                outcomes.push(Outcome::Allocate(reply, result));
-            }
+            Err(e)
         }
-    }
-    let committed = match (txn, failed) {
-        (Ok(txn), None) => txn.commit().map_err(unavailable),
-        (_, Some(e)) => Err(e),
-        (Err(e), None) => Err(e),
+        // a failed group drops its transaction: nothing of it is written
+        Ok(txn) => {
+            write_group(&txn, group, &mut outcomes).and_then(|()| txn.commit().map_err(unavailable))
+        }
     };
     let result = if committed.is_err() {
         GroupResult::StorageFailed
@@ -302,6 +374,63 @@ fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
         answer(outcome, &committed);
     }
     result
+}
+
+/// Checks and writes each change of a group in order, every table opened once for the group;
+/// each change's outcome goes to `outcomes`. An error is a storage failure that fails the group.
+fn write_group(
+    txn: &WriteTransaction,
+    group: Vec<Job>,
+    outcomes: &mut Vec<Outcome>,
+) -> Result<(), StoreError> {
+    let mut tables = match Tables::open(txn) {
+        Ok(t) => t,
+        Err(e) => {
+            for job in group {
+                outcomes.push(fail(job, StoreError::Unavailable(e.to_string())));
+            }
+            return Err(e);
+        }
+    };
+    let mut failed: Option<StoreError> = None;
+    let mut forget_before = 0;
+    for job in group {
+        if let Some(e) = &failed {
+            outcomes.push(fail(job, StoreError::Unavailable(e.to_string())));
+            continue;
+        }
+        match job {
+            Job::Commit {
+                change,
+                staged,
+                reply,
+            } => {
+                forget_before = forget_before.max(change.forget_requests_before);
+                let result = commit_one(&mut tables, &change, &staged);
+                if let Err(e @ StoreError::Unavailable(_)) = &result {
+                    failed = Some(StoreError::Unavailable(e.to_string()));
+                }
+                outcomes.push(Outcome::Commit(reply, result));
+            }
+            Job::Allocate {
+                prefixes,
+                build,
+                reply,
+            } => {
+                let result = allocate_one(&mut tables, prefixes, build.as_ref());
+                if let Err(e @ StoreError::Unavailable(_)) = &result {
+                    failed = Some(StoreError::Unavailable(e.to_string()));
+                }
+                outcomes.push(Outcome::Allocate(reply, result));
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        // expired idempotency records go once per group (a check above already treats them
+        // as gone)
+        None => forget_requests(&mut tables, forget_before),
+    }
 }
 
 /// Sends one change's outcome — its own result only if the group's commit became durable.
@@ -323,24 +452,63 @@ fn fail(job: Job, e: StoreError) -> Outcome {
 }
 
 /// One change of a group: replayed, refused (nothing written) or written.
-fn commit_one(txn: &WriteTransaction, change: &Change) -> Result<Committed, StoreError> {
-    if let Some(saved) = check_request(txn, change)? {
+fn commit_one(
+    tables: &mut Tables,
+    change: &Change,
+    staged: &[Staged],
+) -> Result<Committed, StoreError> {
+    if let Some(saved) = check_request(tables, change)? {
         return Ok(Committed::Replayed(saved));
     }
-    check_versions(txn, change)?;
-    write_change(txn, change)?;
+    check_versions(tables, change)?;
+    write_change(tables, change, staged)?;
     Ok(Committed::Applied)
+}
+
+/// The writes of a change made ready for the writer (JSON and index keys computed).
+fn stage(change: &Change) -> Vec<Staged> {
+    change
+        .writes
+        .iter()
+        .map(|w| Staged::new(w.record.clone()))
+        .collect()
+}
+
+/// Like [`stage`], and without the index keys the expected version already has: they are in
+/// the indexes (every version's keys are), and inserting them again would still rewrite their
+/// B-tree pages. (If the record moved on meanwhile, the version check refuses the change.)
+fn stage_against(db: &Database, change: &Change) -> Vec<Staged> {
+    let mut staged = stage(change);
+    for (s, w) in staged.iter_mut().zip(&change.writes) {
+        let Some(expected) = w.expected else { continue };
+        let previous = (|| -> Result<Option<Vec<u8>>, StoreError> {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(PATIENTS).map_err(unavailable)?;
+            let guard = table.get(w.record.id().as_u64()).map_err(unavailable)?;
+            Ok(guard
+                .map(|g| decode(g.value()))
+                .transpose()?
+                .filter(|r| r.version == expected)
+                .map(|r| r.json))
+        })();
+        if let Ok(Some(json)) = previous {
+            if let Ok(serde_json::Value::Object(doc)) = serde_json::from_slice(&json) {
+                let had: HashSet<IndexKey> = index::keys(&doc).into_iter().collect();
+                s.keys.retain(|k| !had.contains(k));
+            }
+        }
+    }
+    staged
 }
 
 /// One allocating change of a group: the next unused NHS number, then the change built for it.
 fn allocate_one(
-    txn: &WriteTransaction,
+    tables: &mut Tables,
     prefixes: (u64, u64),
     build: &(dyn Fn(NhsNumber) -> Change + Send + Sync),
 ) -> Result<(Committed, NhsNumber), StoreError> {
-    let stored_next = txn
-        .open_table(META)
-        .map_err(unavailable)?
+    let stored_next = tables
+        .meta
         .get("next_nhs_prefix")
         .map_err(unavailable)?
         .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])));
@@ -351,20 +519,20 @@ fn allocate_one(
             return Err(StoreError::RangeExhausted);
         }
         if let Some(n) = NhsNumber::from_prefix(prefix) {
-            if current_version(txn, n)?.is_none() {
+            if tables.current_version(n)?.is_none() {
                 break n;
             }
         }
         prefix += 1;
     };
     let change = build(nhs);
-    if let Some(saved) = check_request(txn, &change)? {
+    if let Some(saved) = check_request(tables, &change)? {
         return Ok((Committed::Replayed(saved), nhs));
     }
-    check_versions(txn, &change)?;
-    write_change(txn, &change)?;
-    txn.open_table(META)
-        .map_err(unavailable)?
+    check_versions(tables, &change)?;
+    write_change(tables, &change, &stage(&change))?;
+    tables
+        .meta
         .insert("next_nhs_prefix", (prefix + 1).to_le_bytes().as_slice())
         .map_err(unavailable)?;
     Ok((Committed::Applied, nhs))
@@ -558,32 +726,23 @@ fn decode_request(request_id: &str, bytes: &[u8]) -> Result<RequestRecord, Store
     })
 }
 
-/// Adds the index entries of one version of a record (entries are never removed by a change:
-/// past values stay findable for `_history` searches).
-fn index_version(
-    txn: &WriteTransaction,
+/// Adds one index entry (entries are never removed by a change: past values stay findable for
+/// `_history` searches).
+fn index_into(
+    dated: &mut [redb::MultimapTable<(&'static str, u32), u64>],
+    flat: &mut [redb::MultimapTable<&'static str, u64>],
+    key: &IndexKey,
     id: u64,
-    doc: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), StoreError> {
-    let mut dated = Vec::with_capacity(DATED_INDEXES.len());
-    for t in DATED_INDEXES {
-        dated.push(txn.open_multimap_table(t).map_err(unavailable)?);
-    }
-    let mut flat = Vec::with_capacity(FLAT_INDEXES.len());
-    for t in FLAT_INDEXES {
-        flat.push(txn.open_multimap_table(t).map_err(unavailable)?);
-    }
-    for key in index::keys(doc) {
-        match &key {
-            IndexKey::Family(v, b) | IndexKey::Phonetic(v, b) | IndexKey::Given(v, b) => {
-                dated[slot(&key)].insert((v.as_str(), *b), id)
-            }
-            IndexKey::Postcode(v) | IndexKey::Phone(v) | IndexKey::Email(v) | IndexKey::Gp(v) => {
-                flat[slot(&key)].insert(v.as_str(), id)
-            }
+    match key {
+        IndexKey::Family(v, b) | IndexKey::Phonetic(v, b) | IndexKey::Given(v, b) => {
+            dated[slot(key)].insert((v.as_str(), *b), id)
         }
-        .map_err(unavailable)?;
+        IndexKey::Postcode(v) | IndexKey::Phone(v) | IndexKey::Email(v) | IndexKey::Gp(v) => {
+            flat[slot(key)].insert(v.as_str(), id)
+        }
     }
+    .map_err(unavailable)?;
     Ok(())
 }
 
@@ -618,21 +777,6 @@ fn flat_key(slot: usize, value: &str) -> IndexKey {
 
 /// Writes `record` as current and into the history (inside an open write transaction), with
 /// its index entries.
-fn put(txn: &WriteTransaction, record: &Patient) -> Result<(), StoreError> {
-    index_version(txn, record.id().as_u64(), record.doc())?;
-    let json = record.to_bytes();
-    let key = record.id().as_u64();
-    txn.open_table(PATIENTS)
-        .map_err(unavailable)?
-        .insert(key, encode(record, &json).as_slice())
-        .map_err(unavailable)?;
-    txn.open_table(VERSIONS)
-        .map_err(unavailable)?
-        .insert((key, record.version().get()), json.as_slice())
-        .map_err(unavailable)?;
-    Ok(())
-}
-
 /// One batch of a bulk load: one non-durable transaction, every table opened once.
 fn load_batch(
     db: &Database,
@@ -642,96 +786,32 @@ fn load_batch(
     let mut txn = db.begin_write().map_err(unavailable)?;
     txn.set_durability(redb::Durability::None)
         .map_err(unavailable)?;
-    {
-        let mut patients = txn.open_table(PATIENTS).map_err(unavailable)?;
-        let mut versions = txn.open_table(VERSIONS).map_err(unavailable)?;
-        let mut dated = Vec::with_capacity(DATED_INDEXES.len());
-        for t in DATED_INDEXES {
-            dated.push(txn.open_multimap_table(t).map_err(unavailable)?);
-        }
-        let mut flat = Vec::with_capacity(FLAT_INDEXES.len());
-        for t in FLAT_INDEXES {
-            flat.push(txn.open_multimap_table(t).map_err(unavailable)?);
-        }
-        // index entries are written last, sorted: neighbouring keys share B-tree pages
-        let mut entries: Vec<(&IndexKey, u64)> = Vec::with_capacity(batch.len() * 10);
-        for staged in batch {
-            let id = staged.record.id();
-            let current = patients
-                .get(id.as_u64())
-                .map_err(unavailable)?
-                .map(|g| decode(g.value()).map(|r| r.version))
-                .transpose()?;
-            let replaced;
-            let (record, json) = match (current, existing) {
-                (None, _) => (&staged.record, &staged.json),
-                (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
-                (Some(current), ExistingRecords::Replace) => {
-                    let record = staged.record.clone().with_version(current.next());
-                    let json = record.to_bytes();
-                    replaced = (record, json);
-                    (&replaced.0, &replaced.1)
-                }
-            };
-            let key = id.as_u64();
-            for k in &staged.keys {
-                entries.push((k, key));
-            }
-            patients
-                .insert(key, encode(record, json).as_slice())
-                .map_err(unavailable)?;
-            versions
-                .insert((key, record.version().get()), json.as_slice())
-                .map_err(unavailable)?;
-        }
-        entries.sort_unstable();
-        for (k, id) in entries {
-            match k {
-                IndexKey::Family(v, b) | IndexKey::Phonetic(v, b) | IndexKey::Given(v, b) => {
-                    dated[slot(k)].insert((v.as_str(), *b), id)
-                }
-                IndexKey::Postcode(v)
-                | IndexKey::Phone(v)
-                | IndexKey::Email(v)
-                | IndexKey::Gp(v) => flat[slot(k)].insert(v.as_str(), id),
-            }
-            .map_err(unavailable)?;
-        }
-    }
+    Tables::open(&txn)?.import(batch, existing)?;
     txn.commit().map_err(unavailable)
 }
 
-fn current_version(txn: &WriteTransaction, id: NhsNumber) -> Result<Option<Version>, StoreError> {
-    let table = txn.open_table(PATIENTS).map_err(unavailable)?;
-    let guard = table.get(id.as_u64()).map_err(unavailable)?;
-    guard
-        .map(|g| decode(g.value()).map(|r| r.version))
-        .transpose()
-}
-
-fn next_audit_seq(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let mut meta = txn.open_table(META).map_err(unavailable)?;
-    let current = meta
+fn next_audit_seq(tables: &mut Tables) -> Result<u64, StoreError> {
+    let current = tables
+        .meta
         .get("audit_seq")
         .map_err(unavailable)?
         .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])))
         .unwrap_or(0);
     let next = current + 1;
-    meta.insert("audit_seq", next.to_le_bytes().as_slice())
+    tables
+        .meta
+        .insert("audit_seq", next.to_le_bytes().as_slice())
         .map_err(unavailable)?;
     Ok(next)
 }
 
 /// Checks a request id inside the write transaction: `Some` answer to replay, or an error.
-fn check_request(
-    txn: &WriteTransaction,
-    change: &Change,
-) -> Result<Option<SavedResponse>, StoreError> {
+fn check_request(tables: &Tables, change: &Change) -> Result<Option<SavedResponse>, StoreError> {
     let Some(request) = &change.request else {
         return Ok(None);
     };
-    let table = txn.open_table(REQUESTS).map_err(unavailable)?;
-    let Some(guard) = table
+    let Some(guard) = tables
+        .requests
         .get(request.request_id.as_str())
         .map_err(unavailable)?
     else {
@@ -748,9 +828,12 @@ fn check_request(
     }
 }
 
-fn save_request(txn: &WriteTransaction, request: &RequestRecord) -> Result<(), StoreError> {
-    let mut requests = txn.open_table(REQUESTS).map_err(unavailable)?;
-    let mut by_time = txn.open_table(REQUESTS_BY_TIME).map_err(unavailable)?;
+fn save_request(tables: &mut Tables, request: &RequestRecord) -> Result<(), StoreError> {
+    let Tables {
+        requests,
+        requests_by_time: by_time,
+        ..
+    } = tables;
     let old = requests
         .get(request.request_id.as_str())
         .map_err(unavailable)?
@@ -773,9 +856,12 @@ fn save_request(txn: &WriteTransaction, request: &RequestRecord) -> Result<(), S
     Ok(())
 }
 
-fn forget_requests(txn: &WriteTransaction, before: u64) -> Result<(), StoreError> {
-    let mut requests = txn.open_table(REQUESTS).map_err(unavailable)?;
-    let mut by_time = txn.open_table(REQUESTS_BY_TIME).map_err(unavailable)?;
+fn forget_requests(tables: &mut Tables, before: u64) -> Result<(), StoreError> {
+    let Tables {
+        requests,
+        requests_by_time: by_time,
+        ..
+    } = tables;
     let expired: Vec<(u64, String)> = by_time
         .range((0u64, "")..(before, ""))
         .map_err(unavailable)?
@@ -792,10 +878,10 @@ fn forget_requests(txn: &WriteTransaction, before: u64) -> Result<(), StoreError
 
 /// Every write's expected version is still current (checked for all before any is written,
 /// so a change that fails leaves nothing behind).
-fn check_versions(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
+fn check_versions(tables: &Tables, change: &Change) -> Result<(), StoreError> {
     for w in &change.writes {
         let id = w.record.id();
-        match (current_version(txn, id)?, w.expected) {
+        match (tables.current_version(id)?, w.expected) {
             (None, None) => {}
             (Some(_), None) => return Err(StoreError::AlreadyExists(id)),
             (None, Some(_)) => return Err(StoreError::NotFound(id)),
@@ -813,42 +899,40 @@ fn check_versions(txn: &WriteTransaction, change: &Change) -> Result<(), StoreEr
 }
 
 /// Writes a checked change; an error here is an I/O error and aborts the transaction.
-fn write_change(txn: &WriteTransaction, change: &Change) -> Result<(), StoreError> {
-    for w in &change.writes {
-        put(txn, &w.record)?;
+fn write_change(tables: &mut Tables, change: &Change, staged: &[Staged]) -> Result<(), StoreError> {
+    for w in staged {
+        tables.put(w)?;
     }
-    {
-        let mut superseded = txn.open_table(SUPERSEDED).map_err(unavailable)?;
-        for (source, target) in &change.supersede {
-            superseded
-                .insert(source.as_u64(), target.as_u64())
-                .map_err(unavailable)?;
-        }
-        for source in &change.unsupersede {
-            superseded.remove(source.as_u64()).map_err(unavailable)?;
-        }
+    for (source, target) in &change.supersede {
+        tables
+            .superseded
+            .insert(source.as_u64(), target.as_u64())
+            .map_err(unavailable)?;
+    }
+    for source in &change.unsupersede {
+        tables
+            .superseded
+            .remove(source.as_u64())
+            .map_err(unavailable)?;
     }
     for entry in &change.audit {
-        let seq = next_audit_seq(txn)?;
+        let seq = next_audit_seq(tables)?;
         let patient =
             NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let json = serde_json::to_vec(entry).expect("JSON");
-        txn.open_table(AUDIT)
-            .map_err(unavailable)?
+        tables
+            .audit
             .insert((patient.as_u64(), seq), json.as_slice())
             .map_err(unavailable)?;
     }
     if let Some(request) = &change.request {
-        save_request(txn, request)?;
+        save_request(tables, request)?;
     }
-    forget_requests(txn, change.forget_requests_before)?;
-    {
-        let mut links = txn.open_table(IDENTITY_LINKS).map_err(unavailable)?;
-        for (old, new) in &change.identity_links {
-            links
-                .insert(old.as_u64(), new.as_u64())
-                .map_err(unavailable)?;
-        }
+    for (old, new) in &change.identity_links {
+        tables
+            .identity_links
+            .insert(old.as_u64(), new.as_u64())
+            .map_err(unavailable)?;
     }
     Ok(())
 }
@@ -907,7 +991,12 @@ impl PatientStore for RedbStore {
     }
 
     fn submit(&self, change: Change, reply: Reply<Committed>) {
+        let staged = match self.db() {
+            Ok(db) => stage_against(&db, &change),
+            Err(_) => stage(&change),
+        };
         let job = Job::Commit {
+            staged,
             change: Box::new(change),
             reply,
         };
@@ -964,22 +1053,13 @@ impl PatientStore for RedbStore {
         records: &[Patient],
         existing: ExistingRecords,
     ) -> Result<(), StoreError> {
-        let txn = self.db()?.begin_write().map_err(unavailable)?;
         let mut seen = std::collections::HashSet::with_capacity(records.len());
-        for record in records {
-            if !seen.insert(record.id()) {
-                return Err(StoreError::DuplicateInBatch(record.id()));
-            }
-            match (current_version(&txn, record.id())?, existing) {
-                (None, _) => put(&txn, record)?,
-                (Some(_), ExistingRecords::Reject) => {
-                    return Err(StoreError::AlreadyExists(record.id()))
-                }
-                (Some(current), ExistingRecords::Replace) => {
-                    put(&txn, &record.clone().with_version(current.next()))?
-                }
-            }
+        if let Some(twice) = records.iter().find(|r| !seen.insert(r.id())) {
+            return Err(StoreError::DuplicateInBatch(twice.id()));
         }
+        let staged: Vec<Staged> = records.iter().cloned().map(Staged::new).collect();
+        let txn = self.db()?.begin_write().map_err(unavailable)?;
+        Tables::open(&txn)?.import(&staged, existing)?;
         txn.commit().map_err(unavailable)
     }
 
@@ -1134,14 +1214,21 @@ impl PatientStore for RedbStore {
         }
         let mut records = HashSet::new();
         {
-            let versions = txn.open_table(VERSIONS).map_err(unavailable)?;
+            let Tables {
+                versions,
+                dated,
+                flat,
+                ..
+            } = &mut Tables::open(&txn)?;
             for entry in versions.iter().map_err(unavailable)? {
                 let (k, v) = entry.map_err(unavailable)?;
                 let id = k.value().0;
                 let doc: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(v.value())
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                index_version(&txn, id, &doc)?;
+                for key in index::keys(&doc) {
+                    index_into(dated, flat, &key, id)?;
+                }
                 records.insert(id);
             }
         }
