@@ -45,6 +45,9 @@ enum Command {
         /// Memory for redb's page cache, in MiB.
         #[arg(long, default_value_t = 1024)]
         cache_size: usize,
+        /// Records per write transaction (bigger: faster, more memory).
+        #[arg(long, default_value_t = import::BATCH)]
+        batch_size: usize,
     },
     /// Rebuild the search indexes from the stored records (or, with --check, only compare them).
     Reindex {
@@ -177,7 +180,8 @@ fn main() -> ExitCode {
             replace,
             files,
             cache_size,
-        } => run_import(&db, &files, replace, cache_size),
+            batch_size,
+        } => run_import(&db, &files, replace, cache_size, batch_size),
         Command::Openapi => {
             println!(
                 "{}",
@@ -427,7 +431,13 @@ fn reindex(db: &Path, check: bool) -> ExitCode {
     }
 }
 
-fn run_import(db: &Path, files: &[PathBuf], replace: bool, cache_mib: usize) -> ExitCode {
+fn run_import(
+    db: &Path,
+    files: &[PathBuf],
+    replace: bool,
+    cache_mib: usize,
+    batch_size: usize,
+) -> ExitCode {
     let store = match open_store(db, cache_mib) {
         Ok(s) => s,
         Err(code) => return code,
@@ -440,7 +450,17 @@ fn run_import(db: &Path, files: &[PathBuf], replace: bool, cache_mib: usize) -> 
     };
     let reports: Vec<FileReport> = files
         .iter()
-        .map(|f| import::import_file(&store, &schemas, f, existing, today(), new_object_id))
+        .map(|f| {
+            import::import_file(
+                &store,
+                &schemas,
+                f,
+                existing,
+                today(),
+                new_object_id,
+                batch_size,
+            )
+        })
         .collect();
     let mut loaded = 0;
     let mut rejected_files = 0;

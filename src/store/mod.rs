@@ -66,21 +66,30 @@ pub enum ExistingRecords {
     Replace,
 }
 
-/// A validated record made ready for writing off the writer's thread: its stored JSON and its
-/// search-index keys are computed where the CPU is free (bulk import's worker threads), so the
-/// writer only writes.
+/// A validated record made ready for writing off the writer's thread: its stored JSON, the
+/// facts the record header needs and its search-index keys are computed where the CPU is free
+/// (request threads, bulk import's workers), so the writer only writes. The parsed document is
+/// not kept: a bulk import holds many of these at once.
 pub struct Staged {
-    pub record: Patient,
+    pub id: NhsNumber,
+    pub version: Version,
+    pub restricted: bool,
+    pub merged: bool,
+    pub invalidated: bool,
     pub json: Vec<u8>,
     pub keys: Vec<crate::domain::index::IndexKey>,
 }
 
 impl Staged {
-    pub fn new(record: Patient) -> Staged {
+    pub fn new(record: &Patient) -> Staged {
         Staged {
+            id: record.id(),
+            version: record.version(),
+            restricted: record.is_restricted(),
+            merged: record.has_merge_state(),
+            invalidated: record.is_invalidated(),
             json: record.to_bytes(),
             keys: crate::domain::index::keys(record.doc()),
-            record,
         }
     }
 }

@@ -107,21 +107,20 @@ impl<'t> Tables<'t> {
 
     /// Stores a version as the record's current one, with its index keys.
     fn put(&mut self, staged: &Staged) -> Result<(), StoreError> {
-        let id = staged.record.id().as_u64();
         for key in &staged.keys {
-            self.index(key, id)?;
+            self.index(key, staged.id.as_u64())?;
         }
-        self.put_record(&staged.record, &staged.json)
+        self.put_record(staged)
     }
 
     /// Stores a version as the record's current one (not indexed).
-    fn put_record(&mut self, record: &Patient, json: &[u8]) -> Result<(), StoreError> {
-        let key = record.id().as_u64();
+    fn put_record(&mut self, staged: &Staged) -> Result<(), StoreError> {
+        let key = staged.id.as_u64();
         self.patients
-            .insert(key, encode(record, json).as_slice())
+            .insert(key, encode(staged).as_slice())
             .map_err(unavailable)?;
         self.versions
-            .insert((key, record.version().get()), json)
+            .insert((key, staged.version.get()), staged.json.as_slice())
             .map_err(unavailable)?;
         Ok(())
     }
@@ -132,13 +131,15 @@ impl<'t> Tables<'t> {
     fn import(&mut self, batch: &[Staged], existing: ExistingRecords) -> Result<(), StoreError> {
         let mut entries: Vec<(&IndexKey, u64)> = Vec::with_capacity(batch.len() * 10);
         for staged in batch {
-            let id = staged.record.id();
+            let id = staged.id;
             match (self.current_version(id)?, existing) {
-                (None, _) => self.put_record(&staged.record, &staged.json)?,
+                (None, _) => self.put_record(staged)?,
                 (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
                 (Some(current), ExistingRecords::Replace) => {
-                    let record = staged.record.clone().with_version(current.next());
-                    self.put_record(&record, &record.to_bytes())?
+                    let record = Patient::from_stored(&staged.json)
+                        .map_err(StoreError::Corrupt)?
+                        .with_version(current.next());
+                    self.put_record(&Staged::new(&record))?
                 }
             }
             entries.extend(staged.keys.iter().map(|k| (k, id.as_u64())));
@@ -470,7 +471,7 @@ fn stage(change: &Change) -> Vec<Staged> {
     change
         .writes
         .iter()
-        .map(|w| Staged::new(w.record.clone()))
+        .map(|w| Staged::new(&w.record))
         .collect()
 }
 
@@ -660,22 +661,22 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn encode(record: &Patient, json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + json.len());
+fn encode(record: &Staged) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + record.json.len());
     out.push(FORMAT);
     let mut flags = 0;
-    if record.is_restricted() {
+    if record.restricted {
         flags |= FLAG_RESTRICTED;
     }
-    if record.has_merge_state() {
+    if record.merged {
         flags |= FLAG_MERGED;
     }
-    if record.is_invalidated() {
+    if record.invalidated {
         flags |= FLAG_INVALIDATED;
     }
     out.push(flags);
-    out.extend_from_slice(&record.version().get().to_le_bytes());
-    out.extend_from_slice(json);
+    out.extend_from_slice(&record.version.get().to_le_bytes());
+    out.extend_from_slice(&record.json);
     out
 }
 
@@ -1057,7 +1058,7 @@ impl PatientStore for RedbStore {
         if let Some(twice) = records.iter().find(|r| !seen.insert(r.id())) {
             return Err(StoreError::DuplicateInBatch(twice.id()));
         }
-        let staged: Vec<Staged> = records.iter().cloned().map(Staged::new).collect();
+        let staged: Vec<Staged> = records.iter().map(Staged::new).collect();
         let txn = self.db()?.begin_write().map_err(unavailable)?;
         Tables::open(&txn)?.import(&staged, existing)?;
         txn.commit().map_err(unavailable)
@@ -1513,7 +1514,7 @@ mod tests {
             .unwrap();
         let staged = |ids: &[&str]| {
             ids.iter()
-                .map(|id| Staged::new(patient(id, "1", "B")))
+                .map(|id| Staged::new(&patient(id, "1", "B")))
                 .collect::<Vec<_>>()
         };
         let run = |steps: Vec<BulkStep>, existing| {

@@ -264,19 +264,19 @@ async fn a_problem_many_batches_into_a_file_undoes_the_batches_before_it() {
         .lines()
         .map(str::to_string)
         .collect();
-    // a bad record past two whole batches (import::BATCH = 4000 records a transaction)
+    // a bad record past two whole batches of 4,000 records
     let mut bad = lines.clone();
     bad[8_500] = bad[8_500].replace("\"gender\":\"", "\"gender\":\"x");
     let bad_file = dir.path().join("bad.ndjson");
     std::fs::write(&bad_file, bad.join("\n")).unwrap();
-    let (ok, out) = import(&db, &[bad_file.to_str().unwrap()]);
+    let (ok, out) = import(&db, &["--batch-size", "4000", bad_file.to_str().unwrap()]);
     assert!(!ok && out.contains("line 8501:"), "{out}");
     // the same number twice, far apart: the second copy is refused, and the first with it
     let mut twice = lines[..8_000].to_vec();
     twice.push(lines[10].clone());
     let twice_file = dir.path().join("twice.ndjson");
     std::fs::write(&twice_file, twice.join("\n")).unwrap();
-    let (ok, out) = import(&db, &[twice_file.to_str().unwrap()]);
+    let (ok, out) = import(&db, &["--batch-size", "4000", twice_file.to_str().unwrap()]);
     assert!(!ok && out.contains("already exists"), "{out}");
     // nothing of either file is stored: the good file loads in full
     let (ok, out) = import(&db, &[data.to_str().unwrap()]);
@@ -292,7 +292,7 @@ fn an_import_killed_midway_leaves_nothing_of_its_file() {
     let db = dir.path().join("pds.redb");
     let data = generate(dir.path(), 12_000, "p.ndjson");
     let mut child = Command::new(BIN)
-        .args(["import", "--db"])
+        .args(["import", "--batch-size", "4000", "--db"])
         .arg(&db)
         .arg(&data)
         .stdout(std::process::Stdio::null())
