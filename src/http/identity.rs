@@ -43,15 +43,8 @@ fn likely_duplicates(app: &AppState, new: &Patient) -> Result<Vec<NhsNumber>, Ap
 /// (the original one, for a retry).
 async fn commit_allocating(app: &AppState, build: AllocatingChange) -> Result<Response, ApiError> {
     let (store, range, builder) = (app.store.clone(), app.allocation_range, build.clone());
-    let (reply, outcome) = tokio::sync::oneshot::channel();
-    store.submit_allocating(
-        range,
-        builder,
-        Box::new(move |r| {
-            let _ = reply.send(r);
-        }),
-    );
-    let (committed, nhs) = outcome.await.map_err(|_| crate::store::writer_gone())??;
+    let (committed, nhs) =
+        crate::store::durable(|reply| store.submit_allocating(range, builder, reply)).await?;
     Ok(match committed {
         // the builder is deterministic for a number: rebuild the response it saved
         Committed::Applied => idempotency::respond(

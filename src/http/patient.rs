@@ -156,14 +156,7 @@ pub(crate) async fn commit(app: &AppState, change: Change) -> Result<Response, A
         .as_ref()
         .map(|r| r.response.clone())
         .expect("changes carry their response");
-    let (reply, outcome) = tokio::sync::oneshot::channel();
-    store.submit(
-        change,
-        Box::new(move |r| {
-            let _ = reply.send(r);
-        }),
-    );
-    let committed = outcome.await.map_err(|_| crate::store::writer_gone())??;
+    let committed = crate::store::durable(|reply| store.submit(change, reply)).await?;
     Ok(match committed {
         Committed::Applied => idempotency::respond(&response),
         Committed::Replayed(original) => idempotency::respond(&original),

@@ -102,6 +102,24 @@ pub(crate) fn writer_gone() -> StoreError {
     StoreError::Unavailable("the writer has stopped".into())
 }
 
+/// Submits with `submit` and blocks this thread until the outcome arrives.
+fn wait<T: Send + 'static>(submit: impl FnOnce(Reply<T>)) -> Result<T, StoreError> {
+    let (reply, outcome) = std::sync::mpsc::channel();
+    submit(Box::new(move |r| {
+        let _ = reply.send(r);
+    }));
+    outcome.recv().map_err(|_| writer_gone())?
+}
+
+/// Submits with `submit` and awaits the outcome without holding a thread (for async callers).
+pub async fn durable<T: Send + 'static>(submit: impl FnOnce(Reply<T>)) -> Result<T, StoreError> {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    submit(Box::new(move |r| {
+        let _ = reply.send(r);
+    }));
+    outcome.await.map_err(|_| writer_gone())?
+}
+
 /// What a bulk load's source hands the store next.
 pub enum BulkStep {
     /// Records to store (one write transaction).
@@ -222,14 +240,7 @@ pub trait PatientStore: Send + Sync + 'static {
     ///
     /// Blocks until the outcome is known; async callers use [`PatientStore::submit`].
     fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        let (reply, outcome) = std::sync::mpsc::channel();
-        self.submit(
-            change,
-            Box::new(move |r| {
-                let _ = reply.send(r);
-            }),
-        );
-        outcome.recv().map_err(|_| writer_gone())?
+        wait(|reply| self.submit(change, reply))
     }
 
     /// [`PatientStore::commit`] without waiting: `reply` gets the outcome once the change is
@@ -245,15 +256,7 @@ pub trait PatientStore: Send + Sync + 'static {
         prefixes: (u64, u64),
         build: AllocatingChange,
     ) -> Result<(Committed, NhsNumber), StoreError> {
-        let (reply, outcome) = std::sync::mpsc::channel();
-        self.submit_allocating(
-            prefixes,
-            build,
-            Box::new(move |r| {
-                let _ = reply.send(r);
-            }),
-        );
-        outcome.recv().map_err(|_| writer_gone())?
+        wait(|reply| self.submit_allocating(prefixes, build, reply))
     }
 
     /// [`PatientStore::commit_allocating`] without waiting.
