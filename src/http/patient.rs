@@ -43,11 +43,29 @@ pub(crate) fn render(
     role: Role,
     restricted: bool,
 ) -> Result<Vec<u8>, ApiError> {
-    if role.is_back_office() || !(record.restricted || record.merged || restricted) {
+    if shown_as_stored(record, role, restricted) {
         return Ok(record.json.clone());
     }
     let patient = parse_stored(record)?;
     Ok(serde_json::to_vec(&view::for_role(patient.doc(), role, restricted)).expect("JSON"))
+}
+
+/// [`render`] for a record that is not needed afterwards: the stored bytes are sent as they
+/// are, without a copy (the common GET).
+pub(crate) fn render_owned(
+    record: StoredRecord,
+    role: Role,
+    restricted: bool,
+) -> Result<Vec<u8>, ApiError> {
+    if shown_as_stored(&record, role, restricted) {
+        return Ok(record.json);
+    }
+    render(&record, role, restricted)
+}
+
+/// Whether `role` sees the record exactly as stored (no redaction, no merge view).
+fn shown_as_stored(record: &StoredRecord, role: Role, restricted: bool) -> bool {
+    role.is_back_office() || !(record.restricted || record.merged || restricted)
 }
 
 pub(crate) fn render_patient(patient: &Patient, role: Role) -> Vec<u8> {
@@ -190,8 +208,9 @@ pub async fn get_patient(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let record = load_current(app.store.as_ref(), id, caller.role)?;
-    let body = render(&record, caller.role, false)?;
-    Ok(fhir(StatusCode::OK, Some(record.version.etag()), body))
+    let etag = record.version.etag();
+    let body = render_owned(record, caller.role, false)?;
+    Ok(fhir(StatusCode::OK, Some(etag), body))
 }
 
 #[utoipa::path(
