@@ -281,18 +281,23 @@ fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
     let mut last_reopen: Option<std::time::Instant> = None;
     let mut reopen = |handle: &Handle| -> Result<Arc<Database>, StoreError> {
         if last_reopen.is_some_and(|t| t.elapsed() < REOPEN_RETRY) {
-            return handle.get();
+            return Err(StoreError::Unavailable(
+                "the database is being reopened after a storage error".into(),
+            ));
         }
         last_reopen = Some(std::time::Instant::now());
         handle.reopen()
     };
+    // the open handle failed in storage and has not been replaced yet (readers may still use
+    // it: what it has cached is committed data)
+    let mut stale = false;
     loop {
-        let first = if handle.is_down() {
+        let first = if stale || handle.is_down() {
             match jobs.recv_timeout(REOPEN_RETRY) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // nobody is writing, but readers are waiting for the database to come back
-                    let _ = reopen(&handle);
+                    // nobody is writing, but the database should be back before anyone does
+                    stale = reopen(&handle).is_err();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -310,7 +315,12 @@ fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let db = match handle.get().or_else(|_| reopen(&handle)) {
+        let db = if stale {
+            reopen(&handle)
+        } else {
+            handle.get().or_else(|_| reopen(&handle))
+        };
+        let db = match db {
             Ok(db) => db,
             Err(e) => {
                 for job in group {
@@ -319,6 +329,7 @@ fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
                 continue;
             }
         };
+        stale = false;
         // a bug that panics must cost only its own group (its transaction is dropped, its
         // callers get an error), never the writer and so every later change
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_group(&db, group))) {
@@ -331,7 +342,7 @@ fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
                     "a storage error failed a group of changes; reopening the database"
                 );
                 drop(db);
-                let _ = reopen(&handle);
+                stale = reopen(&handle).is_err();
             }
             Ok(GroupResult::Done) => {}
         }
