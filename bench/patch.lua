@@ -3,11 +3,8 @@
 -- ETag gives the If-Match of the next PATCH. Every 200 is a change committed with fsync.
 -- wrk -t N -c N -s bench/patch.lua URL -- IDS_FILE TOKEN RUN
 -- (RUN: a number unique to this run, so X-Request-IDs never repeat across runs)
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("index", threads)
-end
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
+setup = common.setup
 
 function init(args)
   local i = 0
@@ -45,5 +42,4 @@ function response(status, headers, body)
   if etag then version = tonumber(string.match(etag, "(%d+)")) end
 end
 
--- the summary line bench/run reads (shared with the other script)
-done = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "result.lua")
+done = common.done

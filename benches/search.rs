@@ -83,24 +83,14 @@ fn main() {
             )
         }),
         ("wildcard (3 letters* + birthdate)", |p| {
-            let f: String = p["name"][0]["family"]
-                .as_str()
-                .unwrap()
-                .chars()
-                .take(3)
-                .collect();
+            let f = family_prefix(p);
             format!(
                 "family={f}*&birthdate=eq{}",
                 p["birthDate"].as_str().unwrap()
             )
         }),
         ("wildcard, wide (3 letters*, a whole birth year)", |p| {
-            let f: String = p["name"][0]["family"]
-                .as_str()
-                .unwrap()
-                .chars()
-                .take(3)
-                .collect();
+            let f = family_prefix(p);
             let year = &p["birthDate"].as_str().unwrap()[..4];
             format!("family={f}*&birthdate=ge{year}-01-01&birthdate=le{year}-12-31")
         }),
@@ -144,4 +134,14 @@ fn main() {
         );
     }
     drop(store);
+}
+
+/// The first three letters of a patient's usual family name (for wildcard queries).
+fn family_prefix(p: &serde_json::Value) -> String {
+    p["name"][0]["family"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .take(3)
+        .collect()
 }

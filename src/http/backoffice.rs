@@ -121,14 +121,8 @@ async fn finish(
     let (source_id, target_id) = (merged.source.id(), merged.target.id());
     let mut change = Change {
         writes: vec![
-            RecordWrite {
-                expected: Some(before.0.version()),
-                record: merged.source,
-            },
-            RecordWrite {
-                expected: Some(before.1.version()),
-                record: merged.target,
-            },
+            RecordWrite::update(before.0, merged.source),
+            RecordWrite::update(before.1, merged.target),
         ],
         audit,
         request: Some(idempotency::record(

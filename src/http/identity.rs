@@ -139,10 +139,7 @@ pub async fn create(
                 body: String::from_utf8(body).expect("UTF-8"),
             };
             Change {
-                writes: vec![RecordWrite {
-                    expected: None,
-                    record,
-                }],
+                writes: vec![RecordWrite::create(record)],
                 audit: vec![audit],
                 request: Some(idempotency::record(&rid, fingerprint, response)),
                 forget_requests_before: forget,
@@ -222,11 +219,9 @@ pub async fn change_identity(
         json!([]),
         Some(&reason),
     );
-    let (rid, forget, old_version) = (
-        request_id.0.clone(),
-        idempotency::forget_before(&app),
-        old.version(),
-    );
+    let (rid, forget) = (request_id.0.clone(), idempotency::forget_before(&app));
+    // built here, not in the closure: the closure runs on the writer's thread
+    let old_write = RecordWrite::update(&old, invalidated);
     let result = commit_allocating(
         &app,
         std::sync::Arc::new(move |nhs| {
@@ -247,16 +242,7 @@ pub async fn change_identity(
                 body: String::from_utf8(parameters(&outcome, &record)).expect("UTF-8"),
             };
             Change {
-                writes: vec![
-                    RecordWrite {
-                        expected: Some(old_version),
-                        record: invalidated.clone(),
-                    },
-                    RecordWrite {
-                        expected: None,
-                        record,
-                    },
-                ],
+                writes: vec![old_write.clone(), RecordWrite::create(record)],
                 identity_links: vec![(old_id, nhs)],
                 audit: vec![old_audit, new_audit],
                 request: Some(idempotency::record(&rid, fingerprint, response)),
@@ -359,10 +345,7 @@ async fn set_validity(
         body: String::from_utf8(parameters(&outcome, &updated)).expect("UTF-8"),
     };
     let change = Change {
-        writes: vec![RecordWrite {
-            expected: Some(current.version()),
-            record: updated,
-        }],
+        writes: vec![RecordWrite::update(&current, updated)],
         audit: vec![audit],
         request: Some(idempotency::record(&request_id.0, fingerprint, response)),
         forget_requests_before: idempotency::forget_before(&app),

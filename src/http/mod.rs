@@ -17,7 +17,6 @@ pub mod rate_limit;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -141,7 +140,6 @@ pub fn router(state: AppState) -> Router {
         .nest(PDS_BASE, fhir)
         .merge(docs)
         .fallback(unknown_path)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,

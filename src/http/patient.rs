@@ -326,10 +326,7 @@ async fn apply_patch(
         body: String::from_utf8(render_patient(&updated, role)).expect("JSON is UTF-8"),
     };
     let change = Change {
-        writes: vec![RecordWrite {
-            expected: Some(expected),
-            record: updated,
-        }],
+        writes: vec![RecordWrite::update(&current, updated)],
         audit: vec![audit],
         request: Some(idempotency::record(&request_id.0, fingerprint, response)),
         forget_requests_before: idempotency::forget_before(app),
@@ -338,20 +335,12 @@ async fn apply_patch(
     commit(app, change).await
 }
 
+/// A body the handler could not take. (Size and time limits are applied before any handler,
+/// in `middleware::receive`, so an oversized body never gets here.)
 pub fn body_rejection(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "Invalid value - the request body is larger than {} bytes",
-                super::BODY_LIMIT
-            ),
-        )
-    } else {
-        ApiError(PdsError::invalid_update(format!(
-            "the request body could not be read - {e}"
-        )))
-    }
+    ApiError(PdsError::invalid_update(format!(
+        "the request body could not be read - {e}"
+    )))
 }
 
 #[utoipa::path(

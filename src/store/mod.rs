@@ -185,6 +185,30 @@ pub struct RequestRecord {
 pub struct RecordWrite {
     pub expected: Option<Version>,
     pub record: Patient,
+    /// The index keys of the expected version: the indexes hold them already (every version's
+    /// keys are kept), so only the new version's other keys are written. Taken from the record
+    /// the caller already has in hand; if it is no longer current the change is refused anyway.
+    pub known_keys: Vec<crate::domain::index::IndexKey>,
+}
+
+impl RecordWrite {
+    /// A new record (its NHS number must not be stored yet).
+    pub fn create(record: Patient) -> RecordWrite {
+        RecordWrite {
+            expected: None,
+            record,
+            known_keys: Vec::new(),
+        }
+    }
+
+    /// The next version of `previous`, which must still be current when the change commits.
+    pub fn update(previous: &Patient, record: Patient) -> RecordWrite {
+        RecordWrite {
+            expected: Some(previous.version()),
+            record,
+            known_keys: crate::domain::index::keys(previous.doc()),
+        }
+    }
 }
 
 /// Everything one change writes, in one transaction.

@@ -477,40 +477,19 @@ fn commit_one(
     Ok(Committed::Applied)
 }
 
-/// The writes of a change made ready for the writer (JSON and index keys computed).
+/// The writes of a change made ready for the writer: JSON and index keys computed, less the
+/// keys the expected version already has (inserting them again would still rewrite their
+/// B-tree pages).
 fn stage(change: &Change) -> Vec<Staged> {
     change
         .writes
         .iter()
-        .map(|w| Staged::new(&w.record))
+        .map(|w| {
+            let mut staged = Staged::new(&w.record);
+            staged.keys.retain(|k| !w.known_keys.contains(k));
+            staged
+        })
         .collect()
-}
-
-/// Like [`stage`], and without the index keys the expected version already has: they are in
-/// the indexes (every version's keys are), and inserting them again would still rewrite their
-/// B-tree pages. (If the record moved on meanwhile, the version check refuses the change.)
-fn stage_against(db: &Database, change: &Change) -> Vec<Staged> {
-    let mut staged = stage(change);
-    for (s, w) in staged.iter_mut().zip(&change.writes) {
-        let Some(expected) = w.expected else { continue };
-        let previous = (|| -> Result<Option<Vec<u8>>, StoreError> {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(PATIENTS).map_err(unavailable)?;
-            let guard = table.get(w.record.id().as_u64()).map_err(unavailable)?;
-            Ok(guard
-                .map(|g| decode(g.value()))
-                .transpose()?
-                .filter(|r| r.version == expected)
-                .map(|r| r.json))
-        })();
-        if let Ok(Some(json)) = previous {
-            if let Ok(serde_json::Value::Object(doc)) = serde_json::from_slice(&json) {
-                let had: HashSet<IndexKey> = index::keys(&doc).into_iter().collect();
-                s.keys.retain(|k| !had.contains(k));
-            }
-        }
-    }
-    staged
 }
 
 /// One allocating change of a group: the next unused NHS number, then the change built for it.
@@ -1003,12 +982,8 @@ impl PatientStore for RedbStore {
     }
 
     fn submit(&self, change: Change, reply: Reply<Committed>) {
-        let staged = match self.db() {
-            Ok(db) => stage_against(&db, &change),
-            Err(_) => stage(&change),
-        };
         let job = Job::Commit {
-            staged,
+            staged: stage(&change),
             change: Box::new(change),
             reply,
         };
@@ -1313,6 +1288,7 @@ mod tests {
             writes: vec![RecordWrite {
                 expected: Some(expected),
                 record: record.clone(),
+                known_keys: Vec::new(),
             }],
             ..Default::default()
         }
@@ -1514,6 +1490,37 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.survivor(a).unwrap(), a);
+    }
+
+    #[test]
+    fn an_update_writes_only_the_index_keys_its_previous_version_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        let version = |v: &str, family: &str| {
+            let doc = json!({"resourceType": "Patient", "id": "9000000009", "meta": {"versionId": v},
+                "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
+                "name": [{"id": "n", "use": "usual", "family": family}], "birthDate": "1990-01-01",
+                "address": [{"id": "a", "use": "home", "line": ["1 A Street"], "postalCode": "LS1 4AP"}]});
+            Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
+        };
+        let v1 = version("1", "Old");
+        store
+            .insert_batch(std::slice::from_ref(&v1), ExistingRecords::Reject)
+            .unwrap();
+        let v2 = version("2", "New");
+        let change = Change {
+            writes: vec![RecordWrite::update(&v1, v2.clone())],
+            ..Default::default()
+        };
+        let staged = stage(&change);
+        let all = crate::domain::index::keys(v2.doc());
+        assert!(!staged[0].keys.is_empty() && staged[0].keys.len() < all.len());
+        assert!(staged[0]
+            .keys
+            .iter()
+            .all(|k| !crate::domain::index::keys(v1.doc()).contains(k)));
+        store.commit(change).unwrap();
+        assert!(store.check_indexes().unwrap().is_empty());
     }
 
     #[test]
