@@ -117,7 +117,13 @@ fn main() {
                 .collect();
             let t = Instant::now();
             let query = SearchQuery::parse(&pairs, Role::HealthcareWorker).expect("valid query");
-            match pds_facade::search::run(&store, &query).expect("search") {
+            match pds_facade::search::run(
+                &store,
+                &query,
+                pds_facade::domain::Role::HealthcareWorker,
+            )
+            .expect("search")
+            {
                 pds_facade::search::Outcome::Hits(h) => hits += h.len(),
                 pds_facade::search::Outcome::TooManyMatches => hits += query.max_results + 1,
             }

@@ -1,13 +1,15 @@
 //! Running a search: index lookups for candidates, then each candidate checked and scored
-//! against its record (and, for `_history` and fuzzy searches, its past versions).
+//! against its record (and, for `_history` and fuzzy searches, its past versions) as the caller
+//! may see them.
 //!
 //! Between the HTTP layer and the store; pure matching and scoring live in
-//! [`crate::domain::search`].
+//! [`crate::domain::search`], what a role may see in [`crate::domain::view`].
 
 use serde_json::{Map, Value};
 
 use crate::domain::search::SearchQuery;
-use crate::domain::{NhsNumber, Patient};
+use crate::domain::view::{self, RecordHistory};
+use crate::domain::{NhsNumber, Patient, Role};
 use crate::store::{PatientStore, StoreError};
 
 /// One matching record.
@@ -28,36 +30,47 @@ pub enum Outcome {
     TooManyMatches,
 }
 
-/// Runs a validated query. Superseded records never match; restricted records never match a
-/// search by postcode or GP (they are left out before counting, so not even a count leaks).
-pub fn run(store: &dyn PatientStore, query: &SearchQuery) -> Result<Outcome, StoreError> {
+/// Runs a validated query for `role`. Superseded and invalidated records never match. Every
+/// version is matched and scored in the view `role` has of it, so a value the role may not see
+/// can neither match nor change a score; and a restricted record is left out altogether —
+/// before counting, so not even TOO_MANY_MATCHES reveals it — when the query reads an element
+/// its restricted view hides (postcode, GP, phone, e-mail: see
+/// [`SearchQuery::excludes_restricted_for`]).
+pub fn run(
+    store: &dyn PatientStore,
+    query: &SearchQuery,
+    role: Role,
+) -> Result<Outcome, StoreError> {
+    let excludes_restricted = query.excludes_restricted_for(role);
     let mut hits = Vec::new();
     for id in store.candidates(&query.lookups())? {
         let Some(stored) = store.get(id)? else {
             continue;
         };
-        if stored.invalidated || (stored.restricted && query.excludes_restricted()) {
+        if stored.invalidated || (stored.restricted && excludes_restricted) {
             continue;
         }
         let record = Patient::from_stored(&stored.json).map_err(StoreError::Corrupt)?;
         if record.doc().get("active") == Some(&Value::Bool(false)) {
             continue; // superseded in a merge: its survivor is the one to find
         }
-        let past: Vec<Map<String, Value>> = if query.history {
-            store
-                .history(id)?
-                .into_iter()
+        let score = if query.history {
+            let versions = store.history(id)?;
+            let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
+            let past: Vec<Map<String, Value>> = versions
+                .iter()
                 .skip(1)
                 .map(|v| {
-                    Patient::from_stored(&v.json)
-                        .map(|p| p.doc().clone())
-                        .map_err(StoreError::Corrupt)
+                    let p = Patient::from_stored(&v.json).map_err(StoreError::Corrupt)?;
+                    let redact = seen.redacts(v.version.get(), v.restricted);
+                    Ok(view::for_role(p.doc(), role, redact).into_owned())
                 })
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, StoreError>>()?;
+            query.score(&view::for_role(record.doc(), role, false), &past)
         } else {
-            Vec::new()
+            query.score(&view::for_role(record.doc(), role, false), &[])
         };
-        if let Some(score) = query.score(record.doc(), &past) {
+        if let Some(score) = score {
             if hits.len() == query.max_results {
                 // one more than may be returned: the answer is known, the rest need no look
                 return Ok(Outcome::TooManyMatches);
@@ -66,7 +79,7 @@ pub fn run(store: &dyn PatientStore, query: &SearchQuery) -> Result<Outcome, Sto
                 id,
                 score,
                 restricted: stored.restricted,
-                doc: record.doc().clone(),
+                doc: record.into_doc(),
             });
         }
     }

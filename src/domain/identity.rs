@@ -9,9 +9,10 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 use time::Date;
 
+use super::confidentiality::{self, Label};
 use super::nhs_number::NhsNumber;
 use super::outcome::{ErrorCode, PdsError};
-use super::patch::{self, Op, OpKind, PatchContext};
+use super::patch::{self, Op, PatchContext};
 use super::patient::{self, list, Patient, CONFIDENTIALITY_SYSTEM, LIST_FIELDS, NHS_NUMBER_SYSTEM};
 use super::role::Role;
 use super::rules;
@@ -138,6 +139,17 @@ pub fn with_nhs_number(p: &Patient, nhs: NhsNumber) -> Patient {
     Patient::from_parts(doc, nhs, p.version())
 }
 
+/// A new record (from [`new_patient`], not stored yet) with another confidentiality label: a
+/// change of identity keeps the old record's, so a restricted patient's new identity is as
+/// protected as the old one.
+pub fn with_label(p: &Patient, label: Label) -> Patient {
+    let mut doc = p.doc().clone();
+    if let Some(Value::Object(meta)) = doc.get_mut("meta") {
+        meta.insert("security".into(), Value::Array(vec![label.to_json()]));
+    }
+    Patient::from_parts(doc, p.id(), p.version())
+}
+
 /// The fuzzy trace that looks for the new record among existing ones (family, first given
 /// name, birth date, gender), if the record has enough for one.
 pub fn duplicate_query(p: &Patient) -> Option<SearchQuery> {
@@ -160,20 +172,6 @@ pub fn duplicate_query(p: &Patient) -> Option<SearchQuery> {
     SearchQuery::parse(&pairs, Role::BackOffice).ok()
 }
 
-fn security_ops(p: &Patient, label: Value) -> Vec<Op> {
-    let op = if p
-        .doc()
-        .get("meta")
-        .and_then(|m| m.get("security"))
-        .is_some()
-    {
-        OpKind::Replace
-    } else {
-        OpKind::Add
-    };
-    vec![Op::new(op, "/meta/security", Some(json!([label])))]
-}
-
 /// Marks a record invalid (created in error, or replaced by a change of identity).
 pub fn invalidate(
     p: &Patient,
@@ -186,7 +184,7 @@ pub fn invalidate(
             p.id()
         )));
     }
-    let ops = security_ops(
+    let ops = confidentiality::set_ops(
         p,
         json!({"system": CONFIDENTIALITY_SYSTEM, "code": "REDACTED", "display": "redacted"}),
     );
@@ -210,7 +208,7 @@ pub fn revalidate(
     let label = previous.unwrap_or_else(
         || json!({"system": CONFIDENTIALITY_SYSTEM, "code": "U", "display": "unrestricted"}),
     );
-    let ops = security_ops(p, label);
+    let ops = confidentiality::set_ops(p, label);
     Ok((patch::apply_system(p, &ops, ctx, schemas)?, ops))
 }
 

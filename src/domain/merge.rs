@@ -8,6 +8,7 @@
 
 use serde_json::{json, Value};
 
+use super::confidentiality::{self, Label};
 use super::nhs_number::NhsNumber;
 use super::outcome::PdsError;
 use super::parameters::Parameters;
@@ -132,6 +133,28 @@ pub struct Merged {
     pub source_ops: Vec<Op>,
     pub target: Patient,
     pub target_ops: Vec<Op>,
+    /// The label the target took on (a merge: the source's, when stricter; an unmerge: the
+    /// one it gets back).
+    pub label_change: Option<Label>,
+}
+
+impl Merged {
+    /// What the outcome message says about the label, if it changed.
+    pub fn label_note(&self) -> String {
+        match self.label_change {
+            Some(l) => format!(
+                "; {} now carries confidentiality {} ({})",
+                self.target.id(),
+                l.code(),
+                if l == Label::Unrestricted {
+                    "its label from before the merge"
+                } else {
+                    "the stricter label of the two records"
+                }
+            ),
+            None => String::new(),
+        }
+    }
 }
 
 /// Merges `source` into `target` (the caller has followed the target's chain to its survivor
@@ -161,19 +184,28 @@ pub fn merge(
     let mut target_links = links(target);
     target_links.push(link(source.id(), "replaces"));
     target_ops.push(set_links(target, target_links));
+    // the survivor answers for both numbers: it must be as protected as the stricter of them
+    let label_change = confidentiality::for_survivor(source, target);
+    if let Some(l) = label_change {
+        target_ops.extend(confidentiality::set_ops(target, l.to_json()));
+    }
     Ok(Merged {
         source: patch::apply_system(source, &source_ops, ctx, schemas)?,
         target: patch::apply_system(target, &target_ops, ctx, schemas)?,
         source_ops,
         target_ops,
+        label_change,
     })
 }
 
-/// Undoes the merge of `source` into `target`: source active again with its own data, the
-/// links between the two removed; each side a new version.
+/// Undoes the merge of `source` into `target`: source active again with its own data (and its
+/// own label, which the merge never changed), the links between the two removed, the target
+/// given `label` back when one is due ([`confidentiality::after_unmerge`]); each side a new
+/// version.
 pub fn unmerge(
     source: &Patient,
     target: &Patient,
+    label: Option<Label>,
     ctx: &mut PatchContext,
     schemas: &Schemas,
 ) -> Result<Merged, PdsError> {
@@ -189,13 +221,37 @@ pub fn unmerge(
         .into_iter()
         .filter(|l| !points_to(l, source.id(), "replaces"))
         .collect();
-    let target_ops = vec![set_links(target, target_links)];
+    let mut target_ops = vec![set_links(target, target_links)];
+    if let Some(l) = label {
+        target_ops.extend(confidentiality::set_ops(target, l.to_json()));
+    }
     Ok(Merged {
         source: patch::apply_system(source, &source_ops, ctx, schemas)?,
         target: patch::apply_system(target, &target_ops, ctx, schemas)?,
         source_ops,
         target_ops,
+        label_change: label,
     })
+}
+
+/// The version of `target` at which `source` was merged into it: the oldest of the newest run
+/// of versions carrying the `replaces` link to `source` (`history` newest first).
+pub fn merged_at(history: &[Patient], source: NhsNumber) -> Option<&Patient> {
+    history
+        .iter()
+        .take_while(|v| links(v).iter().any(|l| points_to(l, source, "replaces")))
+        .last()
+}
+
+/// The other records still merged into `target` once `source` is unmerged.
+pub fn other_sources(target: &Patient, source: NhsNumber) -> Vec<NhsNumber> {
+    links(target)
+        .iter()
+        .filter(|l| l.get("type").and_then(Value::as_str) == Some("replaces"))
+        .filter_map(|l| l.pointer("/other/identifier/value")?.as_str())
+        .filter_map(|n| NhsNumber::parse(n).ok())
+        .filter(|n| *n != source)
+        .collect()
 }
 
 #[cfg(test)]
@@ -237,7 +293,7 @@ mod tests {
         );
         assert_eq!(m.target.doc()["link"][0]["type"], "replaces");
         assert_eq!((m.source.version().get(), m.target.version().get()), (2, 2));
-        let u = ctx_do(|c| unmerge(&m.source, &m.target, c, &s)).unwrap();
+        let u = ctx_do(|c| unmerge(&m.source, &m.target, None, c, &s)).unwrap();
         assert!(!u.source.has_merge_state() && !u.target.has_merge_state());
         assert_eq!(u.source.doc()["name"], a.doc()["name"]);
         assert_eq!(u.source.version().get(), 3);

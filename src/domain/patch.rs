@@ -23,6 +23,7 @@ use super::patient::{self, item_key, Patient};
 use super::role::Role;
 use super::rules::{self, Change};
 use super::schema::Schemas;
+use super::view;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -212,7 +213,7 @@ pub fn apply(
         ));
     }
     let updated = apply_ops(current, &request.ops, ctx, schemas, false)?;
-    let operation = classify(current, &updated, ctx.role);
+    let operation = classify(current, &updated, &request.ops, ctx.role);
     if operation.needs_reason()
         && request
             .reason
@@ -263,10 +264,17 @@ impl Operation {
     }
 }
 
-/// Classifies the change from `old` to `new` made by `role`.
-pub fn classify(old: &Patient, new: &Patient, role: Role) -> Operation {
+/// Classifies the change from `old` to `new` that `ops` made for `role`. Writing the
+/// confidentiality label is a flag change even when it writes the label the record had (the
+/// back office decided it: an unmerge keeps a label set after the merge).
+pub fn classify(old: &Patient, new: &Patient, ops: &[Op], role: Role) -> Operation {
     let (o, n) = (old.doc(), new.doc());
-    if patient::security_code(o) != patient::security_code(n) {
+    let writes_label = ops.iter().any(|op| {
+        op.kind != OpKind::Test
+            && op.tokens.first().map(String::as_str) == Some("meta")
+            && op.tokens.get(1).is_none_or(|t| t == "security")
+    });
+    if writes_label || patient::security_code(o) != patient::security_code(n) {
         return Operation::Flag;
     }
     let death = |d: &Map<String, Value>| {
@@ -299,7 +307,19 @@ fn apply_ops(
     schemas: &Schemas,
     system: bool,
 ) -> Result<Patient, PdsError> {
-    let mut doc = Value::Object(current.doc().clone());
+    // A client's operations see the record as its role does: merge state, which only the back
+    // office sees, is not there for them to address, test or have quoted back in an error; it
+    // is put back, unchanged, once their operations are applied.
+    let kept = if system || ctx.role.is_back_office() {
+        Vec::new()
+    } else {
+        view::back_office_fields(current.doc())
+    };
+    let mut doc = current.doc().clone();
+    for (k, _) in &kept {
+        doc.remove(k);
+    }
+    let mut doc = Value::Object(doc);
     let mut state = OpState::default();
     for (i, op) in ops.iter().enumerate() {
         if system {
@@ -312,6 +332,7 @@ fn apply_ops(
     let Value::Object(mut new) = doc else {
         unreachable!("a Patient stays an object")
     };
+    new.extend(kept);
     default_periods(&mut new, &state.created, ctx.today);
     patient::normalise(&mut new);
     let version = current.version().next();
@@ -1358,7 +1379,10 @@ mod tests {
         // classification
         let before = record();
         let after = patch_as(&before, Role::BackOffice, flag).unwrap();
-        assert_eq!(classify(&before, &after, Role::BackOffice), Operation::Flag);
+        assert_eq!(
+            classify(&before, &after, &[], Role::BackOffice),
+            Operation::Flag
+        );
     }
 
     #[test]
@@ -1372,7 +1396,7 @@ mod tests {
             alive.doc().get("deceasedDateTime").is_none() && alive.doc().get("extension").is_none()
         );
         assert_eq!(
-            classify(&dead, &alive, Role::BackOffice),
+            classify(&dead, &alive, &[], Role::BackOffice),
             Operation::DeathCorrection
         );
         // the date alone cannot go: date and status are removed together

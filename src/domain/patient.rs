@@ -21,6 +21,8 @@ pub const COMMUNICATION_URL: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSCommunication";
 pub const CONTACT_PREFERENCE_URL: &str =
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ContactPreference";
+pub const REMOVAL_FROM_REGISTRATION_URL: &str =
+    "https://fhir.nhs.uk/StructureDefinition/Extension-PDS-RemovalFromRegistration";
 pub const BIRTH_PLACE_URL: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
 pub const PHARMACY_URLS: [&str; 3] = [
     "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NominatedPharmacy",
@@ -141,6 +143,10 @@ impl Patient {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.doc).expect("a JSON map serialises")
+    }
+
+    pub fn into_doc(self) -> Map<String, Value> {
+        self.doc
     }
 
     pub fn into_value(self) -> Value {

@@ -16,6 +16,23 @@ use super::index::{self, date_key, fold, Lookup};
 use super::outcome::{clip, ErrorCode, PdsError};
 use super::patient::{list, DEATH_NOTIFICATION_URL};
 use super::role::Role;
+use super::view::{self, Element};
+
+/// The record element each matching parameter reads, so that the restricted view decides what
+/// a search may match on ([`SearchQuery::excludes_restricted_for`]).
+#[rustfmt::skip]
+pub const PARAMETER_ELEMENTS: [(&str, Element); 10] = [
+    ("family",               Element::Field("name")),
+    ("given",                Element::Field("name")),
+    ("gender",               Element::Field("gender")),
+    ("birthdate",            Element::Field("birthDate")),
+    ("death-date",           Element::Field("deceasedDateTime")),
+    ("address-postalcode",   Element::Field("address")),
+    ("address-postcode",     Element::Field("address")),
+    ("general-practitioner", Element::Field("generalPractitioner")),
+    ("email",                Element::Field("telecom")),
+    ("phone",                Element::Field("telecom")),
+];
 
 pub const PARAMETERS: [&str; 14] = [
     "family",
@@ -379,9 +396,39 @@ impl SearchQuery {
         })
     }
 
-    /// Restricted records never match a search by postcode or GP (PDS §5).
-    pub fn excludes_restricted(&self) -> bool {
-        self.postcode.is_some() || self.gp.is_some()
+    /// The record elements this query reads (see [`PARAMETER_ELEMENTS`]).
+    pub fn elements(&self) -> Vec<Element> {
+        let used = [
+            ("family", self.family.is_some()),
+            ("given", !self.given.is_empty()),
+            ("gender", self.gender.is_some()),
+            ("birthdate", true),
+            ("death-date", self.death.is_some()),
+            ("address-postalcode", self.postcode.is_some()),
+            ("general-practitioner", self.gp.is_some()),
+            ("email", self.email.is_some()),
+            ("phone", self.phone.is_some()),
+        ];
+        used.iter()
+            .filter(|(_, on)| *on)
+            .filter_map(|(p, _)| {
+                PARAMETER_ELEMENTS
+                    .iter()
+                    .find(|(q, _)| q == p)
+                    .map(|(_, e)| *e)
+            })
+            .collect()
+    }
+
+    /// A restricted record is left out of this search — before counting and scoring — for a
+    /// role that may not see every element the query reads: it must behave as if the hidden
+    /// elements did not exist, and a match (or a count, or a score) on one would reveal it.
+    /// PDS does this for postcode and GP searches (§5); the table makes it hold for phone,
+    /// e-mail and any element the restricted view hides.
+    pub fn excludes_restricted_for(&self, role: Role) -> bool {
+        self.elements()
+            .into_iter()
+            .any(|e| !view::visible(e, role, true))
     }
 
     /// The index lookups whose union holds every possible match.
@@ -532,7 +579,9 @@ impl SearchQuery {
                         })
                         .then_some(1.0)
                 });
-                field(s, &mut scores)?;
+                // PDS: "If you use phone number and/or email address, only exact matches will
+                // be returned" — a filter in every mode, fuzzy included
+                scores.push(s?);
             }
         }
         let total = scores.iter().sum::<f64>() / scores.len() as f64;

@@ -12,14 +12,16 @@ use super::error::ApiError;
 use super::headers::RequestId;
 use super::idempotency;
 use super::openapi::docs;
-use super::patient::{commit, fhir, load, parse_id, parse_stored, render_patient, Actor};
+use super::patient::{commit, load, parse_id, Actor};
+use super::render::{fhir, parameters, parse_stored};
 use super::AppState;
 use crate::auth::Caller;
+use crate::domain::confidentiality::{self, Label};
 use crate::domain::merge::{self, MergeRequest, Merged};
 use crate::domain::patch::{Operation, PatchContext};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError};
 use crate::env::{new_object_id, today};
-use crate::store::{Change, RecordWrite, SavedResponse};
+use crate::store::{Change, RecordWrite, SavedBody, SavedResponse};
 
 pub(crate) fn not_found(what: &str, id: NhsNumber) -> ApiError {
     ApiError::new(
@@ -35,18 +37,6 @@ pub(crate) fn load_named(
 ) -> Result<(Patient, crate::store::StoredRecord), ApiError> {
     let stored = load(app.store.as_ref(), id).map_err(|_| not_found(what, id))?;
     Ok((parse_stored(&stored)?, stored))
-}
-
-/// The Parameters answer of `$merge` / `$unmerge`: an outcome and the resulting record.
-pub(crate) fn parameters(outcome: &str, result: &Patient) -> Vec<u8> {
-    let result: Value =
-        serde_json::from_slice(&render_patient(result, crate::domain::Role::BackOffice))
-            .expect("JSON");
-    serde_json::to_vec(&json!({"resourceType": "Parameters", "parameter": [
-        {"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "information", "code": "informational", "diagnostics": outcome}]}},
-        {"name": "result", "resource": result}]}))
-    .expect("JSON")
 }
 
 /// What both operations share: the caller check, the body, idempotency.
@@ -91,7 +81,8 @@ async fn finish(
     let reason = Some(op.request.reason.as_str());
     let ops_json =
         |ops: &[crate::domain::patch::Op]| Value::Array(ops.iter().map(|o| o.to_json()).collect());
-    let audit = vec![
+    let (source_id, target_id) = (merged.source.id(), merged.target.id());
+    let mut audit = vec![
         actor.audit(
             operation,
             Some(before.0),
@@ -107,6 +98,8 @@ async fn finish(
             reason,
         ),
     ];
+    audit[0].related = Some(target_id.to_string());
+    audit[1].related = Some(source_id.to_string());
     let result = if result_is_source {
         &merged.source
     } else {
@@ -116,9 +109,8 @@ async fn finish(
         status: 200,
         etag: None,
         location: None,
-        body: String::from_utf8(parameters(&outcome, result)).expect("UTF-8"),
+        body: SavedBody::parameters(outcome, result),
     };
-    let (source_id, target_id) = (merged.source.id(), merged.target.id());
     let mut change = Change {
         writes: vec![
             RecordWrite::update(before.0, merged.source),
@@ -137,7 +129,7 @@ async fn finish(
         Operation::Merge => change.supersede.push((source_id, target_id)),
         _ => change.unsupersede.push(source_id),
     }
-    commit(app, change).await
+    commit(app, actor.caller.role, change).await
 }
 
 #[utoipa::path(
@@ -166,7 +158,7 @@ pub async fn merge(
         Err(replayed) => return Ok(replayed),
     };
     let result = do_merge(&app, &caller, &request_id, &headers, &op).await;
-    idempotency::unless_duplicate(&app, &request_id.0, &op.fingerprint, result)
+    idempotency::unless_duplicate(&app, &caller, &request_id.0, &op.fingerprint, result)
 }
 
 async fn do_merge(
@@ -221,16 +213,20 @@ async fn do_merge(
     };
     if op.request.preview {
         let outcome = format!(
-            "Preview only, nothing was changed: {source_id} would be superseded by {target_id}"
+            "Preview only, nothing was changed: {source_id} would be superseded by {target_id}{}",
+            merged.label_note().replace("now carries", "would carry")
         );
         return Ok(fhir(
             StatusCode::OK,
             None,
-            parameters(&outcome, &merged.target),
+            parameters(&outcome, merged.target.doc()),
         ));
     }
     let actor = Actor::new(caller, request_id, headers);
-    let outcome = format!("Merge completed: {source_id} is superseded by {target_id}");
+    let outcome = format!(
+        "Merge completed: {source_id} is superseded by {target_id}{}",
+        merged.label_note()
+    );
     finish(
         app,
         &actor,
@@ -270,7 +266,7 @@ pub async fn unmerge(
         Err(replayed) => return Ok(replayed),
     };
     let result = do_unmerge(&app, &caller, &request_id, &headers, &op).await;
-    idempotency::unless_duplicate(&app, &request_id.0, &op.fingerprint, result)
+    idempotency::unless_duplicate(&app, &caller, &request_id.0, &op.fingerprint, result)
 }
 
 async fn do_unmerge(
@@ -295,6 +291,7 @@ async fn do_unmerge(
         }
     }
     let (target, _) = load_named(app, "target", target_id)?;
+    let label = label_after_unmerge(app, &target, source_id)?;
     let merged = {
         let mut new_id = new_object_id;
         let mut ctx = PatchContext {
@@ -302,19 +299,24 @@ async fn do_unmerge(
             today: today(),
             new_id: &mut new_id,
         };
-        merge::unmerge(&source, &target, &mut ctx, &app.schemas)?
+        merge::unmerge(&source, &target, label, &mut ctx, &app.schemas)?
     };
     if op.request.preview {
-        let outcome = format!("Preview only, nothing was changed: {source_id} would be live again");
+        let outcome = format!(
+            "Preview only, nothing was changed: {source_id} would be live again{}",
+            merged.label_note().replace("now carries", "would carry")
+        );
         return Ok(fhir(
             StatusCode::OK,
             None,
-            parameters(&outcome, &merged.source),
+            parameters(&outcome, merged.source.doc()),
         ));
     }
     let actor = Actor::new(caller, request_id, headers);
-    let outcome =
-        format!("Unmerge completed: {source_id} is live again and no longer linked to {target_id}");
+    let outcome = format!(
+        "Unmerge completed: {source_id} is live again and no longer linked to {target_id}{}",
+        merged.label_note()
+    );
     finish(
         app,
         &actor,
@@ -326,6 +328,48 @@ async fn do_unmerge(
         true,
     )
     .await
+}
+
+/// The label the target of a merge gets back when `source` is unmerged from it (see
+/// [`confidentiality::after_unmerge`]): the one it had before that merge, raised to the label of
+/// any record still merged into it, unless the back office set its label since.
+fn label_after_unmerge(
+    app: &AppState,
+    target: &Patient,
+    source: NhsNumber,
+) -> Result<Option<Label>, ApiError> {
+    let history = app
+        .store
+        .history(target.id())?
+        .iter()
+        .map(parse_stored)
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(at) = merge::merged_at(&history, source) else {
+        return Ok(None);
+    };
+    let merged_version = at.version().get();
+    let before = history
+        .iter()
+        .find(|v| v.version().get() + 1 == merged_version)
+        .and_then(Label::of)
+        .unwrap_or(Label::Unrestricted);
+    let set_since = app
+        .store
+        .audit(target.id())?
+        .iter()
+        .any(|e| e.operation == Operation::Flag.name() && e.version_after > merged_version);
+    let mut still_merged = Vec::new();
+    for other in merge::other_sources(target, source) {
+        if let Some(stored) = app.store.get(other)? {
+            still_merged.extend(Label::of(&parse_stored(&stored)?));
+        }
+    }
+    Ok(confidentiality::after_unmerge(
+        target,
+        before,
+        &still_merged,
+        set_since,
+    ))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -9,9 +9,11 @@ use super::caller::require_back_office;
 use super::error::ApiError;
 use super::headers::RequestId;
 use super::openapi::docs;
-use super::patient::{fhir, load, load_current, parse_id, render};
+use super::patient::{load, load_current, parse_id};
+use super::render::{self, fhir};
 use super::AppState;
 use crate::auth::Caller;
+use crate::domain::view::RecordHistory;
 use crate::domain::{ErrorCode, PdsError, Version};
 
 #[utoipa::path(
@@ -20,7 +22,7 @@ use crate::domain::{ErrorCode, PdsError, Version};
     tag = "History",
     security((), ("bearer" = [])),
     summary = "Every version of a patient, newest first",
-    description = "A FHIR `history` Bundle. Roles other than the back office see each version as they would see the record: redacted if the record is, or ever was, restricted, and without merge links. For a number merged into another, other roles get the survivor's history (as GET returns the survivor); the back office gets the number's own.",
+    description = "A FHIR `history` Bundle. Roles other than the back office see each version without merge links, and in the restricted view when the version was restricted or, for a record that was ever restricted, when it is a past version (what a record held while restricted stays hidden). For a number merged into another, other roles get the survivor's history (as GET returns the survivor); the back office gets the number's own.",
     params(docs::NhsNumberParam, docs::RequestHeaders),
     responses(
         (status = 200, description = "History Bundle", body = docs::Bundle, content_type = "application/fhir+json"),
@@ -48,12 +50,13 @@ pub async fn history(
         load_current(app.store.as_ref(), id, caller.role)?;
     }
     let versions = app.store.history(id)?;
-    // one restricted version makes every version restricted for roles that may not see it
-    let ever_restricted = versions.iter().any(|v| v.restricted);
+    // what the record held while restricted stays hidden in every past version
+    let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
     let mut entries = Vec::with_capacity(versions.len());
     for v in &versions {
+        let redact = seen.redacts(v.version.get(), v.restricted);
         let resource: Value =
-            serde_json::from_slice(&render(v, caller.role, ever_restricted)?).expect("stored JSON");
+            serde_json::from_slice(&render::version(v, caller.role, redact)?).expect("stored JSON");
         entries.push(json!({
             "resource": resource,
             "request": {"method": if v.version == Version::FIRST { "POST" } else { "PATCH" }, "url": format!("Patient/{id}")},

@@ -1,14 +1,15 @@
 //! Idempotent retries: a change request re-sent with the same `X-Request-ID` gets the
 //! original response and changes nothing again (PDS asks clients to retry timed-out requests
-//! with the same id). The response is saved in the same transaction as the change.
+//! with the same id). The response is saved in the same transaction as the change, as a
+//! reference to the record version it showed, and rendered again for each retry.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, FHIR_JSON};
+use super::error::ApiError;
+use super::render;
 use super::AppState;
 use crate::auth::Caller;
 use crate::domain::{ErrorCode, PdsError};
@@ -60,9 +61,11 @@ pub fn reused(request_id: &str) -> ApiError {
     ))
 }
 
-/// The saved response of an earlier identical request, if there is one in the window.
+/// The answer to an earlier identical request, if one is saved within the window — rendered
+/// again for the caller as the record stands now ([`render::replayed`]).
 pub fn replay(
     app: &AppState,
+    caller: &Caller,
     request_id: &str,
     fingerprint: &[u8; 32],
 ) -> Result<Option<Response>, ApiError> {
@@ -75,7 +78,7 @@ pub fn replay(
     if &saved.fingerprint != fingerprint {
         return Err(reused(request_id));
     }
-    Ok(Some(respond(&saved.response)))
+    render::replayed(app, caller.role, &saved.response).map(Some)
 }
 
 pub fn record(request_id: &str, fingerprint: [u8; 32], response: SavedResponse) -> RequestRecord {
@@ -87,41 +90,19 @@ pub fn record(request_id: &str, fingerprint: [u8; 32], response: SavedResponse) 
     }
 }
 
-/// A FHIR JSON response from saved parts.
-pub fn respond(saved: &SavedResponse) -> Response {
-    let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, saved.body.clone()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    if let Some(etag) = saved
-        .etag
-        .as_deref()
-        .and_then(|e| HeaderValue::from_str(e).ok())
-    {
-        headers.insert(header::ETAG, etag);
-    }
-    if let Some(location) = saved
-        .location
-        .as_deref()
-        .and_then(|l| HeaderValue::from_str(l).ok())
-    {
-        headers.insert(header::LOCATION, location);
-    }
-    response
-}
-
 /// A request that failed after its retry check may have lost a race with an identical copy of
 /// itself (which changed the version it expected, say). If that copy has saved its answer, the
 /// answer is this request's too.
 pub fn unless_duplicate(
     app: &AppState,
+    caller: &Caller,
     request_id: &str,
     fingerprint: &[u8; 32],
     result: Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
     match result {
         Ok(r) => Ok(r),
-        Err(e) => match replay(app, request_id, fingerprint) {
+        Err(e) => match replay(app, caller, request_id, fingerprint) {
             Ok(Some(original)) => Ok(original),
             _ => Err(e),
         },
@@ -143,7 +124,7 @@ pub fn read_json_body(
     }
     let bytes = body.map_err(super::patient::body_rejection)?;
     let fingerprint = fingerprint(caller, "POST", name, "", &bytes);
-    if let Some(original) = replay(app, &request_id.0, &fingerprint)? {
+    if let Some(original) = replay(app, caller, &request_id.0, &fingerprint)? {
         return Ok(Err(original));
     }
     let value = super::json::parse(&bytes).map_err(|e| {

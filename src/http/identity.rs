@@ -8,53 +8,75 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
 
-use super::backoffice::{load_named, parameters};
+use super::backoffice::load_named;
 use super::caller::require_back_office;
 use super::error::ApiError;
 use super::headers::RequestId;
 use super::idempotency;
 use super::openapi::docs;
-use super::patient::{render_patient, Actor};
+use super::patient::Actor;
+use super::render;
 use super::AppState;
 use crate::auth::Caller;
+use crate::domain::confidentiality::Label;
 use crate::domain::identity::{self, DUPLICATE_THRESHOLD};
 use crate::domain::parameters::Parameters;
 use crate::domain::patch::{Operation, PatchContext};
-use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError};
+use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
-use crate::store::{AllocatingChange, Change, Committed, RecordWrite, SavedResponse};
+use crate::store::{AllocatingChange, Change, Committed, RecordWrite, SavedBody, SavedResponse};
 
-/// Records whose fuzzy trace scores at least [`DUPLICATE_THRESHOLD`] against `new`.
-fn likely_duplicates(app: &AppState, new: &Patient) -> Result<Vec<NhsNumber>, ApiError> {
+/// Records whose fuzzy trace scores at least [`DUPLICATE_THRESHOLD`] against `new`, as `role`
+/// may see them (the trace reads only what every role sees: names, gender, birth date).
+fn likely_duplicates(
+    app: &AppState,
+    role: Role,
+    new: &Patient,
+) -> Result<Vec<NhsNumber>, ApiError> {
     let Some(query) = identity::duplicate_query(new) else {
         return Ok(Vec::new());
     };
-    Ok(match crate::search::run(app.store.as_ref(), &query)? {
-        crate::search::Outcome::Hits(hits) => hits
-            .iter()
-            .filter(|h| h.score >= DUPLICATE_THRESHOLD)
-            .map(|h| h.id)
-            .collect(),
-        crate::search::Outcome::TooManyMatches => vec![new.id(); 2],
-    })
+    Ok(
+        match crate::search::run(app.store.as_ref(), &query, role)? {
+            crate::search::Outcome::Hits(hits) => hits
+                .iter()
+                .filter(|h| h.score >= DUPLICATE_THRESHOLD)
+                .map(|h| h.id)
+                .collect(),
+            crate::search::Outcome::TooManyMatches => vec![new.id(); 2],
+        },
+    )
 }
 
 /// Commits a change that needs a newly allocated NHS number and answers with its response
-/// (the original one, for a retry).
-async fn commit_allocating(app: &AppState, build: AllocatingChange) -> Result<Response, ApiError> {
+/// (the original one, rendered again, for a retry).
+async fn commit_allocating(
+    app: &AppState,
+    role: Role,
+    build: AllocatingChange,
+) -> Result<Response, ApiError> {
     let (store, range, builder) = (app.store.clone(), app.allocation_range, build.clone());
     let (committed, nhs) =
         crate::store::durable(|reply| store.submit_allocating(range, builder, reply)).await?;
-    Ok(match committed {
-        // the builder is deterministic for a number: rebuild the response it saved
-        Committed::Applied => idempotency::respond(
-            &build(nhs)
+    match committed {
+        // the builder is deterministic for a number: rebuild the change to answer from it
+        Committed::Applied => {
+            let change = build(nhs);
+            let saved = &change
                 .request
+                .as_ref()
                 .expect("changes carry their response")
-                .response,
-        ),
-        Committed::Replayed(original) => idempotency::respond(&original),
-    })
+                .response;
+            let record = change
+                .writes
+                .iter()
+                .map(|w| &w.record)
+                .find(|r| r.id() == nhs)
+                .expect("the change writes the new record");
+            Ok(render::applied(saved, record, role))
+        }
+        Committed::Replayed(original) => render::replayed(app, role, &original),
+    }
 }
 
 #[utoipa::path(
@@ -102,7 +124,7 @@ pub async fn create(
         let mut new_id = new_object_id;
         identity::new_patient(&body, caller.role, today(), &mut new_id, &app.schemas)?
     };
-    match likely_duplicates(&app, &new)?.as_slice() {
+    match likely_duplicates(&app, caller.role, &new)?.as_slice() {
         [] => {}
         [one] => {
             return Err(ApiError::new(
@@ -118,17 +140,16 @@ pub async fn create(
         }
     }
     let actor = Actor::new(&caller, &request_id, &headers);
-    let (audit_template, role, base) = (
+    let (audit_template, base) = (
         actor.audit(Operation::Create, None, &new, json!([]), None),
-        caller.role,
         app.base_url.clone(),
     );
     let (rid, forget) = (request_id.0.clone(), idempotency::forget_before(&app));
     let result = commit_allocating(
         &app,
+        caller.role,
         std::sync::Arc::new(move |nhs| {
             let record = identity::with_nhs_number(&new, nhs);
-            let body = render_patient(&record, role);
             let mut audit = audit_template.clone();
             audit.patient = nhs.to_string();
             audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
@@ -136,7 +157,7 @@ pub async fn create(
                 status: 201,
                 etag: Some(record.version().etag()),
                 location: Some(format!("{base}/Patient/{nhs}")),
-                body: String::from_utf8(body).expect("UTF-8"),
+                body: SavedBody::patient(&record),
             };
             Change {
                 writes: vec![RecordWrite::create(record)],
@@ -148,7 +169,7 @@ pub async fn create(
         }),
     )
     .await;
-    idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
+    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
 }
 
 #[utoipa::path(
@@ -201,6 +222,11 @@ pub async fn change_identity(
             new_id: &mut new_id,
         };
         let new = identity::new_patient(&data, caller.role, ctx.today, ctx.new_id, &app.schemas)?;
+        // the new identity is as protected as the old one
+        let new = match Label::of(&old) {
+            Some(label) if label != Label::Unrestricted => identity::with_label(&new, label),
+            _ => new,
+        };
         (new, identity::invalidate(&old, &mut ctx, &app.schemas)?)
     };
     let actor = Actor::new(&caller, &request_id, &headers);
@@ -224,6 +250,7 @@ pub async fn change_identity(
     let old_write = RecordWrite::update(&old, invalidated);
     let result = commit_allocating(
         &app,
+        caller.role,
         std::sync::Arc::new(move |nhs| {
             let record = identity::with_nhs_number(&new, nhs);
             let mut old_audit = old_audit.clone();
@@ -239,7 +266,7 @@ pub async fn change_identity(
                 status: 200,
                 etag: None,
                 location: None,
-                body: String::from_utf8(parameters(&outcome, &record)).expect("UTF-8"),
+                body: SavedBody::parameters(outcome, &record),
             };
             Change {
                 writes: vec![old_write.clone(), RecordWrite::create(record)],
@@ -252,7 +279,7 @@ pub async fn change_identity(
         }),
     )
     .await;
-    idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
+    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
 }
 
 /// Identity operations act on live records: not merged away, not invalidated.
@@ -342,7 +369,7 @@ async fn set_validity(
         status: 200,
         etag: None,
         location: None,
-        body: String::from_utf8(parameters(&outcome, &updated)).expect("UTF-8"),
+        body: SavedBody::parameters(outcome, &updated),
     };
     let change = Change {
         writes: vec![RecordWrite::update(&current, updated)],
@@ -351,8 +378,8 @@ async fn set_validity(
         forget_requests_before: idempotency::forget_before(&app),
         ..Change::default()
     };
-    let result = super::patient::commit(&app, change).await;
-    idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
+    let result = super::patient::commit(&app, caller.role, change).await;
+    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
 }
 
 #[utoipa::path(

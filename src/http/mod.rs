@@ -13,6 +13,7 @@ mod middleware;
 pub mod openapi;
 pub mod patient;
 pub mod rate_limit;
+pub mod render;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,14 +3,15 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::error::{ApiError, FHIR_JSON};
+use super::error::ApiError;
 use super::headers::{if_match, is_patch_content_type, RequestId};
 use super::idempotency;
 use super::openapi::docs;
+use super::render::{self, fhir, parse_stored};
 use super::AppState;
 use crate::auth::Caller;
 use crate::domain::patch::{self, Operation, PatchContext, PatchRequest};
@@ -18,7 +19,7 @@ use crate::domain::search::{self, SearchQuery};
 use crate::domain::{view, ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
 use crate::store::{
-    AuditEntry, Change, Committed, PatientStore, RecordWrite, SavedResponse, StoreError,
+    AuditEntry, Change, Committed, PatientStore, RecordWrite, SavedBody, SavedResponse,
     StoredRecord,
 };
 
@@ -31,59 +32,6 @@ pub(crate) fn load(store: &dyn PatientStore, id: NhsNumber) -> Result<StoredReco
     store
         .get(id)?
         .ok_or_else(|| ApiError::bare(ErrorCode::ResourceNotFound))
-}
-
-pub(crate) fn parse_stored(record: &StoredRecord) -> Result<Patient, ApiError> {
-    Ok(Patient::from_stored(&record.json).map_err(StoreError::Corrupt)?)
-}
-
-/// The record's bytes as `role` may see them. Most records need no parsing at all.
-pub(crate) fn render(
-    record: &StoredRecord,
-    role: Role,
-    restricted: bool,
-) -> Result<Vec<u8>, ApiError> {
-    if shown_as_stored(record, role, restricted) {
-        return Ok(record.json.clone());
-    }
-    let patient = parse_stored(record)?;
-    Ok(serde_json::to_vec(&view::for_role(patient.doc(), role, restricted)).expect("JSON"))
-}
-
-/// [`render`] for a record that is not needed afterwards: the stored bytes are sent as they
-/// are, without a copy (the common GET).
-pub(crate) fn render_owned(
-    record: StoredRecord,
-    role: Role,
-    restricted: bool,
-) -> Result<Vec<u8>, ApiError> {
-    if shown_as_stored(&record, role, restricted) {
-        return Ok(record.json);
-    }
-    render(&record, role, restricted)
-}
-
-/// Whether `role` sees the record exactly as stored (no redaction, no merge view).
-fn shown_as_stored(record: &StoredRecord, role: Role, restricted: bool) -> bool {
-    role.is_back_office() || !(record.restricted || record.merged || restricted)
-}
-
-pub(crate) fn render_patient(patient: &Patient, role: Role) -> Vec<u8> {
-    if role.is_back_office() {
-        return patient.to_bytes(); // the back office sees the record as it is: no copy needed
-    }
-    serde_json::to_vec(&view::for_role(patient.doc(), role, false)).expect("JSON")
-}
-
-/// A FHIR JSON response, with an ETag when given.
-pub(crate) fn fhir(status: StatusCode, etag: Option<String>, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
-        headers.insert(header::ETAG, etag);
-    }
-    response
 }
 
 /// The 403 PDS gives for an update to a number that was merged away.
@@ -165,20 +113,34 @@ impl<'a> Actor<'a> {
 }
 
 /// Hands a change to the store's writer and awaits its durable outcome (no thread waits for
-/// the fsync), then answers with the saved response — the new one, or the original when this
-/// was a retry.
-pub(crate) async fn commit(app: &AppState, change: Change) -> Result<Response, ApiError> {
-    let store = app.store.clone();
-    let response = change
+/// the fsync), then answers with its saved response — rendered from the record in hand when it
+/// was applied, or again from the store when this was a retry of a change already made.
+pub(crate) async fn commit(
+    app: &AppState,
+    role: Role,
+    change: Change,
+) -> Result<Response, ApiError> {
+    let saved = &change
         .request
         .as_ref()
-        .map(|r| r.response.clone())
-        .expect("changes carry their response");
+        .expect("changes carry their response")
+        .response;
+    let (id, version) = saved.body.record();
+    let shown = change
+        .writes
+        .iter()
+        .map(|w| &w.record)
+        .find(|r| r.id().to_string() == id && r.version().get() == version)
+        .expect("a saved response shows a record the change writes");
+    // rendered before the change goes: the writer takes the change, and the record is current
+    // if the change is applied
+    let answer = render::applied(saved, shown, role);
+    let store = app.store.clone();
     let committed = crate::store::durable(|reply| store.submit(change, reply)).await?;
-    Ok(match committed {
-        Committed::Applied => idempotency::respond(&response),
-        Committed::Replayed(original) => idempotency::respond(&original),
-    })
+    match committed {
+        Committed::Applied => Ok(answer),
+        Committed::Replayed(original) => render::replayed(app, role, &original),
+    }
 }
 
 #[utoipa::path(
@@ -209,7 +171,7 @@ pub async fn get_patient(
     let id = parse_id(&id)?;
     let record = load_current(app.store.as_ref(), id, caller.role)?;
     let etag = record.version.etag();
-    let body = render_owned(record, caller.role, false)?;
+    let body = render::current(record, caller.role)?;
     Ok(fhir(StatusCode::OK, Some(etag), body))
 }
 
@@ -255,7 +217,7 @@ pub async fn patch_patient(
     let bytes = body.map_err(body_rejection)?;
     let fingerprint =
         idempotency::fingerprint(&caller, "PATCH", &id.to_string(), &expected.etag(), &bytes);
-    if let Some(original) = idempotency::replay(&app, &request_id.0, &fingerprint)? {
+    if let Some(original) = idempotency::replay(&app, &caller, &request_id.0, &fingerprint)? {
         return Ok(original);
     }
     let result = apply_patch(
@@ -269,7 +231,7 @@ pub async fn patch_patient(
         fingerprint,
     )
     .await;
-    idempotency::unless_duplicate(&app, &request_id.0, &fingerprint, result)
+    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
 }
 
 /// The PATCH after its headers were checked and it was found not to be a retry.
@@ -309,7 +271,7 @@ async fn apply_patch(
         };
         patch::apply(&current, &request, &mut ctx, &app.schemas)?
     };
-    let operation = patch::classify(&current, &updated, role);
+    let operation = patch::classify(&current, &updated, &request.ops, role);
     let actor = Actor::new(caller, request_id, headers);
     let patches = Value::Array(request.ops.iter().map(|o| o.to_json()).collect());
     let audit = actor.audit(
@@ -323,7 +285,7 @@ async fn apply_patch(
         status: 200,
         etag: Some(updated.version().etag()),
         location: None,
-        body: String::from_utf8(render_patient(&updated, role)).expect("JSON is UTF-8"),
+        body: SavedBody::patient(&updated),
     };
     let change = Change {
         writes: vec![RecordWrite::update(&current, updated)],
@@ -332,7 +294,7 @@ async fn apply_patch(
         forget_requests_before: idempotency::forget_before(app),
         ..Change::default()
     };
-    commit(app, change).await
+    commit(app, role, change).await
 }
 
 /// A body the handler could not take. (Size and time limits are applied before any handler,
@@ -372,9 +334,11 @@ pub async fn search_patients(
             .collect();
     let query = SearchQuery::parse(&pairs, caller.role)?;
     let store = app.store.clone();
-    let outcome = tokio::task::spawn_blocking(move || crate::search::run(store.as_ref(), &query))
-        .await
-        .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
+    let role = caller.role;
+    let outcome =
+        tokio::task::spawn_blocking(move || crate::search::run(store.as_ref(), &query, role))
+            .await
+            .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
     let hits = match outcome {
         crate::search::Outcome::TooManyMatches => {
             return Err(ApiError::bare(ErrorCode::TooManyMatches))
@@ -391,7 +355,9 @@ pub async fn search_patients(
         let entries: Vec<Value> = hits
             .iter()
             .map(|h| {
-                let resource = view::for_role(&search::result_view(&h.doc), caller.role, h.restricted);
+                let subset = search::result_view(&h.doc);
+                let resource = view::for_role(&subset, caller.role, h.restricted);
+                let resource = resource.as_ref();
                 json!({"fullUrl": format!("{}/Patient/{}", app.base_url, h.id), "search": {"score": h.score}, "resource": resource})
             })
             .collect();

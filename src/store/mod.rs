@@ -158,6 +158,11 @@ pub struct AuditEntry {
 }
 
 /// A response saved with the change it reports, to answer a retry with the same X-Request-ID.
+///
+/// The body is kept as a reference to the record version the change produced, not as a copy
+/// of the bytes sent: a retry is rendered again from that version through the view rules of
+/// the moment, so a record restricted since the first answer is not replayed unredacted (and
+/// each change stores a few bytes, not a few kilobytes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedResponse {
     pub status: u16,
@@ -165,8 +170,96 @@ pub struct SavedResponse {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// The response body (JSON text).
-    pub body: String,
+    #[serde(deserialize_with = "saved_body")]
+    pub body: SavedBody,
+}
+
+/// What a saved response's body shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SavedBody {
+    /// A Patient: the record `id` at `version`.
+    Patient { id: String, version: u32 },
+    /// An operation's Parameters: the `outcome` sentence and the record `id` at `version` as
+    /// its result.
+    Parameters {
+        outcome: String,
+        id: String,
+        version: u32,
+    },
+}
+
+impl SavedBody {
+    pub fn patient(p: &Patient) -> SavedBody {
+        SavedBody::Patient {
+            id: p.id().to_string(),
+            version: p.version().get(),
+        }
+    }
+
+    pub fn parameters(outcome: String, result: &Patient) -> SavedBody {
+        SavedBody::Parameters {
+            outcome,
+            id: result.id().to_string(),
+            version: result.version().get(),
+        }
+    }
+
+    /// The record version the body shows.
+    pub fn record(&self) -> (&str, u32) {
+        match self {
+            SavedBody::Patient { id, version } | SavedBody::Parameters { id, version, .. } => {
+                (id, *version)
+            }
+        }
+    }
+}
+
+/// Reads a saved body: a reference, or — written before references — the response's JSON
+/// text, from which the reference is taken (its Patient, or its Parameters' outcome and
+/// result), so that those are rendered afresh too.
+fn saved_body<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SavedBody, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OnDisk {
+        Reference(SavedBody),
+        Text(String),
+    }
+    let text = match OnDisk::deserialize(d)? {
+        OnDisk::Reference(r) => return Ok(r),
+        OnDisk::Text(t) => t,
+    };
+    let bad = || serde::de::Error::custom("a saved response body that names no record");
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(serde::de::Error::custom)?;
+    let reference = |p: &serde_json::Value| -> Option<(String, u32)> {
+        Some((
+            p.get("id")?.as_str()?.to_string(),
+            p.pointer("/meta/versionId")?.as_str()?.parse().ok()?,
+        ))
+    };
+    match v.get("resourceType").and_then(serde_json::Value::as_str) {
+        Some("Patient") => {
+            let (id, version) = reference(&v).ok_or_else(bad)?;
+            Ok(SavedBody::Patient { id, version })
+        }
+        Some("Parameters") => {
+            let outcome = v
+                .pointer("/parameter/0/resource/issue/0/diagnostics")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let (id, version) = v
+                .pointer("/parameter/1/resource")
+                .and_then(reference)
+                .ok_or_else(bad)?;
+            Ok(SavedBody::Parameters {
+                outcome,
+                id,
+                version,
+            })
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// The idempotency record of a request.

@@ -5,10 +5,13 @@
 //!   GET can answer with the version, the restricted flag and the bytes without parsing JSON;
 //! * `versions`: (NHS number, version) → JSON of every version, current included;
 //! * `superseded`: merged NHS number → the NHS number that superseded it;
+//! * `identity_links`: old NHS number of a change of identity → the new one (sealed);
+//! * `allocated`: every NHS number ever allocated → ();
 //! * `audit`: (NHS number, sequence) → audit entry (JSON), sequence global and increasing;
 //! * `requests`: X-Request-ID → `[fingerprint 32][saved_at u64 LE][saved response JSON]`, with
 //!   `requests_by_time`: (saved_at, X-Request-ID) → () to forget old ones cheaply;
-//! * `meta`: store-format facts (`format` = 1, `audit_seq`).
+//! * `meta`: store-format facts (`format` = 1, `audit_seq`; `next_nhs_prefix`, the sequential
+//!   allocator's counter in databases written before allocation became random, is left as it is).
 //!
 //! All tables are created when the database is opened, so readers never meet a missing table.
 //! redb commits are durable (fsync) when `commit` returns: an acknowledged change survives a
@@ -35,6 +38,8 @@ const PATIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("patients");
 const VERSIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
 const SUPERSEDED: TableDefinition<u64, u64> = TableDefinition::new("superseded");
 const IDENTITY_LINKS: TableDefinition<u64, u64> = TableDefinition::new("identity_links");
+/// Every NHS number ever allocated, so that none is allocated twice whatever becomes of its record.
+const ALLOCATED: TableDefinition<u64, ()> = TableDefinition::new("allocated");
 const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("requests");
 const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("requests_by_time");
@@ -68,6 +73,7 @@ struct Tables<'t> {
     versions: redb::Table<'t, (u64, u32), &'static [u8]>,
     superseded: redb::Table<'t, u64, u64>,
     identity_links: redb::Table<'t, u64, u64>,
+    allocated: redb::Table<'t, u64, ()>,
     audit: redb::Table<'t, (u64, u64), &'static [u8]>,
     requests: redb::Table<'t, &'static str, &'static [u8]>,
     requests_by_time: redb::Table<'t, (u64, &'static str), ()>,
@@ -91,6 +97,7 @@ impl<'t> Tables<'t> {
             versions: txn.open_table(VERSIONS).map_err(unavailable)?,
             superseded: txn.open_table(SUPERSEDED).map_err(unavailable)?,
             identity_links: txn.open_table(IDENTITY_LINKS).map_err(unavailable)?,
+            allocated: txn.open_table(ALLOCATED).map_err(unavailable)?,
             audit: txn.open_table(AUDIT).map_err(unavailable)?,
             requests: txn.open_table(REQUESTS).map_err(unavailable)?,
             requests_by_time: txn.open_table(REQUESTS_BY_TIME).map_err(unavailable)?,
@@ -492,30 +499,14 @@ fn stage(change: &Change) -> Vec<Staged> {
         .collect()
 }
 
-/// One allocating change of a group: the next unused NHS number, then the change built for it.
+/// One allocating change of a group: an unused NHS number drawn at random, then the change
+/// built for it.
 fn allocate_one(
     tables: &mut Tables,
     prefixes: (u64, u64),
     build: &(dyn Fn(NhsNumber) -> Change + Send + Sync),
 ) -> Result<(Committed, NhsNumber), StoreError> {
-    let stored_next = tables
-        .meta
-        .get("next_nhs_prefix")
-        .map_err(unavailable)?
-        .map(|g| u64::from_le_bytes(g.value().try_into().unwrap_or([0; 8])));
-    // the counter only moves forward: a number is never handed out twice
-    let mut prefix = stored_next.unwrap_or(0).max(prefixes.0);
-    let nhs = loop {
-        if prefix > prefixes.1 {
-            return Err(StoreError::RangeExhausted);
-        }
-        if let Some(n) = NhsNumber::from_prefix(prefix) {
-            if tables.current_version(n)?.is_none() {
-                break n;
-            }
-        }
-        prefix += 1;
-    };
+    let nhs = draw_unallocated(tables, prefixes)?;
     let change = build(nhs);
     if let Some(saved) = check_request(tables, &change)? {
         return Ok((Committed::Replayed(saved), nhs));
@@ -523,10 +514,57 @@ fn allocate_one(
     check_versions(tables, &change)?;
     write_change(tables, &change, &stage(&change))?;
     tables
-        .meta
-        .insert("next_nhs_prefix", (prefix + 1).to_le_bytes().as_slice())
+        .allocated
+        .insert(nhs.as_u64(), ())
         .map_err(unavailable)?;
     Ok((Committed::Applied, nhs))
+}
+
+/// An NHS number from `prefixes` (first nine digits, inclusive) that was never allocated nor
+/// stored, drawn uniformly at random with the operating system's generator: numbers handed
+/// out one after another must not be adjacent or in order, or the gap between two a caller
+/// was given would point to the new identity of someone whose old number just disappeared.
+/// The writer draws inside the transaction that stores the record, so no two callers get the
+/// same number. When random draws keep landing on used numbers (a nearly full range), a walk
+/// from a random point finds the next free one.
+fn draw_unallocated(tables: &Tables, (lo, hi): (u64, u64)) -> Result<NhsNumber, StoreError> {
+    let span = hi - lo + 1;
+    let free = |prefix: u64| -> Result<Option<NhsNumber>, StoreError> {
+        let Some(n) = NhsNumber::from_prefix(prefix) else {
+            return Ok(None); // no valid check digit for this prefix
+        };
+        let used = tables.current_version(n)?.is_some()
+            || tables
+                .allocated
+                .get(n.as_u64())
+                .map_err(unavailable)?
+                .is_some();
+        Ok((!used).then_some(n))
+    };
+    for _ in 0..64 {
+        if let Some(n) = free(lo + random_below(span)?)? {
+            return Ok(n);
+        }
+    }
+    let start = random_below(span)?;
+    for k in 0..span {
+        if let Some(n) = free(lo + (start + k) % span)? {
+            return Ok(n);
+        }
+    }
+    Err(StoreError::RangeExhausted)
+}
+
+/// A uniform random number below `n` (> 0), without modulo bias.
+fn random_below(n: u64) -> Result<u64, StoreError> {
+    let zone = u64::MAX - u64::MAX % n;
+    loop {
+        let r = getrandom::u64()
+            .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
+        if r < zone {
+            return Ok(r % n);
+        }
+    }
 }
 
 /// Why the database could not be opened, in words for the person starting the service.
@@ -586,6 +624,7 @@ impl RedbStore {
             txn.open_table(VERSIONS).map_err(e)?;
             txn.open_table(SUPERSEDED).map_err(e)?;
             txn.open_table(IDENTITY_LINKS).map_err(e)?;
+            txn.open_table(ALLOCATED).map_err(e)?;
             txn.open_table(AUDIT).map_err(e)?;
             txn.open_table(REQUESTS).map_err(e)?;
             txn.open_table(REQUESTS_BY_TIME).map_err(e)?;
@@ -1272,7 +1311,7 @@ impl PatientStore for RedbStore {
 mod tests {
     use super::*;
     use crate::domain::Schemas;
-    use crate::store::RecordWrite;
+    use crate::store::{RecordWrite, SavedBody};
     use serde_json::json;
     use time::macros::date;
 
@@ -1292,6 +1331,48 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn saved_responses_written_as_text_are_read_as_references() {
+        let legacy = |body: serde_json::Value| {
+            serde_json::from_value::<SavedResponse>(
+                json!({"status": 200, "body": body.to_string()}),
+            )
+            .unwrap()
+            .body
+        };
+        assert_eq!(
+            legacy(
+                json!({"resourceType": "Patient", "id": "9000000009", "meta": {"versionId": "3"}})
+            ),
+            SavedBody::Patient {
+                id: "9000000009".into(),
+                version: 3
+            }
+        );
+        assert_eq!(
+            legacy(json!({"resourceType": "Parameters", "parameter": [
+                {"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "Merge completed"}]}},
+                {"name": "result", "resource": {"resourceType": "Patient", "id": "9000000017", "meta": {"versionId": "2"}}}]})),
+            SavedBody::Parameters {
+                outcome: "Merge completed".into(),
+                id: "9000000017".into(),
+                version: 2
+            }
+        );
+        let now = SavedBody::patient(&patient("9000000009", "4", "A"));
+        let round: SavedResponse = serde_json::from_str(
+            &serde_json::to_string(&SavedResponse {
+                status: 200,
+                etag: None,
+                location: None,
+                body: now.clone(),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(round.body, now);
     }
 
     #[test]
@@ -1359,7 +1440,7 @@ mod tests {
             status: 200,
             etag: Some("W/\"2\"".into()),
             location: None,
-            body: "{}".into(),
+            body: SavedBody::patient(&v2),
         };
         let request = RequestRecord {
             request_id: "rid".into(),

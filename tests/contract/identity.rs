@@ -189,10 +189,6 @@ async fn allocation_is_unique_durable_idempotent_and_never_reused() {
     .await;
     let b = r.body["id"].as_str().unwrap().to_string();
     assert!(!numbers.contains(&b) && b != a, "{b} was allocated before");
-    assert!(
-        b > numbers.iter().max().unwrap().clone(),
-        "the counter only moves forward"
-    );
 }
 
 #[tokio::test]
