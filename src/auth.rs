@@ -39,9 +39,11 @@ pub fn scope_for(role: Role) -> &'static str {
     }
 }
 
-/// The most privileged role a space-separated `scope` claim grants, if any.
+/// The most privileged role a `scope` claim grants, if any. Scopes are separated by single
+/// spaces (RFC 6749 §3.3: `scope-token *( SP scope-token )`), nothing else: a tab or a
+/// non-breaking space is part of a scope, so `a\tb` is one unknown scope, not two.
 pub fn role_from_scope(scope: &str) -> Option<Role> {
-    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    let scopes: Vec<&str> = scope.split(' ').collect();
     if scopes.contains(&SCOPE_BACK_OFFICE) {
         Some(Role::BackOffice)
     } else if scopes.iter().any(|s| SCOPES_HEALTHCARE_WORKER.contains(s)) {
@@ -70,13 +72,18 @@ impl Caller {
     }
 }
 
-/// What the service reads from a verified token (jsonwebtoken checks exp, nbf and aud itself).
+/// What the service reads from a verified token (jsonwebtoken checks exp, nbf and aud itself;
+/// `exp` is read again here so that only a whole number of seconds is accepted).
 #[derive(Debug, Deserialize)]
 struct TokenClaims {
     sub: String,
+    exp: u64,
     #[serde(default)]
     scope: String,
 }
+
+/// The longest a token may still be valid for by default (`--jwt-max-ttl`).
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What `token` writes.
 #[derive(Debug, Serialize)]
@@ -108,7 +115,7 @@ pub enum AuthError {
 }
 
 /// Key configuration, from flags or environment (see `pds-facade serve --help`).
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct KeyConfig {
     /// File holding the HS256 shared secret.
     #[arg(long, env = "PDS_JWT_HS256_SECRET_FILE")]
@@ -126,9 +133,26 @@ pub struct KeyConfig {
     /// The `kid` of the HS256 secret (tokens without a `kid` may still use it).
     #[arg(long, env = "PDS_JWT_HS256_KID")]
     pub jwt_hs256_kid: Option<String>,
-    /// Required `aud` claim, if set.
+    /// Required `aud` claim, if set (a token without `aud` is then refused).
     #[arg(long, env = "PDS_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// The longest a token may still be valid for: a token whose `exp` is further ahead is
+    /// refused (e.g. 24h, 8h).
+    #[arg(long, env = "PDS_JWT_MAX_TTL", default_value = "24h")]
+    pub jwt_max_ttl: humantime::Duration,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        KeyConfig {
+            jwt_hs256_secret_file: None,
+            jwt_hs256_secret: None,
+            jwt_public_keys: Vec::new(),
+            jwt_hs256_kid: None,
+            jwt_audience: None,
+            jwt_max_ttl: DEFAULT_MAX_TTL.into(),
+        }
+    }
 }
 
 struct VerifyKey {
@@ -142,6 +166,7 @@ pub struct KeySet {
     keys: Vec<VerifyKey>,
     signer: Option<(Option<String>, EncodingKey)>,
     audience: Option<String>,
+    max_ttl: Duration,
     sandbox: bool,
 }
 
@@ -203,6 +228,7 @@ impl KeySet {
             keys,
             signer,
             audience: config.jwt_audience.clone(),
+            max_ttl: config.jwt_max_ttl.into(),
             sandbox,
         })
     }
@@ -254,21 +280,40 @@ impl KeySet {
         }
         let mut validation = Validation::new(key.alg);
         validation.validate_nbf = true;
-        validation.leeway = 30;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECS;
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            Some(aud) => {
+                // with an audience configured, a token must name it: one without `aud` is
+                // not meant for this service
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.validate_aud = false;
+            }
         }
         let data =
             jsonwebtoken::decode::<TokenClaims>(token, &key.key, &validation).map_err(|e| {
                 tracing::debug!(error = %e, "token rejected");
                 AuthError::InvalidToken
             })?;
-        let role = role_from_scope(&data.claims.scope).ok_or(AuthError::NoRole)?;
+        let claims = data.claims;
+        if claims.sub.trim().is_empty() {
+            tracing::debug!("token rejected: empty sub");
+            return Err(AuthError::InvalidToken);
+        }
+        // a token valid for longer than the service allows is refused: a leaked long-lived
+        // token must not stay useful
+        let latest = now_secs().saturating_add(self.max_ttl.as_secs() + LEEWAY_SECS);
+        if claims.exp > latest {
+            tracing::debug!("token rejected: exp beyond the longest lifetime allowed");
+            return Err(AuthError::InvalidToken);
+        }
+        let role = role_from_scope(&claims.scope).ok_or(AuthError::NoRole)?;
         Ok(Caller {
             role,
-            subject: data.claims.sub,
+            subject: claims.sub,
         })
     }
 
@@ -277,10 +322,17 @@ impl KeySet {
         let (kid, key) = self.signer.as_ref().ok_or(
             "no HS256 secret is configured to sign with (RS256/ES256 tokens come from your identity provider)",
         )?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs();
+        if subject.trim().is_empty() {
+            return Err("the token subject (--sub) must not be empty".into());
+        }
+        if ttl > self.max_ttl {
+            return Err(format!(
+                "a token valid for {} would be refused: the longest lifetime allowed is {} (--jwt-max-ttl)",
+                humantime::format_duration(ttl),
+                humantime::format_duration(self.max_ttl)
+            ));
+        }
+        let now = now_secs();
         let claims = Claims {
             sub: subject.to_string(),
             scope: scope_for(role).to_string(),
@@ -293,6 +345,16 @@ impl KeySet {
         header.kid = kid.clone();
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| e.to_string())
     }
+}
+
+/// Clock skew allowed on `exp`, `nbf` and the lifetime limit.
+const LEEWAY_SECS: u64 = 30;
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The development key of a sandbox database: `<db>.jwt-dev-key`, 32 random bytes as hex,
@@ -473,6 +535,98 @@ mod tests {
         assert_eq!(
             keys.authenticate(Some(format!("Bearer {no_scope}").as_bytes())),
             Err(AuthError::NoRole)
+        );
+    }
+
+    #[test]
+    fn claims_are_held_to_the_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "k".repeat(40);
+        let config = KeyConfig {
+            jwt_hs256_secret: Some(secret.clone()),
+            jwt_audience: Some("pds".into()),
+            ..Default::default()
+        };
+        let keys = KeySet::resolve(&config, &dir.path().join("x.redb")).unwrap();
+        let now = now_secs();
+        let check = |claims: serde_json::Value| {
+            let t = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap();
+            keys.authenticate(Some(format!("Bearer {t}").as_bytes()))
+                .map(|c| c.role)
+        };
+        let hcw = SCOPES_HEALTHCARE_WORKER[0];
+        assert_eq!(
+            check(serde_json::json!({"sub": "a", "scope": hcw, "exp": now + 60, "aud": "pds"})),
+            Ok(Role::HealthcareWorker)
+        );
+        // an audience is configured: a token without one is not for this service
+        assert_eq!(
+            check(serde_json::json!({"sub": "a", "scope": hcw, "exp": now + 60})),
+            Err(AuthError::InvalidToken)
+        );
+        // scopes are separated by single spaces only
+        for joined in [
+            format!("openid\t{SCOPE_BACK_OFFICE}"),
+            format!("openid\u{a0}{SCOPE_BACK_OFFICE}"),
+            format!("openid\n{SCOPE_BACK_OFFICE}"),
+        ] {
+            assert_eq!(
+                check(
+                    serde_json::json!({"sub": "a", "scope": joined, "exp": now + 60, "aud": "pds"})
+                ),
+                Err(AuthError::NoRole),
+                "{joined:?}"
+            );
+        }
+        assert_eq!(
+            check(
+                serde_json::json!({"sub": "a", "scope": format!("openid {SCOPE_BACK_OFFICE}"), "exp": now + 60, "aud": "pds"})
+            ),
+            Ok(Role::BackOffice)
+        );
+        // an empty subject, an exp that is not a whole number, an exp too far ahead
+        for bad in [
+            serde_json::json!({"sub": "", "scope": hcw, "exp": now + 60, "aud": "pds"}),
+            serde_json::json!({"sub": "  ", "scope": hcw, "exp": now + 60, "aud": "pds"}),
+            serde_json::json!({"sub": "a", "scope": hcw, "exp": (now + 60) as f64 + 0.5, "aud": "pds"}),
+            serde_json::json!({"sub": "a", "scope": hcw, "exp": (now + 60).to_string(), "aud": "pds"}),
+            serde_json::json!({"sub": "a", "scope": hcw, "exp": now + 25 * 3600, "aud": "pds"}),
+        ] {
+            assert_eq!(check(bad.clone()), Err(AuthError::InvalidToken), "{bad}");
+        }
+        assert_eq!(
+            check(
+                serde_json::json!({"sub": "a", "scope": hcw, "exp": now + 23 * 3600, "aud": "pds"})
+            ),
+            Ok(Role::HealthcareWorker)
+        );
+        // minting keeps to the same limits
+        assert!(keys
+            .mint(Role::HealthcareWorker, "a", Duration::from_secs(25 * 3600))
+            .is_err());
+        assert!(keys
+            .mint(Role::HealthcareWorker, "", Duration::from_secs(60))
+            .is_err());
+        // the limit is configurable
+        let short = KeySet::resolve(
+            &KeyConfig {
+                jwt_max_ttl: Duration::from_secs(600).into(),
+                ..config.clone()
+            },
+            &dir.path().join("x.redb"),
+        )
+        .unwrap();
+        let t = keys
+            .mint(Role::HealthcareWorker, "a", Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(
+            short.authenticate(Some(format!("Bearer {t}").as_bytes())),
+            Err(AuthError::InvalidToken)
         );
     }
 

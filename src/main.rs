@@ -154,6 +154,8 @@ fn main() -> ExitCode {
         Command::Reindex { db, check } => reindex(&db, check),
         Command::Generate { count, seed, out } => match generate(count, seed, out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
+            // `generate | head` closes the pipe early: that is not an error
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
@@ -165,7 +167,7 @@ fn main() -> ExitCode {
             ttl,
             db,
             keys,
-        } => match KeySet::resolve(&keys, &db).and_then(|k| k.mint(role, &sub, ttl.into())) {
+        } => match token_keys(&keys, &db).and_then(|k| k.mint(role, &sub, ttl.into())) {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS
@@ -183,13 +185,38 @@ fn main() -> ExitCode {
             batch_size,
         } => run_import(&db, &files, replace, cache_size, batch_size),
         Command::Openapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&http::openapi::openapi_json()).expect("JSON")
-            );
-            ExitCode::SUCCESS
+            use std::io::Write;
+            let text = serde_json::to_string_pretty(&http::openapi::openapi_json()).expect("JSON");
+            // `pds-facade openapi | head` closes the pipe early: that is not an error
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
     }
+}
+
+/// The keys `token` signs with. In sandbox mode that is the development key of the database a
+/// server runs on: for a database that does not exist no server can accept the token, so
+/// nothing is minted (and no stray key file is left behind).
+fn token_keys(keys: &KeyConfig, db: &Path) -> Result<KeySet, String> {
+    let sandbox = keys.jwt_hs256_secret.is_none()
+        && keys.jwt_hs256_secret_file.is_none()
+        && keys.jwt_public_keys.is_empty();
+    if sandbox && !db.exists() {
+        return Err(format!(
+            "the database {} does not exist: in sandbox mode tokens are signed with the \
+             development key of the database the server runs on — give that database with \
+             --db (start it once with `pds-facade serve --db {}`), or configure a signing key \
+             (--jwt-hs256-secret-file)",
+            db.display(),
+            db.display()
+        ));
+    }
+    KeySet::resolve(keys, db)
 }
 
 fn open_store(db: &Path, cache_mib: usize) -> Result<RedbStore, ExitCode> {

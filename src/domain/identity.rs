@@ -10,13 +10,14 @@ use serde_json::{json, Map, Value};
 use time::Date;
 
 use super::confidentiality::{self, Label};
+use super::create_request;
 use super::nhs_number::NhsNumber;
-use super::outcome::{ErrorCode, PdsError};
+use super::outcome::PdsError;
 use super::patch::{self, Op, PatchContext};
 use super::patient::{self, list, Patient, CONFIDENTIALITY_SYSTEM, LIST_FIELDS, NHS_NUMBER_SYSTEM};
 use super::role::Role;
 use super::rules;
-use super::schema::Schemas;
+use super::schema::{self, Schemas};
 use super::search::SearchQuery;
 
 /// A likely duplicate: a fuzzy match on family, given name, birth date and gender scoring at
@@ -39,55 +40,57 @@ fn identifier(nhs: NhsNumber) -> Value {
                 "version": "1.0.0", "code": "01", "display": "Number present and verified"}]}}]}])
 }
 
-/// Validates a create (allocation) body as PDS's create shape — a usual name, gender, birth
-/// date and home address; no id, identifier or meta — and builds the new record (version 1,
-/// unrestricted, object ids assigned, periods starting today) under the rules for `role`.
+/// Validates a create (allocation) body as PDS's create shape — a usual name, home address,
+/// gender and birth date (checked in PDS's order), the registering authority extension when
+/// `pds_create` (PDS's `POST /Patient` requires it; a back-office change of identity does not);
+/// no id, identifier or meta — and builds the new record (version 1, unrestricted, object ids
+/// assigned, periods starting today) under the rules for `role`.
 pub fn new_patient(
     body: &Value,
     role: Role,
     today: Date,
     new_id: &mut dyn FnMut() -> String,
     schemas: &Schemas,
+    pds_create: bool,
 ) -> Result<Patient, PdsError> {
     let Some(body) = body.as_object() else {
         return Err(PdsError::invalid_value("not a JSON object", "Patient"));
     };
     match body.get("resourceType").and_then(Value::as_str) {
+        Some("Patient") | None if pds_create => {}
         Some("Patient") => {}
         Some(other) => return Err(PdsError::invalid_value(other, "resourceType")),
         None => return Err(PdsError::missing_value("resourceType")),
-    }
-    let server: Vec<&str> = SERVER_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| body.contains_key(*f))
-        .collect();
-    if !server.is_empty() {
-        let names = server
-            .iter()
-            .map(|f| format!("'{f}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let verb = if server.len() == 1 { "was" } else { "were" };
-        return Err(PdsError::new(
-            ErrorCode::AdditionalProperties,
-            format!("Invalid request with error - Additional properties are not allowed ({names} {verb} unexpected); the service allocates the NHS number"),
-        ));
     }
     let has_use = |field: &str, use_: &str| {
         list(body, field)
             .iter()
             .any(|i| i.get("use").and_then(Value::as_str) == Some(use_))
     };
+    // PDS's order (its create tests): name, address, gender, birthDate, then the extension
     for (field, present) in [
         ("name", has_use("name", "usual")),
+        ("address", has_use("address", "home")),
         ("gender", body.contains_key("gender")),
         ("birthDate", body.contains_key("birthDate")),
-        ("address", has_use("address", "home")),
     ] {
         if !present {
             return Err(PdsError::missing_value(field));
         }
+    }
+    let extensions =
+        create_request::stored_extensions(create_request::extensions_of(body), pds_create)?;
+    let server: Vec<String> = SERVER_FIELDS
+        .iter()
+        .filter(|f| body.contains_key(**f))
+        .map(|f| f.to_string())
+        .collect();
+    if !server.is_empty() {
+        let mut e = schema::additional_properties(&server);
+        if let Some(d) = e.diagnostics.as_mut() {
+            d.push_str("; the service allocates the NHS number");
+        }
+        return Err(e);
     }
     for (field, key) in LIST_FIELDS {
         for (i, item) in list(body, field).iter().enumerate() {
@@ -100,6 +103,12 @@ pub fn new_patient(
         }
     }
     let mut doc: Map<String, Value> = body.clone();
+    doc.insert("resourceType".into(), Value::String("Patient".into()));
+    if extensions.is_empty() {
+        doc.remove("extension");
+    } else {
+        doc.insert("extension".into(), Value::Array(extensions));
+    }
     let nhs = placeholder();
     doc.insert("id".into(), Value::String(nhs.to_string()));
     doc.insert("identifier".into(), identifier(nhs));
@@ -214,6 +223,7 @@ pub fn revalidate(
 
 #[cfg(test)]
 mod tests {
+    use super::super::outcome::ErrorCode;
     use super::*;
     use time::macros::date;
 
@@ -221,7 +231,10 @@ mod tests {
 
     fn body() -> Value {
         json!({"resourceType": "Patient", "name": [{"use": "usual", "family": "Newman", "given": ["Ada"]}], "gender": "female",
-            "birthDate": "2026-11-20", "address": [{"use": "home", "line": ["1 New Road"], "postalCode": "LS1 1AA"}]})
+            "birthDate": "2026-11-20", "address": [{"use": "home", "line": ["1 New Road"], "postalCode": "LS1 1AA"}],
+            "extension": [{"url": create_request::REGISTERING_AUTHORITY_URL, "extension": [
+                {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [{"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
+                {"url": "organisationIdentifier", "valueString": "RGS"}]}]})
     }
 
     fn create(b: &Value, role: Role) -> Result<Patient, PdsError> {
@@ -230,7 +243,7 @@ mod tests {
             n += 1;
             format!("ID{n}")
         };
-        new_patient(b, role, TODAY, &mut id, &Schemas::compile())
+        new_patient(b, role, TODAY, &mut id, &Schemas::compile(), true)
     }
 
     #[test]
@@ -261,7 +274,7 @@ mod tests {
             create(&b, Role::HealthcareWorker).unwrap_err().code,
             ErrorCode::AdditionalProperties
         );
-        for field in ["name", "gender", "birthDate", "address"] {
+        for field in ["name", "gender", "birthDate", "address", "extension"] {
             let mut b = body();
             b.as_object_mut().unwrap().remove(field);
             let e = create(&b, Role::HealthcareWorker).unwrap_err();
@@ -283,7 +296,15 @@ mod tests {
         b["pets"] = json!(1);
         assert_eq!(
             create(&b, Role::HealthcareWorker).unwrap_err().code,
-            ErrorCode::InvalidUpdate
+            ErrorCode::AdditionalProperties
+        );
+        // PDS checks what is missing first: {"bananas": ...} is missing its name
+        assert_eq!(
+            create(&json!({"bananas": "in pyjamas"}), Role::HealthcareWorker)
+                .unwrap_err()
+                .diagnostics
+                .unwrap(),
+            "Missing value - 'name'"
         );
         // a GP is set by the back office only
         let mut b = body();

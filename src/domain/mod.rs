@@ -2,6 +2,7 @@
 //! caller passes today's date and an id generator in.
 
 pub mod confidentiality;
+pub mod create_request;
 pub mod identity;
 pub mod index;
 pub mod merge;

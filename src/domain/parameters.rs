@@ -22,11 +22,37 @@ impl<'a> Parameters<'a> {
                 "resourceType",
             ));
         }
+        // a Parameters resource has these members, and each parameter a name and one value
+        const RESOURCE: [&str; 4] = ["resourceType", "id", "meta", "parameter"];
+        let mut unexpected: Vec<String> = body
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| !RESOURCE.contains(&k.as_str()))
+            .cloned()
+            .collect();
         let params = body
             .get("parameter")
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
+        for (i, p) in params.iter().enumerate() {
+            unexpected.extend(
+                p.as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|k| {
+                        !matches!(
+                            k.as_str(),
+                            "name" | "resource" | "part" | "id" | "extension"
+                        ) && !k.starts_with("value")
+                    })
+                    .map(|k| format!("parameter/{i}/{k}")),
+            );
+        }
+        if !unexpected.is_empty() {
+            return Err(super::schema::additional_properties(&unexpected));
+        }
         if let Some(unknown) = params
             .iter()
             .filter_map(|p| p.get("name").and_then(Value::as_str))

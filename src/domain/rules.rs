@@ -1,7 +1,13 @@
 //! PDS business rules that JSON Schema cannot express, as two tables.
 //!
-//! * [`RECORD_RULES`] hold for every stored record, however it arrived (import or PATCH).
-//! * [`CHANGE_RULES`] judge a change: the record before, the record after and who asks.
+//! * [`RECORD_RULES`] — "record" rules — hold for every stored record, however it arrived
+//!   (import or change): structure the service relies on (ids, one usual name, real dates...).
+//! * [`CHANGE_RULES`] — "change" rules — judge what a change brings: the record before, the
+//!   record after and who asks. Every "a new value must…" rule is one (title casing, suffix
+//!   capitals, permitted name characters, e-mail form, …): it checks only the values the change
+//!   introduces, never values already stored. PDS holds records that predate its own rules (its
+//!   titles are upper case: `"MR"`), and such a record loads, is served as stored, and takes a
+//!   change elsewhere in it; a value the change brings in meets today's rules.
 //!
 //! Each row names the rule, the PDS error code it raises and the check. A check returns the
 //! detail of the diagnostics; [`diagnostics`] adds the prefix PDS uses for that code. When a
@@ -51,31 +57,24 @@ pub const RECORD_RULES: &[RecordRule] = &[
     RecordRule { name: "identifier carries the id",                 code: InvalidValue,          check: identifier_matches_id },
     RecordRule { name: "at most one usual name",                    code: ForbiddenUpdate,       check: one_usual_name },
     RecordRule { name: "at most one nickname",                      code: InvalidUpdate,         check: one_nickname },
-    RecordRule { name: "names use permitted characters",            code: UnsupportedCharacters, check: name_characters },
-    RecordRule { name: "titles use their exact casing",             code: InvalidValue,          check: title_casing },
-    RecordRule { name: "suffixes start with a capital letter",      code: InvalidValue,          check: suffix_capital },
     RecordRule { name: "object ids are unique within a list",       code: InvalidUpdate,         check: unique_item_ids },
     RecordRule { name: "dates are real calendar dates",             code: InvalidValue,          check: calendar_dates },
     RecordRule { name: "birthDate is not in the future",            code: InvalidValue,          check: birth_not_future },
     RecordRule { name: "deceasedDateTime is not in the future",     code: InvalidValue,          check: death_not_future },
     RecordRule { name: "death is not before birth",                 code: InvalidUpdate,         check: death_after_birth },
-    RecordRule { name: "death date and notification go together",   code: InvalidUpdate,         check: death_date_with_status },
     RecordRule { name: "one extension of each kind",                code: TooManyValues,         check: one_extension_per_url },
     RecordRule { name: "one home, temp and billing address",        code: InvalidUpdate,         check: one_address_per_use },
-    RecordRule { name: "temp and billing addresses have a period",  code: MissingValue,          check: temp_billing_period },
-    RecordRule { name: "temp addresses say what they are",          code: MissingValue,          check: temp_address_text },
     RecordRule { name: "periods do not end before they start",      code: InvalidValue,          check: period_order },
     RecordRule { name: "one telecom per system and use",            code: InvalidUpdate,         check: one_telecom_per_system_use },
-    RecordRule { name: "email addresses are valid",                 code: InvalidValue,          check: email_format },
-    RecordRule { name: "communication language is not English",     code: InvalidValue,          check: communication_not_english },
-    RecordRule { name: "a contact time needs a contact method",     code: InvalidUpdate,         check: contact_time_needs_method },
-    RecordRule { name: "place of birth has a city, district or country", code: MissingValue,     check: birth_place_has_value },
 ];
 
 #[rustfmt::skip]
 pub const CHANGE_RULES: &[ChangeRule] = &[
     ChangeRule { name: "the usual name cannot be removed",          code: ForbiddenUpdate,  check: keep_usual_name },
     ChangeRule { name: "a name's use cannot change",                code: InvalidUpdate,    check: name_use_fixed },
+    ChangeRule { name: "new names use permitted characters",        code: UnsupportedCharacters, check: name_characters },
+    ChangeRule { name: "new titles use their exact casing",         code: InvalidValue,     check: title_casing },
+    ChangeRule { name: "new suffixes start with a capital letter",  code: InvalidValue,     check: suffix_capital },
     ChangeRule { name: "gender cannot be removed",                  code: ForbiddenUpdate,  check: keep_gender },
     ChangeRule { name: "gender 'other' cannot be set",              code: InvalidValue,     check: no_other_gender },
     ChangeRule { name: "birthDate cannot be removed",               code: ForbiddenUpdate,  check: keep_birth_date },
@@ -83,13 +82,20 @@ pub const CHANGE_RULES: &[ChangeRule] = &[
     ChangeRule { name: "a formal death cannot be changed",          code: ForbiddenUpdate,  check: formal_death_fixed },
     ChangeRule { name: "only authorised systems set formal deaths", code: ForbiddenUpdate,  check: formal_death_authorised },
     ChangeRule { name: "death status 'U' cannot be set",            code: UnsupportedValue, check: no_removed_status },
+    ChangeRule { name: "death date and notification go together",   code: InvalidUpdate,    check: death_date_with_status },
     ChangeRule { name: "new periods have a start",                  code: MissingValue,     check: changed_period_start },
     ChangeRule { name: "new periods do not start in the future",    code: InvalidValue,     check: changed_period_not_future },
+    ChangeRule { name: "new temp and billing addresses have a period", code: MissingValue,  check: temp_billing_period },
+    ChangeRule { name: "new temp addresses say what they are",      code: MissingValue,     check: temp_address_text },
     ChangeRule { name: "work addresses can only be removed",        code: InvalidUpdate,    check: no_work_address_change },
     ChangeRule { name: "a telecom keeps its system and use",        code: InvalidUpdate,    check: telecom_kind_fixed },
+    ChangeRule { name: "new e-mail addresses are valid",            code: InvalidValue,     check: email_format },
     ChangeRule { name: "a GP registration has no end",              code: InvalidValue,     check: gp_no_end },
     ChangeRule { name: "only the back office changes GP registration", code: ForbiddenUpdate, check: gp_changes },
     ChangeRule { name: "interpreterRequired cannot be removed",     code: InvalidUpdate,    check: keep_interpreter_required },
+    ChangeRule { name: "a new communication language is not English", code: InvalidValue,  check: communication_not_english },
+    ChangeRule { name: "a new contact time needs a contact method", code: InvalidUpdate,    check: contact_time_needs_method },
+    ChangeRule { name: "a new place of birth has a city, district or country", code: MissingValue, check: birth_place_has_value },
 ];
 
 /// The diagnostics PDS gives for a rule's detail under a code.
@@ -273,32 +279,56 @@ fn allowed_name_char(c: char) -> bool {
         || (248..=383).contains(&n)
 }
 
-fn name_characters(doc: &Doc, _: Date) -> Result<(), String> {
-    for (i, n) in names(doc) {
-        let mut parts: Vec<(String, &str)> = Vec::new();
-        if let Some(f) = str_of(n, "family") {
-            parts.push((format!("name/{i}/family"), f));
-        }
-        for k in ["given", "prefix", "suffix"] {
-            for (j, g) in n
-                .get(k)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                if let Some(s) = g.as_str() {
-                    parts.push((format!("name/{i}/{k}/{j}"), s));
-                }
+/// The string values at `key` of a list item (a string, or a list of strings) that the item
+/// with the same key in `old` did not hold: what a change brings into that part of the item.
+fn introduced<'a>(
+    old: Option<&Value>,
+    item: &'a Value,
+    key: &str,
+) -> Vec<(Option<usize>, &'a str)> {
+    let before: Vec<&Value> = match old.and_then(|o| o.get(key)) {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+        None => Vec::new(),
+    };
+    match item.get(key) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !before.contains(v))
+            .filter_map(|(j, v)| v.as_str().map(|s| (Some(j), s)))
+            .collect(),
+        Some(v @ Value::String(s)) if !before.contains(&v) => vec![(None, s.as_str())],
+        _ => Vec::new(),
+    }
+}
+
+/// The parts of the names a change brings in: `(field path, value)` for each new family name,
+/// given name, prefix and suffix.
+fn introduced_name_parts<'a>(c: &Change<'a>, keys: &[&str]) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    for (i, n) in names(c.new) {
+        let old = n.get("id").and_then(|id| item_by_key(c.old, "name", id));
+        for key in keys {
+            for (j, v) in introduced(old, n, key) {
+                let field = match j {
+                    Some(j) => format!("name/{i}/{key}/{j}"),
+                    None => format!("name/{i}/{key}"),
+                };
+                out.push((field, v));
             }
         }
-        for (field, s) in parts {
-            if !s.chars().all(allowed_name_char) {
-                return Err(format!(
-                    "Unsupported characters - '{}' in field '{field}'",
-                    clip(s)
-                ));
-            }
+    }
+    out
+}
+
+fn name_characters(c: &Change) -> Result<(), String> {
+    for (field, s) in introduced_name_parts(c, &["family", "given", "prefix", "suffix"]) {
+        if !s.chars().all(allowed_name_char) {
+            return Err(format!(
+                "Unsupported characters - '{}' in field '{field}'",
+                clip(s)
+            ));
         }
     }
     Ok(())
@@ -306,37 +336,19 @@ fn name_characters(doc: &Doc, _: Date) -> Result<(), String> {
 
 const TITLES: [&str; 8] = ["Mr", "Mrs", "Ms", "Dr", "Rev", "Sir", "Lady", "Lord"];
 
-fn title_casing(doc: &Doc, _: Date) -> Result<(), String> {
-    for (i, n) in names(doc) {
-        for (j, p) in n
-            .get("prefix")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let Some(p) = p.as_str() else { continue };
-            if TITLES.iter().any(|t| t.eq_ignore_ascii_case(p) && *t != p) {
-                return Err(invalid_value(p, &format!("name/{i}/prefix/{j}")));
-            }
+fn title_casing(c: &Change) -> Result<(), String> {
+    for (field, p) in introduced_name_parts(c, &["prefix"]) {
+        if TITLES.iter().any(|t| t.eq_ignore_ascii_case(p) && *t != p) {
+            return Err(invalid_value(p, &field));
         }
     }
     Ok(())
 }
 
-fn suffix_capital(doc: &Doc, _: Date) -> Result<(), String> {
-    for (i, n) in names(doc) {
-        for (j, s) in n
-            .get("suffix")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let Some(s) = s.as_str() else { continue };
-            if !s.starts_with(|c: char| c.is_ascii_uppercase()) {
-                return Err(invalid_value(s, &format!("name/{i}/suffix/{j}")));
-            }
+fn suffix_capital(c: &Change) -> Result<(), String> {
+    for (field, s) in introduced_name_parts(c, &["suffix"]) {
+        if !s.starts_with(|c: char| c.is_ascii_uppercase()) {
+            return Err(invalid_value(s, &field));
         }
     }
     Ok(())
@@ -402,10 +414,20 @@ fn death_after_birth(doc: &Doc, _: Date) -> Result<(), String> {
     }
 }
 
-fn death_date_with_status(doc: &Doc, _: Date) -> Result<(), String> {
-    let has_date = doc.contains_key("deceasedDateTime");
-    let has_status = patient::death_status(doc).is_some();
-    match (has_date, has_status) {
+/// A change may not leave a date of death without a notification status, or a status without
+/// a date — unless the record was already so before it (a record from elsewhere).
+fn death_date_with_status(c: &Change) -> Result<(), String> {
+    let state = |d: &Doc| {
+        (
+            d.contains_key("deceasedDateTime"),
+            patient::death_status(d).is_some(),
+        )
+    };
+    let (now, before) = (state(c.new), state(c.old));
+    if now == before {
+        return Ok(());
+    }
+    match now {
         (true, false) => Err(
             "deceasedDateTime requires a death notification status extension in the same update"
                 .into(),
@@ -438,8 +460,23 @@ fn one_address_per_use(doc: &Doc, _: Date) -> Result<(), String> {
     Ok(())
 }
 
-fn temp_billing_period(doc: &Doc, _: Date) -> Result<(), String> {
-    for (i, a) in list(doc, "address").iter().enumerate() {
+/// Address items a change brings in or whose `use`, `period` or `text` it changes.
+fn changed_addresses<'a>(c: &Change<'a>) -> Vec<(usize, &'a Value)> {
+    changed_items(c.old, c.new, "address")
+        .into_iter()
+        .filter(|(_, a)| {
+            let old = a.get("id").and_then(|id| item_by_key(c.old, "address", id));
+            old.is_none_or(|o| {
+                ["use", "period", "text"]
+                    .iter()
+                    .any(|k| o.get(k) != a.get(k))
+            })
+        })
+        .collect()
+}
+
+fn temp_billing_period(c: &Change) -> Result<(), String> {
+    for (i, a) in changed_addresses(c) {
         if matches!(str_of(a, "use"), Some("temp" | "billing")) {
             for k in ["start", "end"] {
                 if a.get("period").and_then(|p| p.get(k)).is_none() {
@@ -451,8 +488,8 @@ fn temp_billing_period(doc: &Doc, _: Date) -> Result<(), String> {
     Ok(())
 }
 
-fn temp_address_text(doc: &Doc, _: Date) -> Result<(), String> {
-    for (i, a) in list(doc, "address").iter().enumerate() {
+fn temp_address_text(c: &Change) -> Result<(), String> {
+    for (i, a) in changed_addresses(c) {
         if str_of(a, "use") == Some("temp") && a.get("text").is_none() {
             return Err(missing_value(&format!("address/{i}/text")));
         }
@@ -507,47 +544,65 @@ fn valid_email(s: &str) -> bool {
         && !s.chars().any(char::is_whitespace)
 }
 
-fn email_format(doc: &Doc, _: Date) -> Result<(), String> {
-    let telecoms = list(doc, "telecom")
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (format!("telecom/{i}/value"), t));
-    let contacts = list(doc, "contact").iter().enumerate().flat_map(|(i, c)| {
-        c.get("telecom")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+/// E-mail addresses a change brings in (a telecom, or an emergency contact's telecom, whose
+/// value is new) must be valid; stored ones are not judged again.
+fn email_format(c: &Change) -> Result<(), String> {
+    let emails = |d: &'_ Doc| -> Vec<(String, String)> {
+        let telecoms = list(d, "telecom")
+            .iter()
             .enumerate()
-            .map(move |(j, t)| (format!("contact/{i}/telecom/{j}/value"), t))
-    });
-    for (field, t) in telecoms.chain(contacts) {
-        if str_of(t, "system") == Some("email") {
-            let v = str_of(t, "value").unwrap_or_default();
-            if !valid_email(v) {
-                return Err(invalid_value(v, &field));
-            }
+            .map(|(i, t)| (format!("telecom/{i}/value"), t));
+        let contacts = list(d, "contact").iter().enumerate().flat_map(|(i, c)| {
+            c.get("telecom")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(j, t)| (format!("contact/{i}/telecom/{j}/value"), t))
+        });
+        telecoms
+            .chain(contacts)
+            .filter(|(_, t)| str_of(t, "system") == Some("email"))
+            .map(|(f, t)| (f, str_of(t, "value").unwrap_or_default().to_string()))
+            .collect()
+    };
+    let before: HashSet<String> = emails(c.old).into_iter().map(|(_, v)| v).collect();
+    for (field, v) in emails(c.new) {
+        if !before.contains(&v) && !valid_email(&v) {
+            return Err(invalid_value(&v, &field));
         }
     }
     Ok(())
 }
 
-fn communication_not_english(doc: &Doc, _: Date) -> Result<(), String> {
-    let Some(ext) = patient::extension(doc, COMMUNICATION_URL) else {
+/// The extension with `url` when the change brings it in or changes it.
+fn changed_extension<'a>(c: &Change<'a>, url: &str) -> Option<&'a Value> {
+    let new = patient::extension(c.new, url)?;
+    (patient::extension(c.old, url) != Some(new)).then_some(new)
+}
+
+fn communication_not_english(c: &Change) -> Result<(), String> {
+    let Some(ext) = changed_extension(c, COMMUNICATION_URL) else {
         return Ok(());
     };
-    let code = patient::sub_extension(ext, "language")
-        .and_then(|l| l.pointer("/valueCodeableConcept/coding/0/code"))
-        .and_then(Value::as_str);
-    match code {
-        Some(c) if c.eq_ignore_ascii_case("en") => {
-            Err(invalid_value(c, "extension/communication/language"))
+    fn language(e: Option<&Value>) -> Option<&str> {
+        e.and_then(|e| patient::sub_extension(e, "language"))
+            .and_then(|l| l.pointer("/valueCodeableConcept/coding/0/code"))
+            .and_then(Value::as_str)
+    }
+    match language(Some(ext)) {
+        Some(code)
+            if code.eq_ignore_ascii_case("en")
+                && language(patient::extension(c.old, COMMUNICATION_URL)) != Some(code) =>
+        {
+            Err(invalid_value(code, "extension/communication/language"))
         }
         _ => Ok(()),
     }
 }
 
-fn contact_time_needs_method(doc: &Doc, _: Date) -> Result<(), String> {
-    let Some(ext) = patient::extension(doc, CONTACT_PREFERENCE_URL) else {
+fn contact_time_needs_method(c: &Change) -> Result<(), String> {
+    let Some(ext) = changed_extension(c, CONTACT_PREFERENCE_URL) else {
         return Ok(());
     };
     if patient::sub_extension(ext, "PreferredContactTimes").is_some()
@@ -558,8 +613,8 @@ fn contact_time_needs_method(doc: &Doc, _: Date) -> Result<(), String> {
     Ok(())
 }
 
-fn birth_place_has_value(doc: &Doc, _: Date) -> Result<(), String> {
-    let Some(ext) = patient::extension(doc, BIRTH_PLACE_URL) else {
+fn birth_place_has_value(c: &Change) -> Result<(), String> {
+    let Some(ext) = changed_extension(c, BIRTH_PLACE_URL) else {
         return Ok(());
     };
     let addr = ext.get("valueAddress");
@@ -689,11 +744,20 @@ fn item_period<'a>(field: &str, item: &'a Value) -> Option<(String, &'a Value)> 
     }
 }
 
+/// The periods a change brings in: of new items, or periods that differ from the item's old one.
 fn changed_periods<'a>(c: &'a Change) -> Vec<(String, &'a Value)> {
     let mut out = Vec::new();
     for field in PERIOD_LISTS {
         for (i, item) in changed_items(c.old, c.new, field) {
-            if let Some((sub, p)) = item_period(field, item) {
+            let Some((sub, p)) = item_period(field, item) else {
+                continue;
+            };
+            let old = item
+                .get("id")
+                .and_then(|id| item_by_key(c.old, field, id))
+                .and_then(|o| item_period(field, o))
+                .map(|(_, p)| p);
+            if old != Some(p) {
                 out.push((format!("{field}/{i}/{sub}"), p));
             }
         }
@@ -827,21 +891,85 @@ mod tests {
         assert!(!valid_email(&format!("{}@example.com", "a".repeat(80))));
     }
 
+    /// A change by `role` from `old` to `new`, checked.
+    fn change(old: &Doc, new: &Doc) -> Result<(), PdsError> {
+        check_change(&Change {
+            old,
+            new,
+            role: Role::HealthcareWorker,
+            today: TODAY,
+        })
+    }
+
     #[test]
-    fn name_characters_and_titles() {
-        let d = doc(
-            json!({"name": [{"use": "usual", "family": "O'Brien-Ñúñez", "given": ["Zoë"], "prefix": ["Mrs"]}]}),
+    fn name_values_a_change_brings_are_checked_and_stored_ones_are_not() {
+        let empty = doc(json!({}));
+        let ok = doc(
+            json!({"name": [{"id": "n", "use": "usual", "family": "O'Brien-Ñúñez", "given": ["Zoë"], "prefix": ["Mrs"]}]}),
         );
-        check_record(&d, TODAY).unwrap();
-        let d = doc(json!({"name": [{"use": "usual", "family": "Smith!"}]}));
+        change(&empty, &ok).unwrap();
+        let with = |name: Value| doc(json!({"name": [name]}));
+        for (bad, code) in [
+            (
+                json!({"id": "n", "use": "usual", "family": "Smith!"}),
+                UnsupportedCharacters,
+            ),
+            (
+                json!({"id": "n", "use": "usual", "family": "Smith", "prefix": ["MRS"]}),
+                InvalidValue,
+            ),
+            (
+                json!({"id": "n", "use": "usual", "family": "Smith", "suffix": ["mbe"]}),
+                InvalidValue,
+            ),
+        ] {
+            let legacy = with(bad.clone());
+            // a record that already holds the value: loads (record rules) and takes a change
+            // elsewhere (only what the change brings is judged)
+            check_record(&legacy, TODAY).unwrap();
+            let mut edited = legacy.clone();
+            edited.insert("gender".into(), json!("female"));
+            change(&legacy, &edited).unwrap();
+            let mut renamed = legacy.clone();
+            renamed["name"][0]["given"] = json!(["Ann"]);
+            change(&legacy, &renamed).unwrap();
+            // the same value brought in by a change is refused
+            assert_eq!(change(&empty, &legacy).unwrap_err().code, code, "{bad}");
+            assert_eq!(
+                change(&ok, &with(bad.clone())).unwrap_err().code,
+                code,
+                "{bad}"
+            );
+        }
+        // a second title brought in next to a stored upper-case one is judged on its own
+        let legacy = with(json!({"id": "n", "use": "usual", "family": "Smith", "prefix": ["MR"]}));
+        let more =
+            with(json!({"id": "n", "use": "usual", "family": "Smith", "prefix": ["MR", "DR"]}));
         assert_eq!(
-            check_record(&d, TODAY).unwrap_err().code,
-            UnsupportedCharacters
+            change(&legacy, &more).unwrap_err().diagnostics.unwrap(),
+            "Invalid value - 'DR' in field 'name/0/prefix/1'"
         );
-        let d = doc(json!({"name": [{"use": "usual", "family": "Smith", "prefix": ["MRS"]}]}));
-        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidValue);
-        let d = doc(json!({"name": [{"use": "usual", "family": "Smith", "suffix": ["mbe"]}]}));
-        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidValue);
+    }
+
+    #[test]
+    fn other_values_a_change_brings_are_checked_and_stored_ones_are_not() {
+        let cases = [
+            json!({"telecom": [{"id": "t", "system": "email", "value": "not-an-email"}]}),
+            json!({"extension": [{"url": COMMUNICATION_URL, "extension": [{"url": "language",
+                "valueCodeableConcept": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage", "code": "en"}]}}]}]}),
+            json!({"extension": [{"url": CONTACT_PREFERENCE_URL, "extension": [{"url": "PreferredContactTimes", "valueString": "mornings"}]}]}),
+            json!({"address": [{"id": "a", "use": "temp", "text": "Second Home", "period": {"start": "2020-01-01"}}]}),
+            json!({"address": [{"id": "a", "use": "temp", "period": {"start": "2020-01-01", "end": "2020-02-01"}}]}),
+            json!({"deceasedDateTime": "2020-01-01T00:00:00+00:00", "birthDate": "2000-01-01"}),
+        ];
+        for legacy in cases {
+            let legacy = doc(legacy);
+            check_record(&legacy, TODAY).unwrap();
+            let mut edited = legacy.clone();
+            edited.insert("multipleBirthInteger".into(), json!(1));
+            change(&legacy, &edited).unwrap();
+            assert!(change(&doc(json!({})), &legacy).is_err(), "{legacy:?}");
+        }
     }
 
     #[test]
@@ -867,7 +995,12 @@ mod tests {
         let d = doc(
             json!({"birthDate": "2000-01-01", "deceasedDateTime": "2020-01-01T00:00:00+00:00"}),
         );
-        assert_eq!(check_record(&d, TODAY).unwrap_err().code, InvalidUpdate);
+        assert_eq!(
+            change(&doc(json!({"birthDate": "2000-01-01"})), &d)
+                .unwrap_err()
+                .code,
+            InvalidUpdate
+        );
         let d = doc(
             json!({"birthDate": "2000-01-01", "deceasedDateTime": "1999-01-01", "extension": [status("1")]}),
         );
@@ -931,7 +1064,10 @@ mod tests {
             json!({"address": [{"use": "temp", "id": "a", "text": "Second Home", "period": {"start": "2020-01-01"}}]}),
         );
         assert_eq!(
-            check_record(&d, TODAY).unwrap_err().diagnostics.unwrap(),
+            change(&doc(json!({})), &d)
+                .unwrap_err()
+                .diagnostics
+                .unwrap(),
             "Missing value - 'address/0/period/end'"
         );
         let d = doc(
@@ -954,19 +1090,18 @@ mod tests {
             today: TODAY,
         })
         .unwrap();
+        // nor is a period the change did not bring (it changed the postcode only)
         let new = doc(
             json!({"address": [{"use": "home", "id": "a", "period": {"start": "2030-01-01"}, "postalCode": "LS1 1AA"}]}),
         );
-        let e = check_change(&Change {
-            old: &old,
-            new: &new,
-            role: Role::HealthcareWorker,
-            today: TODAY,
-        })
-        .unwrap_err();
+        change(&old, &new).unwrap();
+        // a period it brings is
+        let new = doc(
+            json!({"address": [{"use": "home", "id": "a", "period": {"start": "2030-01-02"}}]}),
+        );
         assert_eq!(
-            e.diagnostics.unwrap(),
-            "Invalid value - '2030-01-01' in field 'address/0/period/start'"
+            change(&old, &new).unwrap_err().diagnostics.unwrap(),
+            "Invalid value - '2030-01-02' in field 'address/0/period/start'"
         );
     }
 }

@@ -83,10 +83,9 @@ fn to_pds_error(error: &ValidationError<'_>, strip: &str) -> PdsError {
                     }
                 })
                 .collect();
-            PdsError::invalid_update(format!(
-                "Update unsupported for resource - '{}'",
-                names.join("', '")
-            ))
+            // PDS: ADDITIONAL_PROPERTIES — "sending a patient post and attempting to include
+            // 'pets', which is not an allowed field within the patient resource"
+            additional_properties(&names)
         }
         ValidationErrorKind::MaxItems { limit } => PdsError::new(
             ErrorCode::TooManyValues,
@@ -98,6 +97,20 @@ fn to_pds_error(error: &ValidationError<'_>, strip: &str) -> PdsError {
         ),
         _ => PdsError::invalid_value(&instance, field),
     }
+}
+
+/// 400 ADDITIONAL_PROPERTIES naming the unexpected properties, in the words PDS uses for them.
+pub fn additional_properties(names: &[String]) -> PdsError {
+    let quoted = names
+        .iter()
+        .map(|n| format!("'{}'", clip(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let verb = if names.len() == 1 { "was" } else { "were" };
+    PdsError::new(
+        ErrorCode::AdditionalProperties,
+        format!("Invalid request with error - Additional properties are not allowed ({quoted} {verb} unexpected)"),
+    )
 }
 
 /// A value as quoted in a message: strings bare, anything else as compact JSON.
@@ -138,8 +151,19 @@ mod tests {
         let mut p = minimal();
         p["pets"] = json!(["cat"]);
         let e = s.check_patient(&p).unwrap_err();
-        assert_eq!(e.code, ErrorCode::InvalidUpdate);
-        assert!(e.diagnostics.unwrap().contains("'pets'"));
+        assert_eq!(e.code, ErrorCode::AdditionalProperties);
+        assert_eq!(
+            e.diagnostics.unwrap(),
+            "Invalid request with error - Additional properties are not allowed ('pets' was unexpected)"
+        );
+        let mut p = minimal();
+        p["name"] = json!([{"use": "usual", "family": "X", "pets": 1}]);
+        assert!(s
+            .check_patient(&p)
+            .unwrap_err()
+            .diagnostics
+            .unwrap()
+            .contains("'name/0/pets'"));
 
         let mut p = minimal();
         p["name"] =

@@ -85,9 +85,9 @@ async fn commit_allocating(
     tag = "Identity",
     security((), ("bearer" = [])),
     summary = "Create a patient and allocate an NHS number",
-    description = "A Patient in PDS's create shape (usual name, gender, birth date, home address; optional telecom etc.; no id, identifier or meta). First a duplicate check — a fuzzy trace on family, given name, birth date and gender; a record scoring at least 0.9 is a likely match: one → 200 OperationOutcome SINGLE_MATCH naming its NHS number, several → 200 MULTIPLE_MATCHES. Otherwise 201 with the new Patient (version 1, ETag, Location) under an NHS number from the configured allocation range, allocated in the same transaction as the record and never reused. A retry with the same X-Request-ID returns the first answer and allocates nothing.",
+    description = "A Patient in PDS's create shape (usual name, home address, gender, birth date and the UKCore-RegisteringAuthority extension, which is checked and not stored; optional telecom etc.; no id, identifier or meta). Missing fields are reported in PDS's order (name, address, gender, birthDate, extension); an unknown property is 400 ADDITIONAL_PROPERTIES. First a duplicate check — a fuzzy trace on family, given name, birth date and gender; a record scoring at least 0.9 is a likely match: one → 200 OperationOutcome SINGLE_MATCH naming its NHS number, several → 200 MULTIPLE_MATCHES. Otherwise 201 with the new Patient (version 1, ETag, Location) under an NHS number from the configured allocation range, allocated in the same transaction as the record and never reused. A retry with the same X-Request-ID returns the first answer and allocates nothing.",
     params(docs::RequestHeaders),
-    request_body(content = docs::Patient, content_type = "application/fhir+json", example = json!(docs::example_create())),
+    request_body(content = docs::PatientCreateRequest, content_type = "application/fhir+json", example = json!(docs::example_create())),
     responses(
         (status = 201, description = "Created", body = docs::Patient, content_type = "application/fhir+json",
             headers(("ETag" = String, description = "`W/\"1\"`"), ("Location" = String, description = "The new record's URL"))),
@@ -122,7 +122,7 @@ pub async fn create(
     };
     let new = {
         let mut new_id = new_object_id;
-        identity::new_patient(&body, caller.role, today(), &mut new_id, &app.schemas)?
+        identity::new_patient(&body, caller.role, today(), &mut new_id, &app.schemas, true)?
     };
     match likely_duplicates(&app, caller.role, &new)?.as_slice() {
         [] => {}
@@ -221,7 +221,14 @@ pub async fn change_identity(
             today: today(),
             new_id: &mut new_id,
         };
-        let new = identity::new_patient(&data, caller.role, ctx.today, ctx.new_id, &app.schemas)?;
+        let new = identity::new_patient(
+            &data,
+            caller.role,
+            ctx.today,
+            ctx.new_id,
+            &app.schemas,
+            false,
+        )?;
         // the new identity is as protected as the old one
         let new = match Label::of(&old) {
             Some(label) if label != Label::Unrestricted => identity::with_label(&new, label),

@@ -29,6 +29,10 @@ pub mod docs {
     #[derive(ToSchema)]
     pub struct PatchRequest {}
 
+    /// PDS's create request (replaced by [`super::create_request_schema`]).
+    #[derive(ToSchema)]
+    pub struct PatientCreateRequest {}
+
     #[derive(Deserialize, IntoParams)]
     #[into_params(parameter_in = Path)]
     #[allow(dead_code)]
@@ -228,7 +232,11 @@ pub mod docs {
             "name": [{"use": "usual", "given": ["Imogen"], "family": "Hartley", "prefix": ["Ms"]}],
             "gender": "female", "birthDate": "2026-11-20",
             "address": [{"use": "home", "line": ["12 Rosemary Lane", "Ripon"], "postalCode": "HG4 1AA"}],
-            "telecom": [{"system": "phone", "use": "mobile", "value": "07700900777"}]})
+            "telecom": [{"system": "phone", "use": "mobile", "value": "07700900777"}],
+            "extension": [{"url": crate::domain::create_request::REGISTERING_AUTHORITY_URL, "extension": [
+                {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [
+                    {"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
+                {"url": "organisationIdentifier", "valueString": "Y12345"}]}]})
     }
 
     pub fn example_single_match() -> Value {
@@ -354,7 +362,7 @@ pub mod docs {
           super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit,
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
           super::ping),
-    components(schemas(docs::Patient, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
+    components(schemas(docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),
@@ -426,6 +434,7 @@ pub fn openapi_json() -> Value {
     let schemas = doc["components"]["schemas"]
         .as_object_mut()
         .expect("components.schemas");
+    schemas.insert("PatientCreateRequest".into(), create_request_schema());
     for (name, text) in [
         ("Patient", PATIENT_SCHEMA),
         ("OperationOutcome", OPERATION_OUTCOME_SCHEMA),
@@ -435,6 +444,30 @@ pub fn openapi_json() -> Value {
         hoist(name, schema, schemas);
     }
     doc
+}
+
+/// PDS's create request: the stored Patient's parts (by reference), the fields PDS requires,
+/// and the extensions of [`crate::domain::create_request::EXTENSIONS`] (the registering
+/// authority required).
+pub fn create_request_schema() -> Value {
+    use crate::domain::create_request::EXTENSIONS;
+    let part = |def: &str| json!({"$ref": format!("#/components/schemas/Patient.{def}")});
+    let urls: Vec<&str> = EXTENSIONS.iter().map(|(u, _)| *u).collect();
+    json!({"type": "object",
+        "description": "A new patient in PDS's create shape: a usual name, a home address, gender, birth date and the UKCore-RegisteringAuthority extension; no id, identifier or meta (the service allocates the NHS number). Communication and contact preference extensions are stored; the registering authority and PDS's not-persisted extensions (birth sex, ethnic category, place of birth, …) are checked and not stored.",
+        "required": ["name", "address", "gender", "birthDate", "extension"],
+        "properties": {
+            "resourceType": {"const": "Patient"},
+            "name": {"type": "array", "minItems": 1, "items": part("name")},
+            "gender": {"enum": ["male", "female", "unknown"]},
+            "birthDate": part("date"),
+            "address": {"type": "array", "minItems": 1, "items": part("address")},
+            "telecom": {"type": "array", "items": part("telecom")},
+            "extension": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["url"],
+                "properties": {"url": {"enum": urls}}}},
+        },
+        "example": docs::example_create(),
+    })
 }
 
 /// Puts a JSON Schema into `components.schemas` as `name`, its `$defs` beside it as

@@ -84,6 +84,7 @@ async fn bad_tokens_are_refused_even_in_sandbox_mode() {
     }
     // a token from another database's sandbox key is not valid here
     let other = tempfile::tempdir().unwrap();
+    Server::demo(&other).stop();
     let foreign = mint(&other.path().join("pds.redb"), "back-office", &[]);
     let r = api
         .send(

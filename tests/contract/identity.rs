@@ -8,7 +8,17 @@ use crate::helpers::*;
 fn new_patient(given: &str, family: &str, birth: &str) -> Value {
     json!({"resourceType": "Patient", "name": [{"use": "usual", "given": [given], "family": family}],
         "gender": "female", "birthDate": birth,
-        "address": [{"use": "home", "line": ["4 Foundry Yard", "Ripon"], "postalCode": "HG4 1BB"}]})
+        "address": [{"use": "home", "line": ["4 Foundry Yard", "Ripon"], "postalCode": "HG4 1BB"}],
+        "extension": [registering_authority()]})
+}
+
+/// PDS's create request names who registers the patient (UKCore-RegisteringAuthority).
+fn registering_authority() -> Value {
+    json!({"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-RegisteringAuthority",
+        "extension": [
+            {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [
+                {"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
+            {"url": "organisationIdentifier", "valueString": "Y12345"}]})
 }
 
 async fn create_with(api: &Api, body: &Value, rid: &str) -> Reply {
@@ -103,6 +113,7 @@ async fn multiple_matches() {
     let db = dir.path().join("pds.redb");
     let twin = |id: &str| {
         let mut p = new_patient("Harriet", "Quarmby", "1999-03-03");
+        p.as_object_mut().unwrap().remove("extension"); // a stored record, not a create request
         p["id"] = json!(id);
         p["identifier"] = json!([ident(id)]);
         p
