@@ -155,7 +155,7 @@ mod tests {
             json!({"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-BirthSex"});
         assert_eq!(
             stored_extensions(&[authority(), language.clone(), sex], true).unwrap(),
-            [language.clone()]
+            std::slice::from_ref(&language)
         );
         assert_eq!(
             stored_extensions(&[], true)
@@ -164,7 +164,7 @@ mod tests {
                 .unwrap(),
             "Missing value - 'extension'"
         );
-        assert!(stored_extensions(&[language.clone()], true).is_err());
+        assert!(stored_extensions(std::slice::from_ref(&language), true).is_err());
         assert!(stored_extensions(&[language], false).is_ok());
         let mut bad = authority();
         bad["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] = json!("z");
