@@ -105,6 +105,13 @@ impl PatchRequest {
     }
 }
 
+impl PatchRequest {
+    /// Only `test` operations: a request that asserts and changes nothing.
+    pub fn is_test_only(&self) -> bool {
+        self.ops.iter().all(|op| op.kind == OpKind::Test)
+    }
+}
+
 impl Op {
     /// An operation the service writes itself (`path` must be a valid pointer).
     pub fn new(kind: OpKind, path: &str, value: Option<Value>) -> Op {

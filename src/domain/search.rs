@@ -214,7 +214,10 @@ impl SearchQuery {
             .filter(|(k, v)| !k.is_empty() && !v.is_empty())
             .collect();
         if pairs.is_empty() {
-            return Err(PdsError::bare(ErrorCode::UnsupportedService));
+            return Err(PdsError::new(
+                ErrorCode::UnsupportedService,
+                "Invalid request with error - a search needs query parameters: at least family and birthdate (or a fuzzy search's combination)",
+            ));
         }
         let mut unknown: Vec<&str> = Vec::new();
         for (k, _) in &pairs {
@@ -345,7 +348,7 @@ impl SearchQuery {
         if births.is_empty() {
             return Err(PdsError::new(
                 ErrorCode::MissingValue,
-                "Missing value - 'birth_date/birth_date_range_start/birth_date_range_end'",
+                "Missing value - 'birthdate' (a search needs a birth date, birthdate=yyyy-mm-dd, or a range with ge and le)",
             ));
         }
         let family = family.map(|f| Term::new(f, false));
@@ -786,7 +789,7 @@ mod tests {
         );
         assert_eq!(
             code("gender=female").1.unwrap(),
-            "Missing value - 'birth_date/birth_date_range_start/birth_date_range_end'"
+            "Missing value - 'birthdate' (a search needs a birth date, birthdate=yyyy-mm-dd, or a range with ge and le)"
         );
         assert_eq!(
             code("email=a@example.com&phone=01632960000").0,

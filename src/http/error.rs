@@ -33,9 +33,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => ApiError::bare(ErrorCode::ResourceNotFound),
-            StoreError::VersionConflict { .. } => {
-                ApiError::bare(ErrorCode::ResourceVersionMismatch)
-            }
+            StoreError::VersionConflict {
+                expected, current, ..
+            } => ApiError(super::patient::version_mismatch(expected, current)),
             StoreError::RequestIdReused(id) => super::idempotency::reused(&id),
             StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_) => {
                 ApiError::new(ErrorCode::InvalidValue, e.to_string())

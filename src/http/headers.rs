@@ -53,20 +53,44 @@ pub fn request_id(headers: &HeaderMap) -> Result<RequestId, PdsError> {
     Ok(RequestId(text.into_owned()))
 }
 
-/// The version an update expects, from `If-Match: W/"<n>"`; missing or malformed → 412.
+/// The version an update expects, from `If-Match: W/"<n>"`; missing or malformed → 412, saying
+/// which of the two it was.
 pub fn if_match(headers: &HeaderMap) -> Result<Version, PdsError> {
-    let precondition = || {
-        PdsError::new(
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Err(PdsError::new(
             ErrorCode::PreconditionFailed,
             "Invalid request with error - If-Match header must be supplied to update this resource",
-        )
+        ));
     };
-    let value = headers
-        .get(axum::http::header::IF_MATCH)
-        .ok_or_else(precondition)?;
-    let text = value.to_str().map_err(|_| precondition())?;
-    Version::parse_if_match(text).ok_or_else(precondition)
+    let text = String::from_utf8_lossy(value.as_bytes());
+    Version::parse_if_match(&text).ok_or_else(|| {
+        PdsError::new(
+            ErrorCode::PreconditionFailed,
+            format!(
+                "Invalid request with error - If-Match header '{}' is not of the form W/\"<version>\"; send the ETag of the record as returned, e.g. W/\"2\"",
+                crate::domain::outcome::clip(&text)
+            ),
+        )
+    })
 }
+
+/// 400 UNSUPPORTED_SERVICE for a body of the wrong media type, saying which ones are accepted.
+pub fn unsupported_content_type(headers: &HeaderMap, accepted: &str) -> PdsError {
+    let got = match media_type(headers).as_str() {
+        "" => "none".to_string(),
+        t => format!("'{}'", crate::domain::outcome::clip(t)),
+    };
+    PdsError::new(
+        ErrorCode::UnsupportedService,
+        format!("Invalid request with error - the Content-Type must be {accepted}; it was {got}"),
+    )
+}
+
+/// What a PATCH body may be sent as.
+pub const PATCH_CONTENT_TYPES: &str =
+    "application/json-patch+json (application/json is accepted too)";
+/// What a resource or Parameters body may be sent as.
+pub const FHIR_CONTENT_TYPES: &str = "application/fhir+json or application/json";
 
 /// The media type of the request body: `Content-Type` without parameters, lower case.
 fn media_type(headers: &HeaderMap) -> String {

@@ -120,7 +120,10 @@ pub fn read_json_body(
     name: &str,
 ) -> Result<Result<(serde_json::Value, [u8; 32]), Response>, ApiError> {
     if !super::headers::is_fhir_json_content_type(headers) {
-        return Err(ApiError::bare(ErrorCode::UnsupportedService));
+        return Err(ApiError(super::headers::unsupported_content_type(
+            headers,
+            super::headers::FHIR_CONTENT_TYPES,
+        )));
     }
     let bytes = body.map_err(super::patient::body_rejection)?;
     let fingerprint = fingerprint(caller, "POST", name, "", &bytes);

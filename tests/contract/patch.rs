@@ -98,13 +98,18 @@ async fn if_match_rules() {
                 Some(body.clone()),
             )
             .await;
-        r.expect(412, "PRECONDITION_FAILED");
+        // it was supplied: the message says what is wrong with it instead
+        r.expect(412, "PRECONDITION_FAILED").expect_diagnostics(&format!(
+            "Invalid request with error - If-Match header '{bad}' is not of the form W/\"<version>\"; send the ETag of the record as returned, e.g. W/\"2\""
+        ));
     }
+    // a stale version: the message names the current one
     let r = api
         .patch(FULL, 7, serde_json::from_str(&body).unwrap())
         .await;
-    r.expect(409, "RESOURCE_VERSION_MISMATCH");
-    assert_eq!(r.diagnostics(), None);
+    r.expect(409, "RESOURCE_VERSION_MISMATCH").expect_diagnostics(
+        "Invalid update with error - the If-Match version W/\"7\" is not the current version, W/\"1\": read the record again and re-apply the change to it",
+    );
     assert_eq!(api.get_patient(FULL).await.version(), 1, "nothing applied");
 }
 
@@ -127,9 +132,11 @@ async fn content_types_and_body_shapes() {
         if let Some(ct) = ct {
             headers.push(("Content-Type", ct));
         }
+        let got = ct.map_or("none".to_string(), |c| format!("'{c}'"));
         api.send("PATCH", &path, &headers, Some(body.clone()))
             .await
-            .expect(400, "UNSUPPORTED_SERVICE");
+            .expect(400, "UNSUPPORTED_SERVICE")
+            .expect_diagnostics(&format!("Invalid request with error - the Content-Type must be application/json-patch+json (application/json is accepted too); it was {got}"));
     }
     // application/json is accepted, as PDS's sandbox does, and so is a bare JSON Patch array
     let r = api
@@ -186,6 +193,14 @@ async fn content_types_and_body_shapes() {
     .await
     .expect(400, "INVALID_UPDATE")
     .expect_diagnostics("Invalid update with error - Update unsupported for resource - 'pets'");
+    // an unknown property inside a value is one the Patient does not allow (PDS's code)
+    api.patch(
+        FULL,
+        2,
+        json!({"patches": [{"op": "add", "path": "/telecom/-", "value": {"system": "phone", "use": "temp", "value": "07700900123", "pets": "cat"}}]}),
+    )
+    .await
+    .expect(400, "ADDITIONAL_PROPERTIES");
     // extra keys beside `patches` (PDS clients send `correction`) are tolerated
     let r = api.patch(FULL, 2, json!({"patches": [{"op": "replace", "path": "/gender", "value": "female"}], "correction": false})).await;
     assert_eq!(r.status, 200, "{}", r.body);

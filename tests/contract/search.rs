@@ -134,7 +134,7 @@ async fn validation_order_and_codes() {
         ("family=Smith&birthdate=20101022", 400, "INVALID_VALUE", Some("Invalid value - '20101022' in field 'birthdate'")),
         ("family=Smith&birthdate=2010-10-22&death-date=2010-13-01", 400, "INVALID_VALUE", Some("Invalid value - '2010-13-01' in field 'death-date'")),
         ("family=Smith&gender=mal&birthdate=2010-10-22", 400, "INVALID_VALUE", Some("Invalid value - 'mal' in field 'gender'")),
-        ("gender=female", 400, "MISSING_VALUE", Some("Missing value - 'birth_date/birth_date_range_start/birth_date_range_end'")),
+        ("gender=female", 400, "MISSING_VALUE", Some("Missing value - 'birthdate' (a search needs a birth date, birthdate=yyyy-mm-dd, or a range with ge and le)")),
         ("email=a@example.com&phone=01632960587", 400, "MISSING_VALUE", None),
         ("birthdate=2010-10-22", 400, "INVALID_SEARCH_DATA", Some("Invalid search data provided - 'No searches were performed as the search criteria did not meet the minimum requirements'")),
         ("family=Smith&birthdate=2010-10-22&address-postcode=LS1&address-postalcode=LS1", 400, "INVALID_SEARCH_DATA", None),
