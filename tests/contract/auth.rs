@@ -138,6 +138,84 @@ async fn secured_mode_requires_a_token() {
     assert!(!Path::new(&format!("{}.jwt-dev-key", server.db.display())).exists());
 }
 
+#[tokio::test]
+async fn tokens_are_held_to_their_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "another-shared-secret-of-32-bytes-or-more";
+    let server = Server::start(
+        &dir.path().join("pds.redb"),
+        &[
+            "--demo",
+            "--jwt-hs256-secret",
+            secret,
+            "--jwt-audience",
+            "pds-test",
+            "--jwt-max-ttl",
+            "8h",
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let hcw = "urn:nhsd:apim:user-nhs-cis2:aal3:personal-demographics-service";
+    let status = |claims: serde_json::Value| {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        let api = Api {
+            token: Some(token),
+            ..server.api()
+        };
+        async move { api.get_patient(FULL).await.status }
+    };
+    assert_eq!(
+        status(json!({"sub": "dr", "scope": hcw, "exp": now + 60, "aud": "pds-test"})).await,
+        200
+    );
+    for (bad, why) in [
+        (
+            json!({"sub": "dr", "scope": hcw, "exp": now + 60}),
+            "no aud",
+        ),
+        (
+            json!({"sub": "dr", "scope": hcw, "exp": now + 60, "aud": "other"}),
+            "another aud",
+        ),
+        (
+            json!({"sub": "", "scope": hcw, "exp": now + 60, "aud": "pds-test"}),
+            "empty sub",
+        ),
+        (
+            json!({"sub": "dr", "scope": hcw, "exp": now as f64 + 60.5, "aud": "pds-test"}),
+            "fractional exp",
+        ),
+        (
+            json!({"sub": "dr", "scope": hcw, "exp": format!("{}", now + 60), "aud": "pds-test"}),
+            "string exp",
+        ),
+        (
+            json!({"sub": "dr", "scope": hcw, "exp": now + 9 * 3600, "aud": "pds-test"}),
+            "beyond --jwt-max-ttl",
+        ),
+    ] {
+        assert_eq!(status(bad).await, 401, "{why}");
+    }
+    // scopes are separated by single spaces: a tab joins two into one unknown scope
+    let joined = format!("openid\t{hcw}");
+    assert_eq!(
+        status(json!({"sub": "dr", "scope": joined, "exp": now + 60, "aud": "pds-test"})).await,
+        403
+    );
+    assert_eq!(
+        status(json!({"sub": "dr", "scope": format!("openid {hcw}"), "exp": now + 60, "aud": "pds-test"})).await,
+        200
+    );
+}
+
 fn openssl(args: &[&str], dir: &Path) {
     let ok = Command::new("openssl")
         .args(args)

@@ -310,3 +310,50 @@ fn an_import_killed_midway_leaves_nothing_of_its_file() {
     let (ok, out) = import(&db, &[data.to_str().unwrap()]);
     assert!(ok && out.contains("summary: 12000 loaded"), "{out}");
 }
+
+#[test]
+fn token_refuses_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nowhere.redb");
+    let out = Command::new(BIN)
+        .args(["token", "--role", "back-office", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no token printed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "no key file or database was created"
+    );
+}
+
+#[test]
+fn printing_commands_stop_quietly_when_the_reader_goes() {
+    for args in [&["openapi"][..], &["generate", "--count", "200000"][..]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // read a little, then close the pipe
+        {
+            use std::io::Read;
+            let mut first = [0u8; 10];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut first)
+                .unwrap();
+        }
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -209,6 +209,33 @@ pub fn check_indexes(db: &Path) -> (bool, String) {
     )
 }
 
+/// Loads records into a database with `pds-facade import` (one NDJSON file), asserting success.
+pub fn import(db: &Path, records: &[Value]) {
+    let file = db.with_extension(format!("{}.ndjson", uuid::Uuid::new_v4().simple()));
+    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = Command::new(BIN)
+        .args(["import", "--db"])
+        .arg(db)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A valid NHS number for test fixtures: the `i`-th valid number from prefix `base`.
+pub fn nhs_from(base: u64, i: usize) -> String {
+    (base..)
+        .filter_map(pds_facade::domain::NhsNumber::from_prefix)
+        .nth(i)
+        .unwrap()
+        .to_string()
+}
+
 /// `pds-facade token --role ROLE --db DB [extra]`.
 pub fn mint(db: &Path, role: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -302,6 +329,34 @@ impl Api {
             Some(body.to_string()),
         )
         .await
+    }
+
+    /// POST of a JSON body with the FHIR content type and the given X-Request-ID.
+    pub async fn post_with(&self, path: &str, body: &Value, rid: &str) -> Reply {
+        self.send(
+            "POST",
+            path,
+            &[
+                ("X-Request-ID", rid),
+                ("Content-Type", "application/fhir+json"),
+            ],
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// A back-office operation (`$merge`, …) with `Parameters` made of `params`.
+    pub async fn operation(&self, name: &str, params: Value) -> Reply {
+        let body = json!({"resourceType": "Parameters", "parameter": params});
+        self.post_with(&format!("/Patient/{name}"), &body, &request_id())
+            .await
+    }
+
+    /// PATCH at the record's current version with a reason beside the patches.
+    pub async fn patch_current_because(&self, id: &str, patches: Value, reason: &str) -> Reply {
+        let v = self.get_patient(id).await.version();
+        self.patch(id, v, json!({ "patches": patches, "reason": reason }))
+            .await
     }
 
     /// PATCH at the record's current version.

@@ -516,3 +516,95 @@ async fn gp_registration_is_corrected_by_the_back_office() {
         "Y04680"
     );
 }
+
+/// PDS's create request as its specification documents it (our own patient): a usual name with
+/// a title and a period, a home address with a period and a UPRN address key, a telecom with a
+/// period, and the registering authority extension PDS requires.
+fn pds_create_request() -> Value {
+    json!({
+        "name": [{"use": "usual", "given": ["Edith"], "family": "Blackwood", "prefix": ["Mrs"],
+                  "period": {"start": "1986-07-01"}}],
+        "address": [{"line": ["7 Alder Court", "Boar Lane", "City Centre", "Leeds", "West Yorkshire"],
+                     "period": {"start": "2020-01-01"}, "postalCode": "LS1 6AE", "use": "home",
+                     "extension": [{"extension": [
+                         {"url": "type", "valueCoding": {"code": "UPRN", "system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-AddressKeyType"}},
+                         {"url": "value", "valueString": "100023336956"}],
+                         "url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AddressKey"}]}],
+        "gender": "female",
+        "birthDate": "1982-07-10",
+        "telecom": [{"use": "home", "system": "phone", "value": "01632960123",
+                     "period": {"start": "2020-01-02", "end": "2021-01-02"}}],
+        "extension": [registering_authority()],
+        "resourceType": "Patient"
+    })
+}
+
+#[tokio::test]
+async fn create_takes_the_request_pds_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let r = create(&api, &pds_create_request()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // the registering authority says who registers the patient: checked, not stored
+    assert!(r.body.get("extension").is_none(), "{}", r.body);
+    assert_eq!(r.body["address"][0]["postalCode"], "LS1 6AE");
+    // without it, refused as PDS refuses it: the extension is missing
+    let mut without = pds_create_request();
+    without.as_object_mut().unwrap().remove("extension");
+    create(&api, &without)
+        .await
+        .expect(400, "MISSING_VALUE")
+        .expect_diagnostics("Missing value - 'extension'");
+    let mut other = pds_create_request();
+    other["extension"] = json!([{"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSCommunication",
+        "extension": [{"url": "language", "valueCodeableConcept": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-HumanLanguage", "code": "fr"}]}}]}]);
+    create(&api, &other).await.expect(400, "MISSING_VALUE");
+    let mut bad = pds_create_request();
+    bad["extension"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] = json!("zz");
+    create(&api, &bad).await.expect(400, "INVALID_VALUE");
+    // an unknown property is ADDITIONAL_PROPERTIES (PDS's own example: 'pets')
+    let mut pets = pds_create_request();
+    pets["pets"] = json!("cat");
+    create(&api, &pets)
+        .await
+        .expect(400, "ADDITIONAL_PROPERTIES")
+        .expect_diagnostics(
+            "Invalid request with error - Additional properties are not allowed ('pets' was unexpected)",
+        );
+    let mut nested = pds_create_request();
+    nested["name"][0]["pets"] = json!("cat");
+    create(&api, &nested)
+        .await
+        .expect(400, "ADDITIONAL_PROPERTIES");
+    // missing fields come in PDS's order: name, address, gender, birthDate
+    create(&api, &json!({"bananas": "in pyjamas"}))
+        .await
+        .expect(400, "MISSING_VALUE")
+        .expect_diagnostics("Missing value - 'name'");
+    // and an operation's Parameters with a member it does not have
+    let bo = server.api_as("back-office");
+    let r = bo
+        .post_with(
+            "/Patient/$invalidate",
+            &json!({"resourceType": "Parameters", "pets": "cat", "parameter": [
+                {"name": "nhs-number", "valueIdentifier": ident(FULL)},
+                {"name": "reason", "valueString": "x"}]}),
+            &request_id(),
+        )
+        .await;
+    r.expect(400, "ADDITIONAL_PROPERTIES");
+    let r = bo
+        .operation(
+            "$invalidate",
+            json!([{"name": "nhs-number", "valueIdentifier": ident(FULL), "pets": "cat"},
+                   {"name": "reason", "valueString": "x"}]),
+        )
+        .await;
+    r.expect(400, "ADDITIONAL_PROPERTIES");
+    assert_eq!(
+        server.api().get_patient(FULL).await.status,
+        200,
+        "nothing invalidated"
+    );
+}

@@ -589,3 +589,105 @@ async fn concurrent_updates_with_the_same_version_apply_once() {
     );
     assert_eq!(api.get_patient(FULL).await.version(), 2);
 }
+
+#[tokio::test]
+async fn records_pds_holds_with_old_style_values_load_and_take_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let nhs = nhs_from(999_258_000, 0);
+    // as PDS holds them: upper-case titles, a lower-case suffix, an e-mail and a contact time
+    // today's rules would not let a change bring in
+    let legacy = json!({"resourceType": "Patient", "id": nhs,
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}],
+        "name": [{"id": "N1", "use": "usual", "family": "OAKENSHAW", "given": ["ALBERT"], "prefix": ["MR"], "suffix": ["esq"]},
+                 {"id": "N2", "use": "maiden", "family": "OAKENSHAW", "prefix": ["MRS"]}],
+        "gender": "male", "birthDate": "1931-03-03",
+        "telecom": [{"id": "T1", "system": "email", "value": "a@b.c"}],
+        "extension": [{"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ContactPreference",
+            "extension": [{"url": "PreferredContactTimes", "valueString": "mornings"}]}]});
+    import(&db, std::slice::from_ref(&legacy));
+    let server = Server::start(&db, &[]);
+    let api = server.api();
+    // served as stored
+    let r = api.get_patient(&nhs).await;
+    assert_eq!(r.body["name"][0]["prefix"], json!(["MR"]));
+    assert_eq!(r.body["name"][1]["prefix"], json!(["MRS"]));
+    // a change elsewhere is judged on what it brings
+    let r = api
+        .patch(
+            &nhs,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "female"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
+        .patch(
+            &nhs,
+            2,
+            json!({"patches": [{"op": "replace", "path": "/name/0/id", "value": "N1"},
+            {"op": "replace", "path": "/name/0/given/0", "value": "Albert"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["name"][0]["prefix"], json!(["MR"]), "kept as stored");
+    // but a value it brings in meets today's rules
+    api.patch(
+        &nhs,
+        3,
+        json!({"patches": [{"op": "add", "path": "/name/-",
+        "value": {"use": "nickname", "family": "Oakenshaw", "prefix": ["DR"]}}]}),
+    )
+    .await
+    .expect(400, "INVALID_VALUE")
+    .expect_diagnostics("Invalid value - 'DR' in field 'name/2/prefix/0'");
+    api.patch(
+        &nhs,
+        3,
+        json!({"patches": [{"op": "add", "path": "/telecom/-",
+        "value": {"system": "email", "use": "work", "value": "x@y"}}]}),
+    )
+    .await
+    .expect(400, "INVALID_VALUE");
+    assert_eq!(api.get_patient(&nhs).await.version(), 3);
+}
+
+#[tokio::test]
+async fn a_patch_of_only_tests_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let (api, bo) = (server.api(), server.api_as("back-office"));
+    let r = api
+        .patch(
+            FULL,
+            1,
+            json!({"patches": [{"op": "test", "path": "/gender", "value": "female"},
+            {"op": "test", "path": "/name/0/id", "value": "N1"}]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.header("etag")),
+        (200, Some("W/\"1\"")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.version(), 1);
+    let audit = bo.get(&format!("/_audit?patient={FULL}")).await;
+    assert_eq!(audit.body["total"], 0, "no audit entry: {}", audit.body);
+    // a failing test is still an error, and a real change with an equal value is a change
+    api.patch(
+        FULL,
+        1,
+        json!({"patches": [{"op": "test", "path": "/gender", "value": "male"}]}),
+    )
+    .await
+    .expect(400, "INVALID_UPDATE");
+    let r = api
+        .patch(
+            FULL,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "female"}]}),
+        )
+        .await;
+    assert_eq!((r.status, r.version()), (200, 2));
+}
