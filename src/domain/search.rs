@@ -21,7 +21,7 @@ use super::view::{self, Element};
 /// The record element each matching parameter reads, so that the restricted view decides what
 /// a search may match on ([`SearchQuery::excludes_restricted_for`]).
 #[rustfmt::skip]
-pub const PARAMETER_ELEMENTS: [(&str, Element); 10] = [
+pub const PARAMETER_ELEMENTS: [(&str, Element<'static>); 10] = [
     ("family",               Element::Field("name")),
     ("given",                Element::Field("name")),
     ("gender",               Element::Field("gender")),
@@ -400,7 +400,7 @@ impl SearchQuery {
     }
 
     /// The record elements this query reads (see [`PARAMETER_ELEMENTS`]).
-    pub fn elements(&self) -> Vec<Element> {
+    pub fn elements(&self) -> Vec<Element<'static>> {
         let used = [
             ("family", self.family.is_some()),
             ("given", !self.given.is_empty()),

@@ -25,9 +25,9 @@ use super::role::Role;
 
 /// A part of a Patient the view decides on: a top-level field, or a top-level extension by url.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Element {
-    Field(&'static str),
-    Extension(&'static str),
+pub enum Element<'a> {
+    Field(&'a str),
+    Extension(&'a str),
 }
 
 /// Who sees an element.
@@ -43,12 +43,12 @@ pub enum Shown {
 
 /// One row of the view table: an element, who sees it, and why.
 pub struct Decision {
-    pub element: Element,
+    pub element: Element<'static>,
     pub shown: Shown,
     pub why: &'static str,
 }
 
-const fn row(element: Element, shown: Shown, why: &'static str) -> Decision {
+const fn row(element: Element<'static>, shown: Shown, why: &'static str) -> Decision {
     Decision {
         element,
         shown,
@@ -124,14 +124,14 @@ pub fn for_role(doc: &Map<String, Value>, role: Role, redact: bool) -> Cow<'_, M
     }
     let redact = redact || is_restricted(doc);
     let hides = |element| !visible(element, role, redact);
-    let field_hidden = doc.keys().any(|k| hides(field_element(k)));
-    let extension_hidden = extensions(doc).any(|url| hides(extension_element(url)));
+    let field_hidden = doc.keys().any(|k| hides(Field(k)));
+    let extension_hidden = extensions(doc).any(|url| hides(Extension(url)));
     if !field_hidden && !extension_hidden {
         return Cow::Borrowed(doc);
     }
     let mut out = Map::with_capacity(doc.len());
     for (k, v) in doc {
-        if hides(field_element(k)) {
+        if hides(Field(k)) {
             continue;
         }
         if k == "extension" {
@@ -139,7 +139,7 @@ pub fn for_role(doc: &Map<String, Value>, role: Role, redact: bool) -> Cow<'_, M
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|e| !hides(extension_element(url_of(e))))
+                .filter(|e| !hides(Extension(url_of(e))))
                 .cloned()
                 .collect();
             if !kept.is_empty() {
@@ -155,28 +155,6 @@ pub fn for_role(doc: &Map<String, Value>, role: Role, redact: bool) -> Cow<'_, M
 /// The restricted view of a record, as every role but the back office sees a restricted one.
 pub fn redact(doc: &Map<String, Value>) -> Map<String, Value> {
     for_role(doc, Role::HealthcareWorker, true).into_owned()
-}
-
-/// The element a top-level key stands for (a key the table does not list is an unlisted
-/// element, hidden on a restricted record).
-fn field_element(key: &str) -> Element {
-    ELEMENTS
-        .iter()
-        .find_map(|d| match d.element {
-            Field(f) if f == key => Some(d.element),
-            _ => None,
-        })
-        .unwrap_or(Field("unlisted"))
-}
-
-fn extension_element(url: &str) -> Element {
-    ELEMENTS
-        .iter()
-        .find_map(|d| match d.element {
-            Extension(u) if u == url => Some(d.element),
-            _ => None,
-        })
-        .unwrap_or(Extension("unlisted"))
 }
 
 fn url_of(extension: &Value) -> &str {
@@ -198,7 +176,7 @@ fn extensions(doc: &Map<String, Value>) -> impl Iterator<Item = &str> {
 /// change made by another role works on the record without them and gets them back after.
 pub fn back_office_fields(doc: &Map<String, Value>) -> Vec<(String, Value)> {
     doc.iter()
-        .filter(|(k, _)| shown(field_element(k)) == BackOffice)
+        .filter(|(k, _)| shown(Field(k)) == BackOffice)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

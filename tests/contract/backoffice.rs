@@ -33,21 +33,7 @@ fn unmerge_body(source: &str) -> Value {
 }
 
 async fn post(api: &Api, path: &str, body: &Value) -> Reply {
-    let rid = request_id();
-    post_with(api, path, body, &rid).await
-}
-
-async fn post_with(api: &Api, path: &str, body: &Value, rid: &str) -> Reply {
-    api.send(
-        "POST",
-        path,
-        &[
-            ("X-Request-ID", rid),
-            ("Content-Type", "application/fhir+json"),
-        ],
-        Some(body.to_string()),
-    )
-    .await
+    api.post_with(path, body, &request_id()).await
 }
 
 async fn audit(api: &Api, id: &str) -> Vec<Value> {
@@ -637,29 +623,11 @@ async fn retries_with_the_same_request_id_apply_once() {
     // merges too
     let m = merge_body(&nhs(20), &nhs(21), false, Some("dup"));
     let mrid = request_id();
-    let r1 = post_with(&bo, "/Patient/$merge", &m, &mrid).await;
-    let r2 = post_with(&bo, "/Patient/$merge", &m, &mrid).await;
+    let r1 = bo.post_with("/Patient/$merge", &m, &mrid).await;
+    let r2 = bo.post_with("/Patient/$merge", &m, &mrid).await;
     assert_eq!((r1.status, r2.status), (200, 200));
     assert_eq!(r1.body, r2.body);
     assert_eq!(audit(&bo, &nhs(20)).await.len(), 1, "merged once");
-}
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// A restricted patient whose every locating value carries `marker`.
@@ -746,10 +714,7 @@ async fn no_restricted_field_reaches_other_roles() {
     let bo = server.api_as("back-office");
     // some restricted records take part in merges, both as source and as target
     for i in 0..4 {
-        let (s, t) = (
-            &ids[rng.below(ids.len() as u64) as usize],
-            &ids[rng.below(ids.len() as u64) as usize],
-        );
+        let (s, t) = (&ids[rng.below(ids.len())], &ids[rng.below(ids.len())]);
         let _ = post(
             &bo,
             "/Patient/$merge",
@@ -786,7 +751,7 @@ async fn no_restricted_field_reaches_other_roles() {
     let mut checked = 0;
     for round in 0..150 {
         let api = &others[round % others.len()];
-        let id = &ids[rng.below(ids.len() as u64) as usize];
+        let id = &ids[rng.below(ids.len())];
         let base = if rng.chance(50) {
             ""
         } else {
@@ -819,7 +784,7 @@ async fn no_restricted_field_reaches_other_roles() {
             }
             7 => {
                 // by one of their own postcodes or GP codes: never found, not even counted
-                let m = &markers[rng.below(markers.len() as u64) as usize];
+                let m = &markers[rng.below(markers.len())];
                 let q = if m.starts_with("ZX") {
                     format!("address-postalcode={}", m.replace(' ', "%20"))
                 } else {

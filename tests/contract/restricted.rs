@@ -727,24 +727,6 @@ async fn the_restricted_view_hides_contact_preferences_and_removal_from_registra
 // ---------------------------------------------------------------------------------------------
 // Random sequences
 
-/// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        (!items.is_empty()).then(|| &items[self.below(items.len())])
-    }
-}
-
 /// Locating values, each unique for the whole run, so that a value is only ever held by one
 /// record and a search on it can only match (or score on) that record.
 #[derive(Default)]
