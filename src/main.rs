@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use pds_facade::auth::{KeyConfig, KeySet};
-use pds_facade::domain::{Role, Schemas};
+use pds_facade::domain::{NhsNumber, Role, Schemas};
 use pds_facade::env::{new_object_id, today};
 use pds_facade::http::{self, Settings};
 use pds_facade::import::{self, FileReport, Location};
@@ -420,8 +420,12 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
         Ok(x.parse::<u64>().map_err(|e| e.to_string())? / 10)
     };
     let (first, last) = (parse(a)?, parse(b)?);
+    // a prefix's one valid number may lie just outside the range at either end
+    let number = |prefix: u64| NhsNumber::from_prefix(prefix).map(|n| n.as_u64());
+    let first = first + u64::from(number(first).is_some_and(|n| n < a.parse().unwrap_or(0)));
+    let last = last - u64::from(number(last).is_some_and(|n| n > b.parse().unwrap_or(u64::MAX)));
     if first > last {
-        return Err("the range's first number is after its last".into());
+        return Err("the range holds no valid NHS number".into());
     }
     Ok((first, last))
 }
@@ -511,5 +515,26 @@ fn run_import(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_ranges_keep_within_their_ends() {
+        assert_eq!(
+            parse_range("9993000000-9993999999"),
+            Ok((999_300_000, 999_399_999))
+        );
+        // 999300001's one valid number is 9993000019: inside 9993000015-…, so kept
+        assert_eq!(parse_range("9993000015-9993000099").unwrap().0, 999_300_001);
+        // 999300002's is 9993000027: below 9993000028, so the range starts at the next prefix
+        assert_eq!(parse_range("9993000028-9993000099").unwrap().0, 999_300_003);
+        // and above 9993000026 at the top end
+        assert_eq!(parse_range("9993000000-9993000026").unwrap().1, 999_300_001);
+        assert!(parse_range("9993000028-9993000029").is_err());
+        assert!(parse_range("999300002-9993000029").is_err());
     }
 }

@@ -73,21 +73,48 @@ pub fn for_survivor(source: &Patient, target: &Patient) -> Option<Label> {
     (s > t).then_some(s)
 }
 
+/// What the target of a merge was like just before the merge, as an unmerge needs to know it.
+pub struct BeforeMerge<'a> {
+    /// The target's version just before the merge.
+    pub version: &'a Patient,
+    /// The back office set the target's label after the merge.
+    pub label_set_since: bool,
+}
+
 /// The label the target of a merge gets back when the merge is undone: the one it had before
-/// the merge, raised to the stricter label of any other record still merged into it — unless
-/// the back office set its label after the merge (that decision stands). `None`: keep the
-/// current label.
+/// the merge, raised to the stricter label of any other record still merged into it. `None`:
+/// keep the current label — never lower it — when
+/// * the back office set the label after the merge (that decision stands);
+/// * the target's content changed since the merge (the merge's `result-patient`, a correction):
+///   what it took on while it carried the stricter label would surface by itself — lifting
+///   the flag is then the back office's explicit decision;
+/// * the target is invalidated (REDACTED is not lifted by an unmerge).
 pub fn after_unmerge(
     target: &Patient,
-    before_merge: Label,
+    before: &BeforeMerge,
     still_merged: &[Label],
-    set_since_merge: bool,
 ) -> Option<Label> {
-    if set_since_merge {
+    let current = Label::of(target)?;
+    if before.label_set_since {
         return None;
     }
-    let wanted = still_merged.iter().copied().fold(before_merge, Label::max);
-    (Label::of(target) != Some(wanted)).then_some(wanted)
+    let wanted = still_merged.iter().copied().fold(
+        Label::of(before.version).unwrap_or(Label::Unrestricted),
+        Label::max,
+    );
+    if wanted < current && content(target) != content(before.version) {
+        return None;
+    }
+    (wanted != current).then_some(wanted)
+}
+
+/// A record's content, leaving out what a merge or a label changes by itself.
+fn content(p: &Patient) -> serde_json::Map<String, Value> {
+    let mut doc = p.doc().clone();
+    for k in ["meta", "link", "active"] {
+        doc.remove(k);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -124,20 +151,36 @@ mod tests {
     }
 
     #[test]
-    fn an_unmerge_restores_unless_the_label_was_set_since() {
-        let raised = with(Some("R"));
+    fn an_unmerge_restores_the_label_only_when_nothing_else_changed() {
+        let (raised, before) = (with(Some("R")), with(Some("U")));
+        let since = |set| BeforeMerge {
+            version: &before,
+            label_set_since: set,
+        };
         assert_eq!(
-            after_unmerge(&raised, Label::Unrestricted, &[], false),
+            after_unmerge(&raised, &since(false), &[]),
             Some(Label::Unrestricted)
         );
-        assert_eq!(after_unmerge(&raised, Label::Unrestricted, &[], true), None);
+        assert_eq!(after_unmerge(&raised, &since(true), &[]), None);
         assert_eq!(
-            after_unmerge(&raised, Label::Unrestricted, &[Label::Restricted], false),
+            after_unmerge(&raised, &since(false), &[Label::Restricted]),
             None,
             "another restricted record is still merged into it"
         );
+        assert_eq!(after_unmerge(&before, &since(false), &[]), None);
+        // content taken on while restricted keeps the label
+        let mut doc = raised.doc().clone();
+        doc.insert("gender".into(), json!("female"));
+        let changed = Patient::parse(
+            Value::Object(doc),
+            &Schemas::compile(),
+            date!(2026 - 01 - 01),
+        )
+        .unwrap();
+        assert_eq!(after_unmerge(&changed, &since(false), &[]), None);
+        // and an invalidated target stays so
         assert_eq!(
-            after_unmerge(&with(Some("U")), Label::Unrestricted, &[], false),
+            after_unmerge(&with(Some("REDACTED")), &since(false), &[]),
             None
         );
     }

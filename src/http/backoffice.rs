@@ -16,7 +16,7 @@ use super::patient::{commit, load, parse_id, Actor};
 use super::render::{fhir, parameters, parse_stored};
 use super::AppState;
 use crate::auth::Caller;
-use crate::domain::confidentiality::{self, Label};
+use crate::domain::confidentiality::{self, BeforeMerge, Label};
 use crate::domain::merge::{self, MergeRequest, Merged};
 use crate::domain::patch::{Operation, PatchContext};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError};
@@ -330,9 +330,9 @@ async fn do_unmerge(
     .await
 }
 
-/// The label the target of a merge gets back when `source` is unmerged from it (see
-/// [`confidentiality::after_unmerge`]): the one it had before that merge, raised to the label of
-/// any record still merged into it, unless the back office set its label since.
+/// The label the target of a merge gets back when `source` is unmerged from it, if any (see
+/// [`confidentiality::after_unmerge`]: never lowered when the label was set or the content
+/// changed since the merge, or the target is invalidated).
 fn label_after_unmerge(
     app: &AppState,
     target: &Patient,
@@ -348,12 +348,13 @@ fn label_after_unmerge(
         return Ok(None);
     };
     let merged_version = at.version().get();
-    let before = history
+    let Some(version) = history
         .iter()
         .find(|v| v.version().get() + 1 == merged_version)
-        .and_then(Label::of)
-        .unwrap_or(Label::Unrestricted);
-    let set_since = app
+    else {
+        return Ok(None);
+    };
+    let label_set_since = app
         .store
         .audit(target.id())?
         .iter()
@@ -364,11 +365,14 @@ fn label_after_unmerge(
             still_merged.extend(Label::of(&parse_stored(&stored)?));
         }
     }
+    let before = BeforeMerge {
+        version,
+        label_set_since,
+    };
     Ok(confidentiality::after_unmerge(
         target,
-        before,
+        &before,
         &still_merged,
-        set_since,
     ))
 }
 

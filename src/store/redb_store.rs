@@ -599,6 +599,17 @@ impl RedbStore {
             path: shown.clone(),
             reason,
         };
+        // the file holds every record unredacted: readable by its owner only, whatever the umask
+        // (an existing file keeps the permissions its owner gave it)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+        }
         let db = match create(path, cache_bytes) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -1689,6 +1700,20 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.version.get(), 2, "replace appends a version");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let store = RedbStore::open(&path).unwrap();
+        store
+            .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
     #[test]

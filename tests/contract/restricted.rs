@@ -448,6 +448,44 @@ async fn a_merge_survivor_is_as_restricted_as_the_stricter_record() {
     assert_eq!(unmerge(&bo, &n[0]).await.status, 200);
     assert_eq!(label_of(&bo.get_patient(&n[1]).await), "R");
 
+    // merged again and changed while restricted: the unmerge keeps the label, since what the
+    // survivor took on while restricted would otherwise surface by itself
+    let r = bo
+        .patch_current_because(&n[1], flag("U"), "flag lifted")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(merge(&bo, &n[0], &n[1], false).await.status, 200);
+    let moved = json!([{"op": "replace", "path": "/address/0/id", "value": "A1"},
+        {"op": "replace", "path": "/address/0/postalCode", "value": "YO9 9RF"}]);
+    let r = bo.patch_current(&n[1], moved).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(unmerge(&bo, &n[0]).await.status, 200);
+    assert_eq!(label_of(&bo.get_patient(&n[1]).await), "R");
+    assert!(!hcw
+        .get_patient(&n[1])
+        .await
+        .body
+        .to_string()
+        .contains("YO9 9RF"));
+    // an invalidated survivor stays invalidated through an unmerge
+    let r = bo
+        .patch_current_because(&n[1], flag("U"), "flag lifted")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(merge(&bo, &n[0], &n[1], false).await.status, 200);
+    let r = bo
+        .operation(
+            "$invalidate",
+            json!([{"name": "nhs-number", "valueIdentifier": ident(&n[1])},
+                   {"name": "reason", "valueString": "created in error"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(unmerge(&bo, &n[0]).await.status, 200);
+    hcw.get_patient(&n[1])
+        .await
+        .expect(404, "INVALIDATED_RESOURCE");
+
     // V over R
     assert_eq!(merge(&bo, &n[2], &n[3], false).await.status, 200);
     assert_eq!(label_of(&bo.get_patient(&n[3]).await), "V");
