@@ -206,12 +206,17 @@ fn token_keys(keys: &KeyConfig, db: &Path) -> Result<KeySet, String> {
     let sandbox = keys.jwt_hs256_secret.is_none()
         && keys.jwt_hs256_secret_file.is_none()
         && keys.jwt_public_keys.is_empty();
-    if sandbox && !db.exists() {
+    let is_database = std::fs::metadata(db).is_ok_and(|m| m.is_file() && m.len() > 0);
+    if sandbox && !is_database {
+        let what = if db.exists() {
+            "is not a database"
+        } else {
+            "does not exist"
+        };
         return Err(format!(
-            "the database {} does not exist: in sandbox mode tokens are signed with the \
-             development key of the database the server runs on — give that database with \
-             --db (start it once with `pds-facade serve --db {}`), or configure a signing key \
-             (--jwt-hs256-secret-file)",
+            "{} {what}: in sandbox mode tokens are signed with the development key of the \
+             database the server runs on — give that database with --db (start it once with \
+             `pds-facade serve --db {}`), or configure a signing key (--jwt-hs256-secret-file)",
             db.display(),
             db.display()
         ));

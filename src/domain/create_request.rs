@@ -2,7 +2,7 @@
 //! requires, which it keeps, and which it accepts without storing — as a table, with PDS's
 //! own labels beside each.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::outcome::PdsError;
 use super::patient::{
@@ -41,6 +41,57 @@ pub const EXTENSIONS: &[(&str, Fate)] = &[
     ("http://hl7.org/fhir/StructureDefinition/patient-interpreterRequired", Fate::NotPersisted),
     ("https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberUnavailableReason", Fate::NotPersisted),
 ];
+
+/// Whether a create request keeps one of PDS's create rules.
+pub type CreateRule = fn(&Map<String, Value>) -> bool;
+
+/// PDS's create rules (its INVALID_CREATE diagnostics), on the request as sent: the address
+/// lines before blank ones are dropped, since PDS counts lines by position.
+#[rustfmt::skip]
+pub const CREATE_RULES: &[(&str, CreateRule)] = &[
+    ("An end date can not be provided on usual name", usual_name_without_end),
+    ("address lines 1 and 4 or 2 and 4 must be completed as a minimum", address_lines),
+    ("email format is invalid", emails_valid),
+];
+
+/// The first of [`CREATE_RULES`] the request breaks, as 400 INVALID_CREATE.
+pub fn check_rules(body: &Map<String, Value>) -> Result<(), PdsError> {
+    match CREATE_RULES.iter().find(|(_, holds)| !holds(body)) {
+        Some((detail, _)) => Err(PdsError::invalid_create(detail)),
+        None => Ok(()),
+    }
+}
+
+fn usual_name_without_end(body: &Map<String, Value>) -> bool {
+    list(body, "name")
+        .iter()
+        .filter(|n| n.get("use").and_then(Value::as_str) == Some("usual"))
+        .all(|n| n.pointer("/period/end").is_none())
+}
+
+/// Lines 1 and 4, or 2 and 4 (premises or street, and post town), not blank.
+fn address_lines(body: &Map<String, Value>) -> bool {
+    list(body, "address").iter().all(|a| {
+        let line = |i: usize| {
+            a.get("line")
+                .and_then(|l| l.get(i))
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.trim().is_empty())
+        };
+        (line(0) || line(1)) && line(3)
+    })
+}
+
+fn emails_valid(body: &Map<String, Value>) -> bool {
+    list(body, "telecom")
+        .iter()
+        .filter(|t| t.get("system").and_then(Value::as_str) == Some("email"))
+        .all(|t| {
+            t.get("value")
+                .and_then(Value::as_str)
+                .is_some_and(super::rules::valid_email)
+        })
+}
 
 /// Registering authority type codes PDS's schema allows.
 const AUTHORITY_TYPES: [&str; 25] = [
@@ -133,7 +184,7 @@ fn list_of(e: &Value) -> &[Value] {
 }
 
 /// The extensions of a create body (empty when none).
-pub fn extensions_of(body: &serde_json::Map<String, Value>) -> &[Value] {
+pub fn extensions_of(body: &Map<String, Value>) -> &[Value] {
     list(body, "extension")
 }
 

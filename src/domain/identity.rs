@@ -62,24 +62,20 @@ pub fn new_patient(
         Some(other) => return Err(PdsError::invalid_value(other, "resourceType")),
         None => return Err(PdsError::missing_value("resourceType")),
     }
-    let has_use = |field: &str, use_: &str| {
-        list(body, field)
-            .iter()
-            .any(|i| i.get("use").and_then(Value::as_str) == Some(use_))
-    };
-    // PDS's order (its create tests): name, address, gender, birthDate, then the extension
-    for (field, present) in [
-        ("name", has_use("name", "usual")),
-        ("address", has_use("address", "home")),
-        ("gender", body.contains_key("gender")),
-        ("birthDate", body.contains_key("birthDate")),
-    ] {
-        if !present {
+    // PDS's order (its create tests): name, address, gender, birthDate present; then the
+    // addresses' periods; then every value; then its create rules; then the extension
+    for field in ["name", "address", "gender", "birthDate"] {
+        if !body.contains_key(field) {
             return Err(PdsError::missing_value(field));
         }
     }
-    let extensions =
-        create_request::stored_extensions(create_request::extensions_of(body), pds_create)?;
+    if pds_create {
+        for (i, a) in list(body, "address").iter().enumerate() {
+            if a.is_object() && a.get("period").is_none() {
+                return Err(PdsError::missing_value(&format!("address/{i}/period")));
+            }
+        }
+    }
     let server: Vec<String> = SERVER_FIELDS
         .iter()
         .filter(|f| body.contains_key(**f))
@@ -102,12 +98,18 @@ pub fn new_patient(
             }
         }
     }
+    // the extension is judged after the values (PDS's order); what is kept goes on the record
+    let extensions =
+        create_request::stored_extensions(create_request::extensions_of(body), pds_create);
     let mut doc: Map<String, Value> = body.clone();
     doc.insert("resourceType".into(), Value::String("Patient".into()));
-    if extensions.is_empty() {
-        doc.remove("extension");
-    } else {
-        doc.insert("extension".into(), Value::Array(extensions));
+    match &extensions {
+        Ok(kept) if !kept.is_empty() => {
+            doc.insert("extension".into(), Value::Array(kept.clone()));
+        }
+        _ => {
+            doc.remove("extension");
+        }
     }
     let nhs = placeholder();
     doc.insert("id".into(), Value::String(nhs.to_string()));
@@ -126,6 +128,22 @@ pub fn new_patient(
         .collect();
     patch::default_periods(&mut doc, &created, today);
     let new = Patient::parse(Value::Object(doc), schemas, today)?;
+    let usual = list(new.doc(), "name")
+        .iter()
+        .any(|n| n.get("use").and_then(Value::as_str) == Some("usual"));
+    if !usual {
+        return Err(PdsError::missing_value("name/0/use (a usual name)"));
+    }
+    if !list(new.doc(), "address")
+        .iter()
+        .any(|a| a.get("use").and_then(Value::as_str) == Some("home"))
+    {
+        return Err(PdsError::missing_value("address/0/use (a home address)"));
+    }
+    if pds_create {
+        create_request::check_rules(body)?;
+    }
+    extensions?;
     let empty = Map::new();
     rules::check_change(&rules::Change {
         old: &empty,
@@ -231,7 +249,7 @@ mod tests {
 
     fn body() -> Value {
         json!({"resourceType": "Patient", "name": [{"use": "usual", "family": "Newman", "given": ["Ada"]}], "gender": "female",
-            "birthDate": "2026-11-20", "address": [{"use": "home", "line": ["1 New Road"], "postalCode": "LS1 1AA"}],
+            "birthDate": "2026-11-20", "address": [{"use": "home", "period": {"start": "2026-11-20"}, "line": ["1 New Road", "", "", "Leeds"], "postalCode": "LS1 1AA"}],
             "extension": [{"url": create_request::REGISTERING_AUTHORITY_URL, "extension": [
                 {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [{"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
                 {"url": "organisationIdentifier", "valueString": "RGS"}]}]})

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     InvalidSearchData,
     AdditionalProperties,
     InvalidUpdate,
+    /// A create request breaks one of PDS's create rules.
+    InvalidCreate,
     UnsupportedValue,
     UnsupportedCharacters,
     TooFewValues,
@@ -91,6 +93,7 @@ impl ErrorCode {
             InvalidSearchData => info("INVALID_SEARCH_DATA", 400, "value", "error", "Search data is invalid"),
             AdditionalProperties => info("ADDITIONAL_PROPERTIES", 400, "invariant", "error", "Additional properties should not be included"),
             InvalidUpdate => info("INVALID_UPDATE", 400, "structure", "error", "Update is invalid"),
+            InvalidCreate => info("INVALID_CREATE", 400, "value", "error", "Patient create data is invalid"),
             UnsupportedValue => info("UNSUPPORTED_VALUE", 400, "value", "error", "Unsupported value"),
             UnsupportedCharacters => info("UNSUPPORTED_CHARACTERS_IN_FIELD", 400, "value", "error", "Unsupported characters in field"),
             TooFewValues => info("TOO_FEW_VALUES_SUBMITTED", 400, "value", "error", "Too few values submitted"),
@@ -152,6 +155,17 @@ impl PdsError {
         Self::new(
             ErrorCode::InvalidUpdate,
             format!("Invalid update with error - {}", detail.as_ref()),
+        )
+    }
+
+    /// 400 INVALID_CREATE `Invalid patient create data provided - '<detail>'`.
+    pub fn invalid_create(detail: impl AsRef<str>) -> Self {
+        Self::new(
+            ErrorCode::InvalidCreate,
+            format!(
+                "Invalid patient create data provided - '{}'",
+                detail.as_ref()
+            ),
         )
     }
 

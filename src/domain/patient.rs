@@ -241,8 +241,8 @@ pub fn assign_missing_ids(doc: &mut Map<String, Value>, new_id: &mut dyn FnMut()
     }
 }
 
-/// Tidies a document the way PDS presents records: blank address lines dropped, a trailing
-/// `.` removed from name prefixes, UTC offsets made explicit on death dates, the
+/// Tidies a document the way PDS presents records: blank address lines, titles and suffixes
+/// dropped, a trailing `.` removed from name prefixes, UTC offsets made explicit on death dates, the
 /// confidentiality display matching its code, empty lists and objects left out (absent values
 /// are omitted, never null or empty), fields in PDS order.
 pub fn normalise(doc: &mut Map<String, Value>) {
@@ -255,6 +255,13 @@ pub fn normalise(doc: &mut Map<String, Value>) {
     }
     if let Some(Value::Array(names)) = doc.get_mut("name") {
         for n in names.iter_mut() {
+            // blank titles and suffixes are dropped, as blank address lines are (PDS accepts
+            // `"prefix": [""]` on a create and returns no prefix)
+            for key in ["prefix", "suffix"] {
+                if let Some(Value::Array(items)) = n.get_mut(key) {
+                    items.retain(|p| !p.as_str().is_some_and(|s| s.trim().is_empty()));
+                }
+            }
             if let Some(Value::Array(prefixes)) = n.get_mut("prefix") {
                 for p in prefixes.iter_mut() {
                     if let Some(s) = p.as_str() {

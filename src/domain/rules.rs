@@ -171,6 +171,26 @@ pub fn date_part(s: &str) -> Option<Date> {
     Date::from_calendar_date(year, Month::try_from(month).ok()?, day).ok()
 }
 
+/// The first and last day a FHIR date or dateTime may stand for: a partial date (`yyyy`,
+/// `yyyy-mm`) is a span, so that `deceasedDateTime: "2010-05"` is not "before" a birth on
+/// 2010-05-10.
+pub fn date_span(s: &str) -> Option<(Date, Date)> {
+    let first = date_part(s)?;
+    let date = s.split('T').next()?;
+    let last = match date.split('-').count() {
+        1 => Date::from_calendar_date(first.year(), Month::December, 31).ok()?,
+        2 => {
+            let next = first.month().next();
+            let year = first.year() + i32::from(next == Month::January);
+            Date::from_calendar_date(year, next, 1)
+                .ok()?
+                .previous_day()?
+        }
+        _ => first,
+    };
+    Some((first, last))
+}
+
 /// Every `(pointer, value)` of the dates and periods in a record, for the date rules.
 fn all_dates(doc: &Doc) -> Vec<(String, &str)> {
     let mut out = Vec::new();
@@ -403,13 +423,16 @@ fn death_after_birth(doc: &Doc, _: Date) -> Result<(), String> {
     let birth = doc
         .get("birthDate")
         .and_then(Value::as_str)
-        .and_then(date_part);
+        .and_then(date_span);
     let death = doc
         .get("deceasedDateTime")
         .and_then(Value::as_str)
-        .and_then(date_part);
+        .and_then(date_span);
     match (birth, death) {
-        (Some(b), Some(d)) if d < b => Err("deceasedDateTime cannot be before birthDate".into()),
+        // before, whichever days partial dates stand for
+        (Some((born, _)), Some((_, died))) if died < born => {
+            Err("deceasedDateTime cannot be before birthDate".into())
+        }
         _ => Ok(()),
     }
 }
@@ -504,8 +527,8 @@ fn period_order(doc: &Doc, _: Date) -> Result<(), String> {
         let start = dates
             .iter()
             .find(|(f, _)| *f == start_field)
-            .and_then(|(_, s)| date_part(s));
-        if let (Some(s), Some(e)) = (start, date_part(end)) {
+            .and_then(|(_, s)| date_span(s));
+        if let (Some((s, _)), Some((_, e))) = (start, date_span(end)) {
             if e < s {
                 return Err(invalid_value(end, field));
             }
@@ -530,7 +553,7 @@ fn one_telecom_per_system_use(doc: &Doc, _: Date) -> Result<(), String> {
 }
 
 /// 7–89 characters, one `@`, something before it and a dotted domain after it.
-fn valid_email(s: &str) -> bool {
+pub(crate) fn valid_email(s: &str) -> bool {
     let len = s.chars().count();
     let Some((local, domain)) = s.split_once('@') else {
         return false;
@@ -874,6 +897,41 @@ mod tests {
             date_part("2020-03-04T10:00:00+00:00"),
             Some(date!(2020 - 03 - 04))
         );
+    }
+
+    #[test]
+    fn partial_dates_are_spans() {
+        assert_eq!(
+            date_span("2010-05"),
+            Some((date!(2010 - 05 - 01), date!(2010 - 05 - 31)))
+        );
+        assert_eq!(
+            date_span("2024-02"),
+            Some((date!(2024 - 02 - 01), date!(2024 - 02 - 29)))
+        );
+        assert_eq!(
+            date_span("2010-12"),
+            Some((date!(2010 - 12 - 01), date!(2010 - 12 - 31)))
+        );
+        assert_eq!(
+            date_span("2010"),
+            Some((date!(2010 - 01 - 01), date!(2010 - 12 - 31)))
+        );
+        // a death recorded as a month is not before a birth that month
+        let status = json!({"url": patient::DEATH_NOTIFICATION_URL, "extension": [{"url": "deathNotificationStatus",
+            "valueCodeableConcept": {"coding": [{"system": "https://fhir.hl7.org.uk/CodeSystem/UKCore-DeathNotificationStatus", "code": "1"}]}}]});
+        let d = doc(
+            json!({"birthDate": "2010-05-10", "deceasedDateTime": "2010-05", "extension": [status.clone()]}),
+        );
+        check_record(&d, TODAY).unwrap();
+        let d = doc(
+            json!({"birthDate": "2010-05-10", "deceasedDateTime": "2010-04", "extension": [status]}),
+        );
+        assert!(check_record(&d, TODAY).is_err());
+        let d = doc(
+            json!({"address": [{"use": "home", "id": "a", "period": {"start": "2020-03-15", "end": "2020-03"}}]}),
+        );
+        check_record(&d, TODAY).unwrap();
     }
 
     #[test]

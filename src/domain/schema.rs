@@ -89,7 +89,7 @@ fn to_pds_error(error: &ValidationError<'_>, strip: &str) -> PdsError {
         }
         ValidationErrorKind::MaxItems { limit } => PdsError::new(
             ErrorCode::TooManyValues,
-            format!("Too many values submitted - at most {limit} allowed in field '{field}'"),
+            format!("Too many values submitted - {instance} in field '{field}' (at most {limit})"),
         ),
         ValidationErrorKind::MinItems { limit } => PdsError::new(
             ErrorCode::TooFewValues,
@@ -113,10 +113,22 @@ pub fn additional_properties(names: &[String]) -> PdsError {
     )
 }
 
-/// A value as quoted in a message: strings bare, anything else as compact JSON.
+/// A value as quoted in a message: strings bare, lists the way PDS quotes them
+/// (`['One', 'Two']`), anything else as compact JSON.
 fn render(v: &Value) -> String {
     match v {
         Value::String(s) => clip(s),
+        Value::Array(items) => clip(&format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => format!("'{s}'"),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         other => clip(&other.to_string()),
     }
 }

@@ -231,7 +231,7 @@ pub mod docs {
         json!({"resourceType": "Patient",
             "name": [{"use": "usual", "given": ["Imogen"], "family": "Hartley", "prefix": ["Ms"]}],
             "gender": "female", "birthDate": "2026-11-20",
-            "address": [{"use": "home", "line": ["12 Rosemary Lane", "Ripon"], "postalCode": "HG4 1AA"}],
+            "address": [{"use": "home", "period": {"start": "2026-11-20"}, "line": ["12 Rosemary Lane", "", "", "Ripon"], "postalCode": "HG4 1AA"}],
             "telecom": [{"system": "phone", "use": "mobile", "value": "07700900777"}],
             "extension": [{"url": crate::domain::create_request::REGISTERING_AUTHORITY_URL, "extension": [
                 {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [

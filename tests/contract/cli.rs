@@ -328,6 +328,23 @@ fn token_refuses_a_database_that_does_not_exist() {
         std::fs::read_dir(dir.path()).unwrap().next().is_none(),
         "no key file or database was created"
     );
+    // nor a directory, or an empty file, in its place
+    let empty = dir.path().join("empty.redb");
+    std::fs::write(&empty, b"").unwrap();
+    for not_a_database in [dir.path().to_path_buf(), empty] {
+        let out = Command::new(BIN)
+            .args(["token", "--role", "back-office", "--db"])
+            .arg(&not_a_database)
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a database"));
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no key file"
+    );
 }
 
 #[test]

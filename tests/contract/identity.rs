@@ -8,7 +8,7 @@ use crate::helpers::*;
 fn new_patient(given: &str, family: &str, birth: &str) -> Value {
     json!({"resourceType": "Patient", "name": [{"use": "usual", "given": [given], "family": family}],
         "gender": "female", "birthDate": birth,
-        "address": [{"use": "home", "line": ["4 Foundry Yard", "Ripon"], "postalCode": "HG4 1BB"}],
+        "address": [{"use": "home", "period": {"start": "2020-01-01"}, "line": ["4 Foundry Yard", "", "", "Ripon"], "postalCode": "HG4 1BB"}],
         "extension": [registering_authority()]})
 }
 
@@ -577,11 +577,79 @@ async fn create_takes_the_request_pds_documents() {
     create(&api, &nested)
         .await
         .expect(400, "ADDITIONAL_PROPERTIES");
-    // missing fields come in PDS's order: name, address, gender, birthDate
-    create(&api, &json!({"bananas": "in pyjamas"}))
+    // missing fields come in PDS's order (its create tests): name, address, gender, birthDate,
+    // then the addresses' periods, then the extension
+    for (body, missing) in [
+        (json!({"bananas": "in pyjamas"}), "name"),
+        (json!({"name": {"family": "Smith"}}), "address"),
+        (
+            json!({"name": {"family": "Smith"}, "address": [{"line": ["1"]}]}),
+            "gender",
+        ),
+        (
+            json!({"name": {"family": "Smith"}, "address": [{"line": ["1"]}], "gender": "male"}),
+            "birthDate",
+        ),
+        (
+            json!({"name": [{"family": "ToRemove", "given": ["No-Extensions"], "period": {"start": "2024-01-12"}}],
+            "address": [{"line": ["1"]}], "gender": "male", "birthDate": "2023-12-12"}),
+            "address/0/period",
+        ),
+    ] {
+        create(&api, &body)
+            .await
+            .expect(400, "MISSING_VALUE")
+            .expect_diagnostics(&format!("Missing value - '{missing}'"));
+    }
+    // values as PDS reports them
+    let mut given = pds_create_request();
+    given["name"][0]["given"] = json!("not an array");
+    create(&api, &given)
         .await
-        .expect(400, "MISSING_VALUE")
-        .expect_diagnostics("Missing value - 'name'");
+        .expect(400, "INVALID_VALUE")
+        .expect_diagnostics("Invalid value - 'not an array' in field 'name/0/given'");
+    let mut six = pds_create_request();
+    six["name"][0]["given"] = json!(["One", "Two", "Three", "Four", "Five", "six"]);
+    let r = create(&api, &six).await;
+    r.expect(400, "TOO_MANY_VALUES_SUBMITTED");
+    assert!(r.diagnostics().unwrap().starts_with(
+        "Too many values submitted - ['One', 'Two', 'Three', 'Four', 'Five', 'six'] in field 'name/0/given'"
+    ));
+    // PDS's create rules
+    let mut lines = pds_create_request();
+    lines["address"][0]["line"] = json!(["7 Alder Court"]);
+    let mut ended = pds_create_request();
+    ended["name"][0]["period"]["end"] = json!("2024-01-01");
+    let mut email = pds_create_request();
+    email["telecom"] = json!([{"use": "home", "system": "email", "value": "testemail"}]);
+    for (body, detail) in [
+        (
+            lines,
+            "address lines 1 and 4 or 2 and 4 must be completed as a minimum",
+        ),
+        (ended, "An end date can not be provided on usual name"),
+        (email, "email format is invalid"),
+    ] {
+        create(&api, &body)
+            .await
+            .expect(400, "INVALID_CREATE")
+            .expect_diagnostics(&format!(
+                "Invalid patient create data provided - '{detail}'"
+            ));
+    }
+    // lines 2 and 4 are enough (premises left blank), and blank titles and suffixes go
+    let mut blank = pds_create_request();
+    blank["name"][0]["given"] = json!(["Nora"]);
+    blank["name"][0]["prefix"] = json!([""]);
+    blank["name"][0]["suffix"] = json!([""]);
+    blank["address"][0]["line"] = json!(["", "8 Alder Court", "", "Leeds", ""]);
+    let r = create(&api, &blank).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.body["name"][0].get("prefix").is_none() && r.body["name"][0].get("suffix").is_none());
+    assert_eq!(
+        r.body["address"][0]["line"],
+        json!(["8 Alder Court", "Leeds"])
+    );
     // and an operation's Parameters with a member it does not have
     let bo = server.api_as("back-office");
     let r = bo

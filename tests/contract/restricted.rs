@@ -551,7 +551,7 @@ async fn a_change_of_identity_keeps_the_label_and_new_numbers_are_not_in_sequenc
         let body = json!({"resourceType": "Patient",
             "name": [{"use": "usual", "family": format!("Seq{}", (b'a' + i as u8) as char), "given": ["Kim"]}],
             "gender": "male", "birthDate": format!("2001-02-{:02}", i + 1),
-            "address": [{"use": "home", "line": ["1 Test Road"], "postalCode": "LS1 1AA"}],
+            "address": [{"use": "home", "period": {"start": "2020-01-01"}, "line": ["1 Test Road", "", "", "Leeds"], "postalCode": "LS1 1AA"}],
             "extension": [{"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-RegisteringAuthority",
                 "extension": [{"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [
                     {"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
