@@ -1,6 +1,6 @@
 //! Search benchmark: loads N synthetic patients (default 1,000,000; `BENCH_PATIENTS`) into a
 //! fresh redb database, then times exact, wildcard and fuzzy searches through the same code the
-//! HTTP handler runs (`pds_facade::search::run`), and prints p50 / p99 / max per kind.
+//! HTTP handler runs (`pds_facade::app::search::run`), and prints p50 / p99 / max per kind.
 //!
 //! `cargo bench --bench search` (or `BENCH_PATIENTS=20000 cargo bench --bench search` for a
 //! quick run). Reports figures; asserts nothing about time.
@@ -117,15 +117,15 @@ fn main() {
                 .collect();
             let t = Instant::now();
             let query = SearchQuery::parse(&pairs, Role::HealthcareWorker).expect("valid query");
-            match pds_facade::search::run(
+            match pds_facade::app::search::run(
                 &store,
                 &query,
                 pds_facade::domain::Role::HealthcareWorker,
             )
             .expect("search")
             {
-                pds_facade::search::Outcome::Hits(h) => hits += h.len(),
-                pds_facade::search::Outcome::TooManyMatches => hits += query.max_results + 1,
+                pds_facade::app::search::Outcome::Hits(h) => hits += h.len(),
+                pds_facade::app::search::Outcome::TooManyMatches => hits += query.max_results + 1,
             }
             times.push(t.elapsed());
         }

@@ -2,9 +2,11 @@
 //!
 //! Layers, each depending only on the ones below it:
 //! * [`http`] — axum handlers, headers, status codes, OperationOutcome rendering;
+//! * [`app`] — the use cases (read, search, update, merge, create, change identity…), once each;
 //! * [`domain`] — the patch layer: NHS numbers, the Patient document, PATCH and business rules;
 //! * [`store`] — the [`store::PatientStore`] trait and its redb implementation.
 
+pub mod app;
 pub mod auth;
 pub mod demo;
 pub mod domain;
@@ -13,5 +15,4 @@ pub mod generate;
 pub mod http;
 pub mod import;
 pub mod progress;
-pub mod search;
 pub mod store;

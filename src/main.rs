@@ -302,8 +302,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     tracing::info!(mode, "authentication");
     let mut state = Settings::new(Arc::new(store), keys);
-    state.idempotency_window = idempotency_window;
-    state.allocation_range = allocation_range;
+    state.app.idempotency_window = idempotency_window;
+    state.app.allocation_range = allocation_range;
     state.request_timeout = request_timeout;
     state.client_timeout = client_timeout.into();
     let rate_limit = rate_limit.unwrap_or(if state.keys.is_sandbox() { 0 } else { 50 });
@@ -317,7 +317,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         let mut state = state;
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
-        state.base_url = base_url
+        state.app.base_url = base_url
             .map(|b| b.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("http://{local}{}", http::PDS_BASE));
         let shutdown = shutdown_signal()?;

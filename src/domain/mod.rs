@@ -5,6 +5,7 @@ pub mod confidentiality;
 pub mod create_request;
 pub mod identity;
 pub mod index;
+pub mod json;
 pub mod merge;
 pub mod nhs_number;
 pub mod outcome;

@@ -185,6 +185,30 @@ impl PdsError {
         )
     }
 
+    /// 409 RESOURCE_VERSION_MISMATCH saying which version is current (whoever gets as far as a
+    /// version check may read the record: its version is in the ETag of any GET).
+    pub fn version_mismatch(expected: super::Version, current: super::Version) -> Self {
+        Self::new(
+            ErrorCode::ResourceVersionMismatch,
+            format!(
+                "Invalid update with error - the If-Match version {} is not the current version, {}: read the record again and re-apply the change to it",
+                expected.etag(),
+                current.etag()
+            ),
+        )
+    }
+
+    /// 422: a request id already used, within the idempotency window, for another request.
+    pub fn request_id_reused(request_id: &str) -> Self {
+        Self::new(
+            ErrorCode::RequestIdReused,
+            format!(
+                "Invalid value - '{}' in header 'X-Request-ID' - it was already used for a different request; use a new X-Request-ID for a new request",
+                clip(request_id)
+            ),
+        )
+    }
+
     /// 400 MISSING_VALUE `Missing value - '<field>'`.
     pub fn missing_value(field: &str) -> Self {
         Self::new(

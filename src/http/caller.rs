@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{AuthError, Caller};
-use crate::domain::{ErrorCode, Role};
+use crate::domain::ErrorCode;
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -46,31 +46,5 @@ impl From<AuthError> for ApiError {
             AuthError::NoRole => ApiError::new(ErrorCode::AccessForbidden, e.to_string()),
             other => ApiError::new(ErrorCode::AccessDenied, other.to_string()),
         }
-    }
-}
-
-/// Refuses changes from application-restricted callers (PDS: 403 INVALID_METHOD).
-pub fn require_change_permission(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role == Role::ApplicationRestricted {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMethod,
-            "Your app has insufficient permissions to use this method. Please contact support.",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses callers without the back-office role (403 ACCESS_DENIED).
-pub fn require_back_office(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role == Role::BackOffice {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::AccessForbidden,
-            format!(
-                "This operation needs the back-office role; the caller has the {} role",
-                caller.role
-            ),
-        ))
     }
 }

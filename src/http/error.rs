@@ -31,41 +31,7 @@ impl From<PdsError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(_) => ApiError::bare(ErrorCode::ResourceNotFound),
-            StoreError::VersionConflict {
-                expected, current, ..
-            } => ApiError(super::patient::version_mismatch(expected, current)),
-            StoreError::RequestIdReused(id) => super::idempotency::reused(&id),
-            StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_) => {
-                ApiError::new(ErrorCode::InvalidValue, e.to_string())
-            }
-            StoreError::RangeExhausted => {
-                tracing::error!("NHS number allocation range exhausted");
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "No NHS number can be allocated: the configured allocation range is exhausted.",
-                )
-            }
-            StoreError::Unavailable(reason) => {
-                tracing::error!(%reason, "storage unavailable");
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header.",
-                )
-            }
-            StoreError::Aborted => ApiError::new(
-                ErrorCode::UnknownError,
-                "An unknown error occurred processing this request.",
-            ),
-            StoreError::Corrupt(reason) => {
-                tracing::error!(%reason, "stored data is corrupt");
-                ApiError::new(
-                    ErrorCode::UnknownError,
-                    "An unknown error occurred processing this request.",
-                )
-            }
-        }
+        ApiError(e.into())
     }
 }
 

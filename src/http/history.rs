@@ -1,20 +1,16 @@
 //! Version history: every version of a record is kept and can be read back.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
 
-use super::caller::require_back_office;
 use super::error::ApiError;
 use super::headers::RequestId;
 use super::openapi::docs;
-use super::patient::{load, load_current, parse_id};
-use super::render::{self, fhir};
+use super::patient::parse_id;
+use super::render::answer;
 use super::AppState;
 use crate::auth::Caller;
-use crate::domain::view::RecordHistory;
-use crate::domain::{ErrorCode, PdsError, Version};
+use crate::domain::{PdsError, Version};
 
 #[utoipa::path(
     get,
@@ -40,35 +36,8 @@ pub async fn history(
     _request_id: RequestId,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut id = parse_id(&id)?;
-    let current = load(app.store.as_ref(), id)?;
-    if !caller.role.is_back_office() {
-        // other roles see what GET shows them: the survivor, and nothing of an invalidated record
-        if current.merged {
-            id = app.store.survivor(id)?;
-        }
-        load_current(app.store.as_ref(), id, caller.role)?;
-    }
-    let versions = app.store.history(id)?;
-    // what the record held while restricted stays hidden in every past version
-    let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
-    let mut entries = Vec::with_capacity(versions.len());
-    for v in &versions {
-        let redact = seen.redacts(v.version.get(), v.restricted);
-        let resource: Value =
-            serde_json::from_slice(&render::version(v, caller.role, redact)?).expect("stored JSON");
-        entries.push(json!({
-            "resource": resource,
-            "request": {"method": if v.version == Version::FIRST { "POST" } else { "PATCH" }, "url": format!("Patient/{id}")},
-            "response": {"status": if v.version == Version::FIRST { "201 Created" } else { "200 OK" }, "etag": v.version.etag()},
-        }));
-    }
-    let bundle = json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries});
-    Ok(fhir(
-        StatusCode::OK,
-        None,
-        serde_json::to_vec(&bundle).expect("JSON"),
-    ))
+    let id = parse_id(&id)?;
+    Ok(answer(app.app.history(&caller, id)?))
 }
 
 #[utoipa::path(
@@ -95,12 +64,8 @@ pub async fn version(
     _request_id: RequestId,
     Path((id, vid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    require_back_office(&caller)?;
+    crate::app::require_back_office(&caller)?;
     let id = parse_id(&id)?;
     let vid = Version::parse(&vid).ok_or_else(|| ApiError(PdsError::invalid_value(&vid, "vid")))?;
-    let record = app
-        .store
-        .get_version(id, vid)?
-        .ok_or_else(|| ApiError::bare(ErrorCode::ResourceNotFound))?;
-    Ok(fhir(StatusCode::OK, Some(vid.etag()), record.json))
+    Ok(answer(app.app.read_version(&caller, id, vid)?))
 }

@@ -6,78 +6,16 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::json;
 
-use super::backoffice::load_named;
-use super::caller::require_back_office;
 use super::error::ApiError;
 use super::headers::RequestId;
-use super::idempotency;
 use super::openapi::docs;
-use super::patient::Actor;
-use super::render;
+use super::patient::request;
+use super::render::{answer, operation_body};
 use super::AppState;
+use crate::app::identity::Validity;
+use crate::app::{require_back_office, require_change_permission};
 use crate::auth::Caller;
-use crate::domain::confidentiality::Label;
-use crate::domain::identity::{self, DUPLICATE_THRESHOLD};
-use crate::domain::parameters::Parameters;
-use crate::domain::patch::{Operation, PatchContext};
-use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
-use crate::env::{new_object_id, today};
-use crate::store::{AllocatingChange, Change, Committed, RecordWrite, SavedBody, SavedResponse};
-
-/// Records whose fuzzy trace scores at least [`DUPLICATE_THRESHOLD`] against `new`, as `role`
-/// may see them (the trace reads only what every role sees: names, gender, birth date).
-fn likely_duplicates(
-    app: &AppState,
-    role: Role,
-    new: &Patient,
-) -> Result<Vec<NhsNumber>, ApiError> {
-    let Some(query) = identity::duplicate_query(new) else {
-        return Ok(Vec::new());
-    };
-    Ok(
-        match crate::search::run(app.store.as_ref(), &query, role)? {
-            crate::search::Outcome::Hits(hits) => hits
-                .iter()
-                .filter(|h| h.score >= DUPLICATE_THRESHOLD)
-                .map(|h| h.id)
-                .collect(),
-            crate::search::Outcome::TooManyMatches => vec![new.id(); 2],
-        },
-    )
-}
-
-/// Commits a change that needs a newly allocated NHS number and answers with its response
-/// (the original one, rendered again, for a retry).
-async fn commit_allocating(
-    app: &AppState,
-    role: Role,
-    build: AllocatingChange,
-) -> Result<Response, ApiError> {
-    let (store, range, builder) = (app.store.clone(), app.allocation_range, build.clone());
-    let (committed, nhs) =
-        crate::store::durable(|reply| store.submit_allocating(range, builder, reply)).await?;
-    match committed {
-        // the builder is deterministic for a number: rebuild the change to answer from it
-        Committed::Applied => {
-            let change = build(nhs);
-            let saved = &change
-                .request
-                .as_ref()
-                .expect("changes carry their response")
-                .response;
-            let record = change
-                .writes
-                .iter()
-                .map(|w| &w.record)
-                .find(|r| r.id() == nhs)
-                .expect("the change writes the new record");
-            Ok(render::applied(saved, record, role))
-        }
-        Committed::Replayed(original) => render::replayed(app, role, &original),
-    }
-}
 
 #[utoipa::path(
     post,
@@ -108,68 +46,10 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    super::caller::require_change_permission(&caller)?;
-    let (body, fingerprint) = match idempotency::read_json_body(
-        &app,
-        &caller,
-        &request_id,
-        &headers,
-        body,
-        "/Patient",
-    )? {
-        Ok(b) => b,
-        Err(replayed) => return Ok(replayed),
-    };
-    let new = {
-        let mut new_id = new_object_id;
-        identity::new_patient(&body, caller.role, today(), &mut new_id, &app.schemas, true)?
-    };
-    match likely_duplicates(&app, caller.role, &new)?.as_slice() {
-        [] => {}
-        [one] => {
-            return Err(ApiError::new(
-                ErrorCode::SingleMatch,
-                format!("Single match found - NHS number {one}"),
-            ));
-        }
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::MultipleMatches,
-                "Multiple matches found - the patient probably has a record already",
-            ))
-        }
-    }
-    let actor = Actor::new(&caller, &request_id, &headers);
-    let (audit_template, base) = (
-        actor.audit(Operation::Create, None, &new, json!([]), None),
-        app.base_url.clone(),
-    );
-    let (rid, forget) = (request_id.0.clone(), idempotency::forget_before(&app));
-    let result = commit_allocating(
-        &app,
-        caller.role,
-        std::sync::Arc::new(move |nhs| {
-            let record = identity::with_nhs_number(&new, nhs);
-            let mut audit = audit_template.clone();
-            audit.patient = nhs.to_string();
-            audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
-            let response = SavedResponse {
-                status: 201,
-                etag: Some(record.version().etag()),
-                location: Some(format!("{base}/Patient/{nhs}")),
-                body: SavedBody::patient(&record),
-            };
-            Change {
-                writes: vec![RecordWrite::create(record)],
-                audit: vec![audit],
-                request: Some(idempotency::record(&rid, fingerprint, response)),
-                forget_requests_before: forget,
-                ..Change::default()
-            }
-        }),
-    )
-    .await;
-    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
+    require_change_permission(&caller)?;
+    let bytes = operation_body(&headers, body)?;
+    let req = request(&caller, &request_id, &headers);
+    Ok(answer(app.app.create(&req, &bytes).await?))
 }
 
 #[utoipa::path(
@@ -194,199 +74,24 @@ pub async fn change_identity(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     require_back_office(&caller)?;
-    let (body, fingerprint) = match idempotency::read_json_body(
-        &app,
-        &caller,
-        &request_id,
-        &headers,
-        body,
-        "$change-identity",
-    )? {
-        Ok(b) => b,
-        Err(replayed) => return Ok(replayed),
-    };
-    let params = Parameters::parse(&body, &["nhs-number", "patient", "reason"])?;
-    let old_id = params.required_nhs_number("nhs-number")?;
-    let data = params
-        .resource("patient")?
-        .ok_or_else(|| PdsError::missing_value("patient"))?
-        .clone();
-    let reason = params.reason()?;
-    let (old, _) = load_named(&app, "nhs-number", old_id)?;
-    refuse_unless_live(&app, &old)?;
-    let (new, (invalidated, ops)) = {
-        let mut new_id = new_object_id;
-        let mut ctx = PatchContext {
-            role: caller.role,
-            today: today(),
-            new_id: &mut new_id,
-        };
-        let new = identity::new_patient(
-            &data,
-            caller.role,
-            ctx.today,
-            ctx.new_id,
-            &app.schemas,
-            false,
-        )?;
-        // the new identity is as protected as the old one
-        let new = match Label::of(&old) {
-            Some(label) if label != Label::Unrestricted => identity::with_label(&new, label),
-            _ => new,
-        };
-        (new, identity::invalidate(&old, &mut ctx, &app.schemas)?)
-    };
-    let actor = Actor::new(&caller, &request_id, &headers);
-    let ops_json = json!(ops.iter().map(|o| o.to_json()).collect::<Vec<_>>());
-    let old_audit = actor.audit(
-        Operation::ChangeIdentity,
-        Some(&old),
-        &invalidated,
-        ops_json,
-        Some(&reason),
-    );
-    let new_template = actor.audit(
-        Operation::ChangeIdentity,
-        None,
-        &new,
-        json!([]),
-        Some(&reason),
-    );
-    let (rid, forget) = (request_id.0.clone(), idempotency::forget_before(&app));
-    // built here, not in the closure: the closure runs on the writer's thread
-    let old_write = RecordWrite::update(&old, invalidated);
-    let result = commit_allocating(
-        &app,
-        caller.role,
-        std::sync::Arc::new(move |nhs| {
-            let record = identity::with_nhs_number(&new, nhs);
-            let mut old_audit = old_audit.clone();
-            old_audit.related = Some(nhs.to_string());
-            let mut new_audit = new_template.clone();
-            new_audit.patient = nhs.to_string();
-            new_audit.related = Some(old_id.to_string());
-            new_audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
-            let outcome = format!(
-                "Change of identity completed: {old_id} is invalidated; the new record is {nhs}"
-            );
-            let response = SavedResponse {
-                status: 200,
-                etag: None,
-                location: None,
-                body: SavedBody::parameters(outcome, &record),
-            };
-            Change {
-                writes: vec![old_write.clone(), RecordWrite::create(record)],
-                identity_links: vec![(old_id, nhs)],
-                audit: vec![old_audit, new_audit],
-                request: Some(idempotency::record(&rid, fingerprint, response)),
-                forget_requests_before: forget,
-                ..Change::default()
-            }
-        }),
-    )
-    .await;
-    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
+    let bytes = operation_body(&headers, body)?;
+    let req = request(&caller, &request_id, &headers);
+    Ok(answer(app.app.change_identity(&req, &bytes).await?))
 }
 
-/// Identity operations act on live records: not merged away, not invalidated.
-fn refuse_unless_live(app: &AppState, p: &Patient) -> Result<(), ApiError> {
-    if let Some(survivor) = app.store.superseded_by(p.id())? {
-        return Err(ApiError(PdsError::invalid_update(format!(
-            "{} was merged into {survivor}",
-            p.id()
-        ))));
-    }
-    if p.is_invalidated() {
-        return Err(ApiError(PdsError::invalid_update(format!(
-            "{} is invalidated",
-            p.id()
-        ))));
-    }
-    Ok(())
-}
-
-/// `$invalidate` and `$revalidate`: one record, one new version, one audit entry.
+/// `$invalidate` and `$revalidate`.
 async fn set_validity(
     app: AppState,
     caller: Caller,
     request_id: RequestId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    operation: Operation,
+    validity: Validity,
 ) -> Result<Response, ApiError> {
     require_back_office(&caller)?;
-    let name = if operation == Operation::Invalidate {
-        "$invalidate"
-    } else {
-        "$revalidate"
-    };
-    let (body, fingerprint) =
-        match idempotency::read_json_body(&app, &caller, &request_id, &headers, body, name)? {
-            Ok(b) => b,
-            Err(replayed) => return Ok(replayed),
-        };
-    let params = Parameters::parse(&body, &["nhs-number", "reason"])?;
-    let id = params.required_nhs_number("nhs-number")?;
-    let reason = params.reason()?;
-    let (current, _) = load_named(&app, "nhs-number", id)?;
-    let previous = if operation == Operation::Invalidate {
-        if let Some(survivor) = app.store.superseded_by(id)? {
-            return Err(ApiError(PdsError::invalid_update(format!(
-                "{id} was merged into {survivor}"
-            ))));
-        }
-        None
-    } else {
-        // back to the confidentiality the record had before it was invalidated
-        app.store
-            .history(id)?
-            .iter()
-            .filter(|v| !v.invalidated)
-            .find_map(|v| Patient::from_stored(&v.json).ok())
-            .and_then(|p| p.doc().get("meta")?.get("security")?.get(0).cloned())
-    };
-    let (updated, ops) = {
-        let mut new_id = new_object_id;
-        let mut ctx = PatchContext {
-            role: caller.role,
-            today: today(),
-            new_id: &mut new_id,
-        };
-        if operation == Operation::Invalidate {
-            identity::invalidate(&current, &mut ctx, &app.schemas)?
-        } else {
-            identity::revalidate(&current, previous, &mut ctx, &app.schemas)?
-        }
-    };
-    let actor = Actor::new(&caller, &request_id, &headers);
-    let audit = actor.audit(
-        operation,
-        Some(&current),
-        &updated,
-        json!(ops.iter().map(|o| o.to_json()).collect::<Vec<_>>()),
-        Some(&reason),
-    );
-    let outcome = if operation == Operation::Invalidate {
-        format!("{id} is invalidated: other roles now get 404 INVALIDATED_RESOURCE")
-    } else {
-        format!("{id} is valid again")
-    };
-    let response = SavedResponse {
-        status: 200,
-        etag: None,
-        location: None,
-        body: SavedBody::parameters(outcome, &updated),
-    };
-    let change = Change {
-        writes: vec![RecordWrite::update(&current, updated)],
-        audit: vec![audit],
-        request: Some(idempotency::record(&request_id.0, fingerprint, response)),
-        forget_requests_before: idempotency::forget_before(&app),
-        ..Change::default()
-    };
-    let result = super::patient::commit(&app, caller.role, change).await;
-    idempotency::unless_duplicate(&app, &caller, &request_id.0, &fingerprint, result)
+    let bytes = operation_body(&headers, body)?;
+    let req = request(&caller, &request_id, &headers);
+    Ok(answer(app.app.set_validity(&req, validity, &bytes).await?))
 }
 
 #[utoipa::path(
@@ -410,15 +115,7 @@ pub async fn invalidate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    set_validity(
-        app,
-        caller,
-        request_id,
-        headers,
-        body,
-        Operation::Invalidate,
-    )
-    .await
+    set_validity(app, caller, request_id, headers, body, Validity::Invalidate).await
 }
 
 #[utoipa::path(
@@ -442,13 +139,5 @@ pub async fn revalidate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    set_validity(
-        app,
-        caller,
-        request_id,
-        headers,
-        body,
-        Operation::Revalidate,
-    )
-    .await
+    set_validity(app, caller, request_id, headers, body, Validity::Revalidate).await
 }

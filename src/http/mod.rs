@@ -1,14 +1,13 @@
-//! The HTTP layer: routes, headers, status codes and OperationOutcome rendering. It talks to
-//! the patch layer ([`crate::domain`]) and to storage only through [`PatientStore`].
+//! The HTTP layer: routes, headers, status codes and OperationOutcome rendering. Handlers parse a
+//! request, call one use case of [`crate::app`] and render its answer; they know nothing of the
+//! store beyond handing it to the use cases.
 
 pub mod backoffice;
 pub mod caller;
 pub mod error;
 pub mod headers;
 pub mod history;
-pub mod idempotency;
 pub mod identity;
-pub mod json;
 mod middleware;
 pub mod openapi;
 pub mod patient;
@@ -23,8 +22,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::app::App;
 use crate::auth::KeySet;
-use crate::domain::{ErrorCode, Schemas};
+use crate::domain::ErrorCode;
 use crate::store::PatientStore;
 use error::ApiError;
 
@@ -52,17 +52,11 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The service's shared parts and settings.
+/// The service's use cases and the settings of its HTTP interface.
 pub struct Settings {
-    pub store: Arc<dyn PatientStore>,
-    pub schemas: Arc<Schemas>,
+    /// The use cases, with the store and the service's settings.
+    pub app: App,
     pub keys: Arc<KeySet>,
-    /// How long a change's X-Request-ID is remembered for idempotent retries.
-    pub idempotency_window: std::time::Duration,
-    /// The public base URL of the FHIR API, for search results' `fullUrl` and `Location`.
-    pub base_url: String,
-    /// New NHS numbers come from these first-nine-digit prefixes (inclusive).
-    pub allocation_range: (u64, u64),
     /// A request still unanswered after this gets 503 SERVICE_UNAVAILABLE (PDS: 10 s); a change
     /// it started may still complete — retry with the same X-Request-ID to get its answer.
     pub request_timeout: std::time::Duration,
@@ -73,23 +67,13 @@ pub struct Settings {
     pub client_timeout: std::time::Duration,
 }
 
-/// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
-/// issued to real patients, and apart from the demo (999 100 …) and generated (990–991 …) data.
-pub const DEFAULT_ALLOCATION_RANGE: (u64, u64) = (999_300_000, 999_399_999);
-
-/// Default idempotency window: a day, far beyond any client's retry schedule.
-pub const DEFAULT_IDEMPOTENCY_WINDOW: std::time::Duration =
-    std::time::Duration::from_secs(24 * 3600);
-
 impl Settings {
     pub fn new(store: Arc<dyn PatientStore>, keys: KeySet) -> Self {
+        let mut app = App::new(store);
+        app.base_url = format!("http://localhost{PDS_BASE}");
         Settings {
-            store,
-            schemas: Arc::new(Schemas::compile()),
+            app,
             keys: Arc::new(keys),
-            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
-            base_url: format!("http://localhost{PDS_BASE}"),
-            allocation_range: DEFAULT_ALLOCATION_RANGE,
             request_timeout: std::time::Duration::from_secs(10),
             rate_limit: None,
             client_timeout: std::time::Duration::from_secs(10),

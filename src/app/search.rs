@@ -1,16 +1,49 @@
-//! Running a search: index lookups for candidates, then each candidate checked and scored
+//! Searching (PDS "trace"): index lookups for candidates, then each candidate checked and scored
 //! against its record (and, for `_history` and fuzzy searches, its past versions) as the caller
-//! may see them.
+//! may see them; the answer a searchset Bundle.
 //!
-//! Between the HTTP layer and the store; pure matching and scoring live in
-//! [`crate::domain::search`], what a role may see in [`crate::domain::view`].
+//! Pure matching and scoring live in [`crate::domain::search`], what a role may see in
+//! [`crate::domain::view`].
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-use crate::domain::search::SearchQuery;
+use super::{Answer, App};
+use crate::auth::Caller;
+use crate::domain::search::{self, SearchQuery};
 use crate::domain::view::{self, RecordHistory};
-use crate::domain::{NhsNumber, Patient, Role};
+use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::store::{PatientStore, StoreError};
+
+impl App {
+    /// `GET /Patient?…`: the query's parameters validated in PDS's order, the matches as a
+    /// searchset Bundle (best first), or TOO_MANY_MATCHES. Blocking: the store is read here.
+    pub fn search(&self, caller: &Caller, pairs: &[(String, String)]) -> Result<Answer, PdsError> {
+        let query = SearchQuery::parse(pairs, caller.role)?;
+        let hits = match run(self.store.as_ref(), &query, caller.role)? {
+            Outcome::TooManyMatches => return Err(PdsError::bare(ErrorCode::TooManyMatches)),
+            Outcome::Hits(hits) => hits,
+        };
+        let timestamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"
+            ))
+            .expect("timestamp");
+        let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "timestamp": timestamp, "total": hits.len()});
+        if !hits.is_empty() {
+            let entries: Vec<Value> = hits
+                .iter()
+                .map(|h| {
+                    let subset = search::result_view(&h.doc);
+                    let resource = view::for_role(&subset, caller.role, h.restricted);
+                    json!({"fullUrl": format!("{}/Patient/{}", self.base_url, h.id),
+                        "search": {"score": h.score}, "resource": resource.as_ref()})
+                })
+                .collect();
+            bundle["entry"] = Value::Array(entries);
+        }
+        Ok(Answer::ok(serde_json::to_vec(&bundle).expect("JSON")))
+    }
+}
 
 /// One matching record.
 #[derive(Clone, Debug)]

@@ -1,0 +1,44 @@
+//! What a storage error means to whoever asked: the PDS error it becomes.
+
+use crate::domain::{ErrorCode, PdsError};
+use crate::store::StoreError;
+
+impl From<StoreError> for PdsError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => PdsError::bare(ErrorCode::ResourceNotFound),
+            StoreError::VersionConflict {
+                expected, current, ..
+            } => PdsError::version_mismatch(expected, current),
+            StoreError::RequestIdReused(id) => PdsError::request_id_reused(&id),
+            StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_) => {
+                PdsError::new(ErrorCode::InvalidValue, e.to_string())
+            }
+            StoreError::RangeExhausted => {
+                tracing::error!("NHS number allocation range exhausted");
+                PdsError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "No NHS number can be allocated: the configured allocation range is exhausted.",
+                )
+            }
+            StoreError::Unavailable(reason) => {
+                tracing::error!(%reason, "storage unavailable");
+                PdsError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header.",
+                )
+            }
+            StoreError::Aborted => PdsError::new(
+                ErrorCode::UnknownError,
+                "An unknown error occurred processing this request.",
+            ),
+            StoreError::Corrupt(reason) => {
+                tracing::error!(%reason, "stored data is corrupt");
+                PdsError::new(
+                    ErrorCode::UnknownError,
+                    "An unknown error occurred processing this request.",
+                )
+            }
+        }
+    }
+}

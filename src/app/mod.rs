@@ -1,0 +1,155 @@
+//! The use cases: what the service does, once, whatever interface asks.
+//!
+//! Each use case takes who asks ([`Request`]: the caller, the request's ids) and plain inputs —
+//! NHS numbers, versions, the request body's bytes — and returns an [`Answer`] (or a domain
+//! value) or the PDS error that stops it. Nothing here knows HTTP: the `http` layer parses a
+//! request, calls one use case and renders what comes back. Nothing here knows redb or SQL
+//! either: storage is the [`PatientStore`] trait.
+//!
+//! Changes are idempotent by one mechanism, [`App::once`]: a request id already answered is
+//! replayed (rendered again for the caller from the record version it showed), one not seen yet
+//! runs — never both, never a call a use case could forget.
+
+pub mod answer;
+pub mod create;
+pub mod error;
+pub mod idempotency;
+pub mod identity;
+pub mod merge;
+pub mod read;
+pub mod search;
+pub mod update;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use answer::Answer;
+
+use crate::auth::Caller;
+use crate::domain::patch::Operation;
+use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role, Schemas};
+use crate::store::{AuditEntry, PatientStore, StoreError, StoredRecord};
+
+/// What every use case shares: the store and the service's settings.
+pub struct App {
+    pub store: Arc<dyn PatientStore>,
+    pub schemas: Arc<Schemas>,
+    /// How long a change's request id is remembered for idempotent retries.
+    pub idempotency_window: Duration,
+    /// The public base URL of the FHIR API, for search results' `fullUrl` and `Location`.
+    pub base_url: String,
+    /// New NHS numbers come from these first-nine-digit prefixes (inclusive).
+    pub allocation_range: (u64, u64),
+}
+
+/// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
+/// issued to real patients, and apart from the demo (999 100 …) and generated (990–991 …) data.
+pub const DEFAULT_ALLOCATION_RANGE: (u64, u64) = (999_300_000, 999_399_999);
+
+/// Default idempotency window: a day, far beyond any client's retry schedule.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+impl App {
+    pub fn new(store: Arc<dyn PatientStore>) -> App {
+        App {
+            store,
+            schemas: Arc::new(Schemas::compile()),
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
+            base_url: "http://localhost/personal-demographics/FHIR/R4".into(),
+            allocation_range: DEFAULT_ALLOCATION_RANGE,
+        }
+    }
+
+    /// The current record stored under `id` (superseded ones included); 404 when there is none.
+    pub(crate) fn load(&self, id: NhsNumber) -> Result<StoredRecord, PdsError> {
+        self.store
+            .get(id)?
+            .ok_or_else(|| PdsError::bare(ErrorCode::ResourceNotFound))
+    }
+
+    /// A record an operation names in its `what` parameter: 404 saying which one is missing.
+    pub(crate) fn load_named(&self, what: &str, id: NhsNumber) -> Result<Patient, PdsError> {
+        match self.store.get(id)? {
+            Some(stored) => parse(&stored),
+            None => Err(PdsError::new(
+                ErrorCode::ResourceNotFound,
+                format!("Resource not found - {what} {id}"),
+            )),
+        }
+    }
+}
+
+/// Refuses callers without the back-office role (403 ACCESS_DENIED).
+pub fn require_back_office(caller: &Caller) -> Result<(), PdsError> {
+    if caller.role == Role::BackOffice {
+        Ok(())
+    } else {
+        Err(PdsError::new(
+            ErrorCode::AccessForbidden,
+            format!(
+                "This operation needs the back-office role; the caller has the {} role",
+                caller.role
+            ),
+        ))
+    }
+}
+
+/// Refuses changes from application-restricted callers (PDS: 403 INVALID_METHOD).
+pub fn require_change_permission(caller: &Caller) -> Result<(), PdsError> {
+    if caller.role == Role::ApplicationRestricted {
+        return Err(PdsError::new(
+            ErrorCode::InvalidMethod,
+            "Your app has insufficient permissions to use this method. Please contact support.",
+        ));
+    }
+    Ok(())
+}
+
+/// The record a stored version holds.
+pub(crate) fn parse(stored: &StoredRecord) -> Result<Patient, PdsError> {
+    Ok(Patient::from_stored(&stored.json).map_err(StoreError::Corrupt)?)
+}
+
+/// Who asks, as every audited change and every idempotency record needs it.
+pub struct Request<'a> {
+    pub caller: &'a Caller,
+    /// The X-Request-ID (also the idempotency key).
+    pub request_id: &'a str,
+    pub correlation_id: Option<&'a str>,
+}
+
+impl Request<'_> {
+    /// The audit entry for one record's change.
+    pub(crate) fn audit(
+        &self,
+        operation: Operation,
+        before: Option<&Patient>,
+        after: &Patient,
+        patch: Value,
+        reason: Option<&str>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("RFC 3339"),
+            subject: self.caller.subject.clone(),
+            role: self.caller.role.name().to_string(),
+            request_id: self.request_id.to_string(),
+            correlation_id: self.correlation_id.map(str::to_string),
+            operation: operation.name().to_string(),
+            patient: after.id().to_string(),
+            version_before: before.map(|b| b.version().get()),
+            version_after: after.version().get(),
+            patch: Some(patch),
+            reason: reason.map(str::to_string),
+            related: None,
+        }
+    }
+}
+
+/// The operations of a change as RFC 6902 JSON, for the audit trail.
+pub(crate) fn ops_json(ops: &[crate::domain::patch::Op]) -> Value {
+    Value::Array(ops.iter().map(|o| o.to_json()).collect())
+}

@@ -1,0 +1,96 @@
+//! Reading records: a patient, its history, one version, its audit trail.
+
+use serde_json::{json, Value};
+
+use super::{answer, require_back_office, Answer, App};
+use crate::auth::Caller;
+use crate::domain::view::RecordHistory;
+use crate::domain::{ErrorCode, NhsNumber, PdsError, Version};
+use crate::store::{AuditEntry, StoredRecord};
+
+impl App {
+    /// The record a read of `id` shows: the survivor's, when `id` was merged into another.
+    ///
+    /// An invalidated record is 404 INVALIDATED_RESOURCE for every role but the back office —
+    /// after following merges, since an invalidated but superseded number shows its survivor
+    /// (PDS).
+    pub(crate) fn load_current(
+        &self,
+        id: NhsNumber,
+        caller: &Caller,
+    ) -> Result<StoredRecord, PdsError> {
+        let mut record = self.load(id)?;
+        if record.merged {
+            let survivor = self.store.survivor(id)?;
+            if survivor != id {
+                record = self.load(survivor)?;
+            }
+        }
+        if record.invalidated && !caller.role.is_back_office() {
+            return Err(PdsError::bare(ErrorCode::InvalidatedResource));
+        }
+        Ok(record)
+    }
+
+    /// `GET /Patient/{id}`: the current record as the caller may see it, with its ETag.
+    pub fn read(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+        let record = self.load_current(id, caller)?;
+        let version = record.version;
+        Ok(Answer::record(
+            version,
+            answer::current(record, caller.role)?,
+        ))
+    }
+
+    /// Every version of a record, newest first, as a FHIR `history` Bundle. Other roles see
+    /// what a read shows them — the survivor of a merge, nothing of an invalidated record — and
+    /// each version in the view [`RecordHistory`] decides: what a record held while restricted
+    /// stays hidden in every past version.
+    pub fn history(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+        let mut id = id;
+        let current = self.load(id)?;
+        if !caller.role.is_back_office() {
+            if current.merged {
+                id = self.store.survivor(id)?;
+            }
+            self.load_current(id, caller)?;
+        }
+        let versions = self.store.history(id)?;
+        let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
+        let mut entries = Vec::with_capacity(versions.len());
+        for v in &versions {
+            let redact = seen.redacts(v.version.get(), v.restricted);
+            let resource: Value =
+                serde_json::from_slice(&answer::version(v, caller.role, redact)?).expect("JSON");
+            let first = v.version == Version::FIRST;
+            entries.push(json!({
+                "resource": resource,
+                "request": {"method": if first { "POST" } else { "PATCH" }, "url": format!("Patient/{id}")},
+                "response": {"status": if first { "201 Created" } else { "200 OK" }, "etag": v.version.etag()},
+            }));
+        }
+        let bundle = json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries});
+        Ok(Answer::ok(serde_json::to_vec(&bundle).expect("JSON")))
+    }
+
+    /// One version of a record, as stored (back office).
+    pub fn read_version(
+        &self,
+        caller: &Caller,
+        id: NhsNumber,
+        version: Version,
+    ) -> Result<Answer, PdsError> {
+        require_back_office(caller)?;
+        let record = self
+            .store
+            .get_version(id, version)?
+            .ok_or_else(|| PdsError::bare(ErrorCode::ResourceNotFound))?;
+        Ok(Answer::record(version, record.json))
+    }
+
+    /// The audit trail of a patient, oldest first (back office).
+    pub fn audit_trail(&self, caller: &Caller, id: NhsNumber) -> Result<Vec<AuditEntry>, PdsError> {
+        require_back_office(caller)?;
+        Ok(self.store.audit(id)?)
+    }
+}

@@ -1,0 +1,98 @@
+//! Updating a record with a PDS PATCH.
+
+use super::idempotency::{remember, Key};
+use super::{answer, ops_json, require_change_permission, Answer, App, Request};
+use crate::domain::patch::{self, PatchContext, PatchRequest};
+use crate::domain::{json, ErrorCode, NhsNumber, PdsError, Version};
+use crate::env::{new_object_id, today};
+use crate::store::{Change, RecordWrite, SavedBody, SavedResponse};
+
+/// The 403 PDS gives for an update to a number that was merged away.
+pub(crate) fn superseded() -> PdsError {
+    PdsError::forbidden_update("Update Failed - NHS No. supplied has been superseded in a merge")
+}
+
+impl App {
+    /// `PATCH /Patient/{id}`: applies `body` (`{"patches": […]}`) to the record if it is still
+    /// at `expected`, under the PDS rules for the caller's role, all or nothing; answers the
+    /// updated record (version + 1). Once per request id.
+    pub async fn update(
+        &self,
+        req: &Request<'_>,
+        id: NhsNumber,
+        expected: Version,
+        body: &[u8],
+    ) -> Result<Answer, PdsError> {
+        require_change_permission(req.caller)?;
+        let key = Key::new(req, "PATCH", &id.to_string(), &expected.etag(), body);
+        self.once(req, &key, || {
+            self.apply_patch(req, &key, id, expected, body)
+        })
+        .await
+    }
+
+    async fn apply_patch(
+        &self,
+        req: &Request<'_>,
+        key: &Key,
+        id: NhsNumber,
+        expected: Version,
+        body: &[u8],
+    ) -> Result<Answer, PdsError> {
+        let role = req.caller.role;
+        let body = json::parse(body).map_err(|e| {
+            PdsError::invalid_update(format!("the request body is not valid JSON - {e}"))
+        })?;
+        let stored = self.load(id)?;
+        if stored.merged && self.store.superseded_by(id)?.is_some() {
+            return Err(superseded());
+        }
+        if stored.invalidated {
+            return Err(PdsError::bare(ErrorCode::InvalidatedResource));
+        }
+        let request = PatchRequest::parse(&body, &self.schemas)?;
+        if stored.version != expected {
+            return Err(PdsError::version_mismatch(expected, stored.version));
+        }
+        let current = super::parse(&stored)?;
+        let updated = {
+            let mut new_id = new_object_id;
+            let mut ctx = PatchContext {
+                role,
+                today: today(),
+                new_id: &mut new_id,
+            };
+            patch::apply(&current, &request, &mut ctx, &self.schemas)?
+        };
+        if request.is_test_only() {
+            // every test passed and nothing changes: no new version, no audit entry (a FHIR
+            // server answers a no-op update with the record as it is)
+            return Ok(Answer::record(
+                current.version(),
+                answer::current(stored, role)?,
+            ));
+        }
+        let operation = patch::classify(&current, &updated, &request.ops, role);
+        let audit = req.audit(
+            operation,
+            Some(&current),
+            &updated,
+            ops_json(&request.ops),
+            request.reason.as_deref(),
+        );
+        let response = SavedResponse {
+            status: 200,
+            etag: Some(updated.version().etag()),
+            location: None,
+            body: SavedBody::patient(&updated),
+        };
+        let change = Change {
+            writes: vec![RecordWrite::update(&current, updated)],
+            audit: vec![audit],
+            request: Some(remember(key, response)),
+            forget_requests_before: self.forget_before(),
+            ..Change::default()
+        };
+        self.commit(role, change).await
+    }
+}
