@@ -1,0 +1,350 @@
+//! The embedded redb store: one file, one writer thread, MVCC readers.
+//!
+//! * [`tables`] — the tables and what one write transaction opens;
+//! * [`codec`] — the layouts of the values this program encodes itself;
+//! * [`index`] — the search indexes: writing, looking up, rebuilding, checking;
+//! * [`writer`] — group commit, NHS number allocation, and recovery after a storage failure;
+//! * this module — opening the file and the queries of [`PatientStore`].
+//!
+//! All tables are created when the database is opened, so readers never meet a missing table.
+//! redb commits are durable (fsync) when `commit` returns: an acknowledged change survives a
+//! crash. Reads are short read transactions; changes go to the writer thread.
+
+mod codec;
+mod error;
+mod index;
+mod tables;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+pub use error::OpenError;
+use tables::*;
+use writer::{answer, fail, stage, writer_loop, Handle, Job};
+
+use super::{
+    writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed, ExistingRecords,
+    PatientStore, Reply, RequestRecord, Staged, StoreError, StoredRecord,
+};
+use crate::domain::index::Lookup;
+use crate::domain::{NhsNumber, Patient, Version};
+
+pub struct RedbStore {
+    db: Arc<Handle>,
+    /// Changes go to the writer thread, which commits them in groups (see [`writer_loop`]).
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RedbStore {
+    /// Stops the writer after the changes already queued, so the database closes cleanly.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Records the store format in a new database, and refuses one written in another.
+fn check_format(meta: &mut redb::Table<'_, &'static str, &'static [u8]>) -> Result<(), StoreError> {
+    let format = meta.get("format")?.map(|g| g.value().to_vec());
+    match format.as_deref() {
+        None => {
+            meta.insert("format", [FORMAT].as_slice())?;
+            Ok(())
+        }
+        Some([FORMAT]) => Ok(()),
+        Some(f) => Err(StoreError::Corrupt(format!(
+            "unknown store format {f:?} (this program writes {FORMAT})"
+        ))),
+    }
+}
+
+/// redb's page cache when none is configured (redb's own default).
+pub const DEFAULT_CACHE_BYTES: usize = 1024 * 1024 * 1024;
+
+fn create(path: &Path, cache_bytes: usize) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(cache_bytes).create(path)
+}
+
+impl RedbStore {
+    /// Opens (creating if needed) the database file at `path`, with the default cache.
+    pub fn open(path: &Path) -> Result<RedbStore, OpenError> {
+        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating if needed) the database file at `path`; redb caches up to `cache_bytes`
+    /// of pages in memory (most of the process's memory beyond a few MiB).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, OpenError> {
+        let shown = path.display().to_string();
+        let other = |reason: String| OpenError::Other {
+            path: shown.clone(),
+            reason,
+        };
+        // the file holds every record unredacted: readable by its owner only, whatever the umask
+        // (an existing file keeps the permissions its owner gave it)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+        }
+        let db = match create(path, cache_bytes) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(OpenError::AlreadyOpen(shown))
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Err(OpenError::NotWritable {
+                    path: shown,
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => return Err(other(e.to_string())),
+        };
+        let txn = db.begin_write().map_err(|e| other(e.to_string()))?;
+        let checked = Tables::open(&txn).and_then(|mut t| check_format(&mut t.meta));
+        checked.map_err(|e| other(e.to_string()))?;
+        txn.commit().map_err(|e| other(e.to_string()))?;
+        let db = Arc::new(Handle {
+            path: path.to_path_buf(),
+            cache_bytes,
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+        });
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("redb-writer".into())
+            .spawn(move || writer_loop(writer_db, queue))
+            .map_err(|e| other(e.to_string()))?;
+        Ok(RedbStore {
+            db,
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
+    }
+}
+
+impl RedbStore {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.get()
+    }
+
+    /// Queues a job for the writer; hands it back if the writer has stopped.
+    fn send(&self, job: Job) -> Result<(), Job> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+}
+
+fn versioned(json: Vec<u8>, version: Version) -> Result<StoredRecord, StoreError> {
+    let record = Patient::from_stored(&json).map_err(StoreError::Corrupt)?;
+    Ok(StoredRecord {
+        version,
+        restricted: record.is_restricted(),
+        merged: record.has_merge_state(),
+        invalidated: record.is_invalidated(),
+        json,
+    })
+}
+
+/// One batch of a bulk load: one non-durable transaction, every table opened once.
+fn load_batch(
+    db: &Database,
+    batch: &[Staged],
+    existing: ExistingRecords,
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::None)?;
+    Tables::open(&txn)?.import(batch, existing)?;
+    Ok(txn.commit()?)
+}
+
+impl PatientStore for RedbStore {
+    fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(PATIENTS)?;
+        let guard = table.get(id.as_u64())?;
+        guard.map(|g| g.value().into_stored()).transpose()
+    }
+
+    fn get_version(
+        &self,
+        id: NhsNumber,
+        version: Version,
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(VERSIONS)?;
+        let Some(guard) = table.get((id.as_u64(), version.get()))? else {
+            return Ok(None);
+        };
+        versioned(guard.value().to_vec(), version).map(Some)
+    }
+
+    fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(VERSIONS)?;
+        let key = id.as_u64();
+        let mut out = Vec::new();
+        for entry in table.range((key, 0)..=(key, u32::MAX))?.rev() {
+            let (k, v) = entry?;
+            let version =
+                Version::new(k.value().1).ok_or_else(|| StoreError::Corrupt("version 0".into()))?;
+            out.push(versioned(v.value().to_vec(), version)?);
+        }
+        Ok(out)
+    }
+
+    fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(SUPERSEDED)?;
+        let Some(guard) = table.get(id.as_u64())? else {
+            return Ok(None);
+        };
+        NhsNumber::from_u64(guard.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    fn submit(&self, change: Change, reply: Reply<Committed>) {
+        let job = Job::Commit {
+            staged: stage(&change),
+            change: Box::new(change),
+            reply,
+        };
+        if let Err(job) = self.send(job) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
+    }
+
+    fn submit_allocating(
+        &self,
+        prefixes: (u64, u64),
+        build: AllocatingChange,
+        reply: Reply<(Committed, NhsNumber)>,
+    ) {
+        let job = Job::Allocate {
+            prefixes,
+            build,
+            reply,
+        };
+        if let Err(job) = self.send(job) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
+    }
+
+    fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(REQUESTS)?;
+        let Some(guard) = table.get(request_id)? else {
+            return Ok(None);
+        };
+        guard.value().into_record(request_id).map(Some)
+    }
+
+    fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(AUDIT)?;
+        let key = id.as_u64();
+        let mut out = Vec::new();
+        for entry in table.range((key, 0)..=(key, u64::MAX))? {
+            let (_, v) = entry?;
+            out.push(v.value().map_err(StoreError::Corrupt)?);
+        }
+        Ok(out)
+    }
+
+    fn insert_batch(
+        &self,
+        records: &[Patient],
+        existing: ExistingRecords,
+    ) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::with_capacity(records.len());
+        if let Some(twice) = records.iter().find(|r| !seen.insert(r.id())) {
+            return Err(StoreError::DuplicateInBatch(twice.id()));
+        }
+        let staged: Vec<Staged> = records.iter().map(Staged::new).collect();
+        let txn = self.db()?.begin_write()?;
+        Tables::open(&txn)?.import(&staged, existing)?;
+        Ok(txn.commit()?)
+    }
+
+    fn bulk_load(
+        &self,
+        existing: ExistingRecords,
+        next: &mut dyn FnMut() -> BulkStep,
+    ) -> Result<u64, StoreError> {
+        let db = self.db()?;
+        // where an abandoned or failed load goes back to (kept in memory while the load runs;
+        // a crash goes back there anyway, as no commit of the load is durable before the end)
+        let savepoint = {
+            let txn = db.begin_write()?;
+            let savepoint = txn.ephemeral_savepoint()?;
+            txn.abort()?;
+            savepoint
+        };
+        let undo = |why: StoreError| -> StoreError {
+            let restore = || -> Result<(), StoreError> {
+                let mut txn = db.begin_write()?;
+                txn.restore_savepoint(&savepoint)?;
+                Ok(txn.commit()?)
+            };
+            restore().err().unwrap_or(why)
+        };
+        let mut stored = 0u64;
+        loop {
+            match next() {
+                BulkStep::Batch(batch) => {
+                    if let Err(e) = load_batch(&db, &batch, existing) {
+                        return Err(undo(e));
+                    }
+                    stored += batch.len() as u64;
+                }
+                BulkStep::Abort => return Err(undo(StoreError::Aborted)),
+                BulkStep::Done => {
+                    // one durable commit makes every batch before it durable
+                    let txn = db.begin_write()?;
+                    txn.commit().map_err(|e| undo(e.into()))?;
+                    return Ok(stored);
+                }
+            }
+        }
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let table = txn.open_table(PATIENTS)?;
+        Ok(table.len()?)
+    }
+
+    fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError> {
+        index::candidates(&self.db()?.begin_read()?, lookups)
+    }
+
+    fn reindex(&self) -> Result<u64, StoreError> {
+        let txn = self.db()?.begin_write()?;
+        let records = index::rebuild(&txn)?;
+        txn.commit()?;
+        Ok(records)
+    }
+
+    fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
+        index::check(&self.db()?.begin_read()?)
+    }
+}

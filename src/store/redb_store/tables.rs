@@ -1,0 +1,142 @@
+//! The tables, and the set of them one write transaction opens.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::codec::{JsonCodec, Record, RecordCodec, RequestCodec};
+use super::index::Indexes;
+use crate::domain::index::IndexKey;
+use crate::domain::{NhsNumber, Patient, Version};
+use crate::store::{AuditEntry, ExistingRecords, Staged, StoreError};
+
+/// NHS number → current record (header + JSON, see [`RecordCodec`]).
+pub const PATIENTS: TableDefinition<u64, RecordCodec> = TableDefinition::new("patients");
+/// (NHS number, version) → the JSON of every version, current included.
+pub const VERSIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
+/// Merged NHS number → the NHS number that superseded it.
+pub const SUPERSEDED: TableDefinition<u64, u64> = TableDefinition::new("superseded");
+/// Old NHS number of a change of identity → the new one (sealed: back office only).
+pub const IDENTITY_LINKS: TableDefinition<u64, u64> = TableDefinition::new("identity_links");
+/// Every NHS number ever allocated, so that none is allocated twice whatever becomes of its
+/// record.
+pub const ALLOCATED: TableDefinition<u64, ()> = TableDefinition::new("allocated");
+/// (NHS number, sequence) → audit entry; the sequence is global and increasing.
+pub const AUDIT: TableDefinition<(u64, u64), JsonCodec<AuditEntry>> = TableDefinition::new("audit");
+/// X-Request-ID → idempotency record (see [`RequestCodec`]).
+pub const REQUESTS: TableDefinition<&str, RequestCodec> = TableDefinition::new("requests");
+/// (saved at, X-Request-ID) → (), to forget old idempotency records cheaply.
+pub const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("requests_by_time");
+/// Store facts: `format`, and the counters below.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The store format this program writes (in `meta`, key `format`).
+pub const FORMAT: u8 = 1;
+/// `meta` key of the last audit sequence number.
+const AUDIT_SEQ: &str = "audit_seq";
+
+/// Every table a write transaction touches, opened once per transaction (not once per change:
+/// opening a table is a lookup of its own).
+pub struct Tables<'t> {
+    pub patients: redb::Table<'t, u64, RecordCodec>,
+    pub versions: redb::Table<'t, (u64, u32), &'static [u8]>,
+    pub superseded: redb::Table<'t, u64, u64>,
+    pub identity_links: redb::Table<'t, u64, u64>,
+    pub allocated: redb::Table<'t, u64, ()>,
+    pub audit: redb::Table<'t, (u64, u64), JsonCodec<AuditEntry>>,
+    pub requests: redb::Table<'t, &'static str, RequestCodec>,
+    pub requests_by_time: redb::Table<'t, (u64, &'static str), ()>,
+    pub meta: redb::Table<'t, &'static str, &'static [u8]>,
+    pub indexes: Indexes<'t>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            patients: txn.open_table(PATIENTS)?,
+            versions: txn.open_table(VERSIONS)?,
+            superseded: txn.open_table(SUPERSEDED)?,
+            identity_links: txn.open_table(IDENTITY_LINKS)?,
+            allocated: txn.open_table(ALLOCATED)?,
+            audit: txn.open_table(AUDIT)?,
+            requests: txn.open_table(REQUESTS)?,
+            requests_by_time: txn.open_table(REQUESTS_BY_TIME)?,
+            meta: txn.open_table(META)?,
+            indexes: Indexes::open(txn)?,
+        })
+    }
+
+    /// Stores a version as the record's current one, with its index keys.
+    pub fn put(&mut self, staged: &Staged) -> Result<(), StoreError> {
+        for key in &staged.keys {
+            self.indexes.insert(key, staged.id.as_u64())?;
+        }
+        self.put_record(staged)
+    }
+
+    /// Stores a version as the record's current one (not indexed).
+    pub fn put_record(&mut self, staged: &Staged) -> Result<(), StoreError> {
+        let key = staged.id.as_u64();
+        self.patients.insert(key, Record::of(staged))?;
+        self.versions
+            .insert((key, staged.version.get()), staged.json.as_slice())?;
+        Ok(())
+    }
+
+    /// Stores imported records: new ones as they are, existing ones refused or (with
+    /// [`ExistingRecords::Replace`]) stored as their next version. Index entries go in last,
+    /// sorted, so neighbouring keys share B-tree pages.
+    pub fn import(
+        &mut self,
+        batch: &[Staged],
+        existing: ExistingRecords,
+    ) -> Result<(), StoreError> {
+        let mut entries: Vec<(&IndexKey, u64)> = Vec::with_capacity(batch.len() * 10);
+        for staged in batch {
+            let id = staged.id;
+            match (self.current_version(id)?, existing) {
+                (None, _) => self.put_record(staged)?,
+                (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
+                (Some(current), ExistingRecords::Replace) => {
+                    let record = Patient::from_stored(&staged.json)
+                        .map_err(StoreError::Corrupt)?
+                        .with_version(current.next());
+                    self.put_record(&Staged::new(&record))?
+                }
+            }
+            entries.extend(staged.keys.iter().map(|k| (k, id.as_u64())));
+        }
+        entries.sort_unstable();
+        for (key, id) in entries {
+            self.indexes.insert(key, id)?;
+        }
+        Ok(())
+    }
+
+    pub fn current_version(&self, id: NhsNumber) -> Result<Option<Version>, StoreError> {
+        self.patients
+            .get(id.as_u64())?
+            .map(|g| g.value().version())
+            .transpose()
+    }
+
+    /// The next audit sequence number (and counts it).
+    pub fn next_audit_seq(&mut self) -> Result<u64, StoreError> {
+        let next = meta_u64(&self.meta, AUDIT_SEQ)?.unwrap_or(0) + 1;
+        self.meta.insert(AUDIT_SEQ, next.to_le_bytes().as_slice())?;
+        Ok(next)
+    }
+}
+
+/// A counter kept in `meta` as eight little-endian bytes.
+fn meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    meta.get(key)?
+        .map(|g| {
+            <[u8; 8]>::try_from(g.value())
+                .map(u64::from_le_bytes)
+                .map_err(|_| StoreError::Corrupt(format!("meta {key}")))
+        })
+        .transpose()
+}

@@ -1,0 +1,428 @@
+use super::*;
+use crate::domain::Schemas;
+use crate::store::{RecordWrite, SavedBody, SavedResponse};
+use serde_json::json;
+use time::macros::date;
+
+fn patient(id: &str, version: &str, family: &str) -> Patient {
+    let doc = json!({"resourceType": "Patient", "id": id, "meta": {"versionId": version},
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": id}],
+        "name": [{"id": "n", "use": "usual", "family": family}]});
+    Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
+}
+
+fn update(expected: Version, record: &Patient) -> Change {
+    Change {
+        writes: vec![RecordWrite {
+            expected: Some(expected),
+            record: record.clone(),
+            known_keys: Vec::new(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn saved_responses_written_as_text_are_read_as_references() {
+    let legacy = |body: serde_json::Value| {
+        serde_json::from_value::<SavedResponse>(json!({"status": 200, "body": body.to_string()}))
+            .unwrap()
+            .body
+    };
+    assert_eq!(
+        legacy(json!({"resourceType": "Patient", "id": "9000000009", "meta": {"versionId": "3"}})),
+        SavedBody::Patient {
+            id: "9000000009".into(),
+            version: 3
+        }
+    );
+    assert_eq!(
+        legacy(json!({"resourceType": "Parameters", "parameter": [
+            {"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "Merge completed"}]}},
+            {"name": "result", "resource": {"resourceType": "Patient", "id": "9000000017", "meta": {"versionId": "2"}}}]})),
+        SavedBody::Parameters {
+            outcome: "Merge completed".into(),
+            id: "9000000017".into(),
+            version: 2
+        }
+    );
+    let now = SavedBody::patient(&patient("9000000009", "4", "A"));
+    let round: SavedResponse = serde_json::from_str(
+        &serde_json::to_string(&SavedResponse {
+            status: 200,
+            etag: None,
+            location: None,
+            body: now.clone(),
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(round.body, now);
+}
+
+#[test]
+fn versions_and_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let v1 = patient("9000000009", "1", "One");
+    store
+        .insert_batch(std::slice::from_ref(&v1), ExistingRecords::Reject)
+        .unwrap();
+    let v2 = patient("9000000009", "2", "Two");
+    store.commit(update(Version::FIRST, &v2)).unwrap();
+    // a second writer holding version 1 loses
+    let stale = patient("9000000009", "2", "Stale");
+    assert!(matches!(
+        store.commit(update(Version::FIRST, &stale)),
+        Err(StoreError::VersionConflict { .. })
+    ));
+
+    let id = v1.id();
+    let current = store.get(id).unwrap().unwrap();
+    assert_eq!(current.version.get(), 2);
+    assert_eq!(Patient::from_stored(&current.json).unwrap(), v2);
+    let old = store.get_version(id, Version::FIRST).unwrap().unwrap();
+    assert_eq!(Patient::from_stored(&old.json).unwrap(), v1);
+    assert_eq!(store.count().unwrap(), 1);
+    let history: Vec<u32> = store
+        .history(id)
+        .unwrap()
+        .iter()
+        .map(|r| r.version.get())
+        .collect();
+    assert_eq!(history, [2, 1], "newest first");
+}
+
+fn entry(patient: &str, after: u32) -> AuditEntry {
+    AuditEntry {
+        at: "2026-11-27T00:00:00Z".into(),
+        subject: "t".into(),
+        role: "back-office".into(),
+        request_id: format!("r{after}"),
+        correlation_id: None,
+        operation: "patch".into(),
+        patient: patient.into(),
+        version_before: Some(after - 1),
+        version_after: after,
+        patch: None,
+        reason: None,
+        related: None,
+    }
+}
+
+#[test]
+fn idempotent_requests_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    store
+        .insert_batch(
+            &[patient("9000000009", "1", "One")],
+            ExistingRecords::Reject,
+        )
+        .unwrap();
+    let v2 = patient("9000000009", "2", "Two");
+    let saved = SavedResponse {
+        status: 200,
+        etag: Some("W/\"2\"".into()),
+        location: None,
+        body: SavedBody::patient(&v2),
+    };
+    let request = RequestRecord {
+        request_id: "rid".into(),
+        fingerprint: [7; 32],
+        saved_at: 1000,
+        response: saved.clone(),
+    };
+    let mut change = update(Version::FIRST, &v2);
+    change.request = Some(request.clone());
+    change.audit = vec![entry("9000000009", 2)];
+    assert_eq!(store.commit(change.clone()).unwrap(), Committed::Applied);
+    // the same request again: the saved answer, nothing written (no version conflict either)
+    assert_eq!(
+        store.commit(change.clone()).unwrap(),
+        Committed::Replayed(saved)
+    );
+    assert_eq!(store.audit(v2.id()).unwrap().len(), 1);
+    // the same id for something else
+    let mut other = change.clone();
+    other.request.as_mut().unwrap().fingerprint = [8; 32];
+    assert!(matches!(
+        store.commit(other),
+        Err(StoreError::RequestIdReused(_))
+    ));
+    assert_eq!(store.request("rid").unwrap().unwrap().fingerprint, [7; 32]);
+    // once the window has passed, it is forgotten
+    let later = Change {
+        forget_requests_before: 2000,
+        ..Default::default()
+    };
+    store.commit(later).unwrap();
+    assert!(store.request("rid").unwrap().is_none());
+}
+
+fn named(id: &str, family: &str, birth: &str) -> Patient {
+    let doc = json!({"resourceType": "Patient", "id": id, "birthDate": birth,
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": id}],
+        "name": [{"id": "n", "use": "usual", "family": family}]});
+    Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
+}
+
+#[test]
+fn wildcard_lookups_skip_to_each_birth_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let people = [
+        ("9000000009", "Smith", "1980-01-01"),
+        ("9000000017", "Smith", "1990-06-15"),
+        ("9000000025", "Smithson", "1990-06-20"),
+        ("9000000033", "Smyth", "1990-12-31"),
+        ("9000000041", "Smyth", "1991-01-01"),
+        ("9000000068", "Snow", "1990-06-15"),
+        ("9000000076", "Sm", "1990-07-01"),
+    ];
+    let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
+    store
+        .insert_batch(&records, ExistingRecords::Reject)
+        .unwrap();
+    let found = |name: &str, lo: u32, hi: u32| -> Vec<String> {
+        let l = Lookup::Family {
+            name: name.into(),
+            prefix: true,
+            birth: (lo, hi),
+        };
+        store
+            .candidates(&[l])
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    };
+    assert_eq!(
+        found("sm", 19900101, 19901231),
+        ["9000000017", "9000000025", "9000000033", "9000000076"]
+    );
+    assert_eq!(
+        found("smith", 0, 99999999),
+        ["9000000009", "9000000017", "9000000025"]
+    );
+    assert_eq!(found("smy", 19910101, 19910101), ["9000000041"]);
+    assert!(found("sz", 0, 99999999).is_empty());
+    assert_eq!(store.check_indexes().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn the_writer_survives_a_panicking_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let boom: crate::store::AllocatingChange = std::sync::Arc::new(|_| panic!("a bug in a change"));
+    assert!(matches!(
+        store.commit_allocating((999_300_000, 999_300_100), boom),
+        Err(StoreError::Unavailable(_))
+    ));
+    // nothing of it was written, and later changes still go through
+    assert_eq!(store.count().unwrap(), 0);
+    store
+        .insert_batch(
+            &[patient("9000000009", "1", "One")],
+            ExistingRecords::Reject,
+        )
+        .unwrap();
+    let v2 = patient("9000000009", "2", "Two");
+    assert_eq!(
+        store.commit(update(Version::FIRST, &v2)).unwrap(),
+        Committed::Applied
+    );
+}
+
+#[test]
+fn supersession_and_survivor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let [a, b, c] =
+        ["9000000009", "9000000017", "9000000025"].map(|n| NhsNumber::parse(n).unwrap());
+    store
+        .commit(Change {
+            supersede: vec![(a, b), (b, c)],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.survivor(a).unwrap(), c);
+    assert_eq!(store.superseded_by(a).unwrap(), Some(b));
+    store
+        .commit(Change {
+            unsupersede: vec![a],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(store.survivor(a).unwrap(), a);
+}
+
+#[test]
+fn an_update_writes_only_the_index_keys_its_previous_version_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let version = |v: &str, family: &str| {
+        let doc = json!({"resourceType": "Patient", "id": "9000000009", "meta": {"versionId": v},
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
+            "name": [{"id": "n", "use": "usual", "family": family}], "birthDate": "1990-01-01",
+            "address": [{"id": "a", "use": "home", "line": ["1 A Street"], "postalCode": "LS1 4AP"}]});
+        Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
+    };
+    let v1 = version("1", "Old");
+    store
+        .insert_batch(std::slice::from_ref(&v1), ExistingRecords::Reject)
+        .unwrap();
+    let v2 = version("2", "New");
+    let change = Change {
+        writes: vec![RecordWrite::update(&v1, v2.clone())],
+        ..Default::default()
+    };
+    let staged = stage(&change);
+    let all = crate::domain::index::keys(v2.doc());
+    assert!(!staged[0].keys.is_empty() && staged[0].keys.len() < all.len());
+    assert!(staged[0]
+        .keys
+        .iter()
+        .all(|k| !crate::domain::index::keys(v1.doc()).contains(k)));
+    store.commit(change).unwrap();
+    assert!(store.check_indexes().unwrap().is_empty());
+}
+
+#[test]
+fn a_bulk_load_is_one_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    store
+        .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+        .unwrap();
+    let staged = |ids: &[&str]| {
+        ids.iter()
+            .map(|id| Staged::new(&patient(id, "1", "B")))
+            .collect::<Vec<_>>()
+    };
+    let run = |steps: Vec<BulkStep>, existing| {
+        let mut steps = steps.into_iter();
+        store.bulk_load(existing, &mut || steps.next().unwrap())
+    };
+    // abandoned after two committed batches: nothing of it stays
+    let abandoned = run(
+        vec![
+            BulkStep::Batch(staged(&["9000000017"])),
+            BulkStep::Batch(staged(&["9000000025"])),
+            BulkStep::Abort,
+        ],
+        ExistingRecords::Reject,
+    );
+    assert!(matches!(abandoned, Err(StoreError::Aborted)));
+    assert_eq!(store.count().unwrap(), 1);
+    // an existing record in the second batch undoes the first
+    let refused = run(
+        vec![
+            BulkStep::Batch(staged(&["9000000017"])),
+            BulkStep::Batch(staged(&["9000000009"])),
+        ],
+        ExistingRecords::Reject,
+    );
+    assert!(matches!(refused, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(store.count().unwrap(), 1);
+    assert!(store.check_indexes().unwrap().is_empty());
+    // done: every batch stored, indexed, and replace appends a version
+    let loaded = run(
+        vec![
+            BulkStep::Batch(staged(&["9000000017", "9000000025"])),
+            BulkStep::Batch(staged(&["9000000009"])),
+            BulkStep::Done,
+        ],
+        ExistingRecords::Replace,
+    );
+    assert_eq!(loaded.unwrap(), 3);
+    assert_eq!(store.count().unwrap(), 3);
+    let r = store
+        .get(NhsNumber::parse("9000000009").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version.get(), 2);
+    assert!(store.check_indexes().unwrap().is_empty());
+}
+
+#[test]
+fn batches_are_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    store
+        .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+        .unwrap();
+    let batch = [
+        patient("9000000017", "1", "B"),
+        patient("9000000009", "1", "C"),
+    ];
+    assert!(matches!(
+        store.insert_batch(&batch, ExistingRecords::Reject),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.count().unwrap(),
+        1,
+        "nothing of the failed batch was stored"
+    );
+    store
+        .insert_batch(&batch, ExistingRecords::Replace)
+        .unwrap();
+    let r = store
+        .get(NhsNumber::parse("9000000009").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.version.get(), 2, "replace appends a version");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let store = RedbStore::open(&path).unwrap();
+    store
+        .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+        .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+#[test]
+fn second_open_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let _first = RedbStore::open(&path).unwrap();
+    let err = RedbStore::open(&path).err().unwrap();
+    assert!(err.to_string().contains("already open"), "{err}");
+}
+
+#[test]
+fn what_this_program_did_not_write_is_reported_as_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let id = NhsNumber::parse("9000000009").unwrap();
+    {
+        // a value the record codec cannot read, written behind the store's back
+        let raw: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("patients");
+        let txn = store.db().unwrap().begin_write().unwrap();
+        txn.open_table(raw)
+            .unwrap()
+            .insert(id.as_u64(), b"no".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(store.get(id), Err(StoreError::Corrupt(_))));
+    // and redb's own verdict carries over
+    assert!(matches!(
+        StoreError::from(redb::Error::Corrupted("a page".into())),
+        StoreError::Corrupt(_)
+    ));
+    assert!(matches!(
+        StoreError::from(redb::Error::from(redb::StorageError::Io(
+            std::io::Error::other("disk full")
+        ))),
+        StoreError::Unavailable(_)
+    ));
+}
