@@ -31,6 +31,10 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.redb");
     let store = RedbStore::open(&path).expect("open");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let schemas = Schemas::compile();
     let today = time::OffsetDateTime::now_utc().date();
 
@@ -42,8 +46,8 @@ fn main() {
         let records: Vec<Patient> = (i..end)
             .map(|k| Patient::parse(generate::patient(SEED, k), &schemas, today).expect("valid"))
             .collect();
-        store
-            .insert_batch(&records, ExistingRecords::Reject)
+        runtime
+            .block_on(store.insert_batch(&records, ExistingRecords::Reject))
             .expect("insert");
         i = end;
     }
@@ -117,12 +121,13 @@ fn main() {
                 .collect();
             let t = Instant::now();
             let query = SearchQuery::parse(&pairs, Role::HealthcareWorker).expect("valid query");
-            match pds_facade::app::search::run(
-                &store,
-                &query,
-                pds_facade::domain::Role::HealthcareWorker,
-            )
-            .expect("search")
+            match runtime
+                .block_on(pds_facade::app::search::run(
+                    &store,
+                    &query,
+                    pds_facade::domain::Role::HealthcareWorker,
+                ))
+                .expect("search")
             {
                 pds_facade::app::search::Outcome::Hits(h) => hits += h.len(),
                 pds_facade::app::search::Outcome::TooManyMatches => hits += query.max_results + 1,

@@ -181,6 +181,19 @@ struct StagedBatch {
     bytes: u64,
 }
 
+/// How a file is loaded.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// What to do with NHS numbers already stored.
+    pub existing: ExistingRecords,
+    /// Today's date, for the rules that need it.
+    pub today: Date,
+    /// Object ids for list items that lack one.
+    pub new_id: fn() -> String,
+    /// Records per write transaction.
+    pub batch: usize,
+}
+
 /// Imports one file, whole or not at all.
 ///
 /// NDJSON is streamed: a reader thread cuts it into batches of `batch` lines, worker threads
@@ -191,13 +204,17 @@ struct StagedBatch {
 /// single Patient is read whole, then goes the same way.
 pub fn import_file(
     store: &dyn PatientStore,
+    runtime: &tokio::runtime::Handle,
     schemas: &Schemas,
     path: &Path,
-    existing: ExistingRecords,
-    today: Date,
-    new_id: fn() -> String,
-    batch: usize,
+    options: &Options,
 ) -> FileReport {
+    let Options {
+        existing,
+        today,
+        new_id,
+        batch,
+    } = *options;
     let batch = batch.max(1);
     let file = path.display().to_string();
     let fail = |problems: Vec<Problem>| FileReport {
@@ -247,7 +264,10 @@ pub fn import_file(
         // batches come back in any order; they are written in file order
         let mut waiting = std::collections::BTreeMap::new();
         let mut next = 0usize;
-        let mut step = || loop {
+        let (progress, problems, problem_count) =
+            (&mut progress, &mut problems, &mut problem_count);
+        // owns the queue of staged batches: dropping it stops the reader and the workers
+        let mut step = move || loop {
             if let Some(batch) = waiting.remove(&next) {
                 next += 1;
                 let StagedBatch {
@@ -256,13 +276,13 @@ pub fn import_file(
                     bytes,
                 } = batch;
                 progress.advance(bytes, records.len() as u64);
-                problem_count += found.len();
+                *problem_count += found.len();
                 let room = MAX_PROBLEMS.saturating_sub(problems.len());
                 problems.extend(found.into_iter().take(room));
-                if problem_count >= MAX_PROBLEMS {
+                if *problem_count >= MAX_PROBLEMS {
                     return BulkStep::Abort;
                 }
-                if problem_count == 0 {
+                if *problem_count == 0 {
                     return BulkStep::Batch(records);
                 }
                 // after a problem nothing more is written; the rest is only checked
@@ -272,13 +292,13 @@ pub fn import_file(
                 Ok((n, batch)) => {
                     waiting.insert(n, batch);
                 }
-                Err(_) if problem_count > 0 => return BulkStep::Abort,
+                Err(_) if *problem_count > 0 => return BulkStep::Abort,
                 Err(_) => return BulkStep::Done,
             }
         };
-        let result = store.bulk_load(existing, &mut step);
+        let result = runtime.block_on(store.bulk_load(existing, &mut step));
         // stop the reader and workers, should the load have ended early
-        drop(staged_queue);
+        drop(step);
         result
     });
     progress.finish();

@@ -224,6 +224,14 @@ fn token_keys(keys: &KeyConfig, db: &Path) -> Result<KeySet, String> {
     KeySet::resolve(keys, db)
 }
 
+/// The runtime the service and the commands run their store calls on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn open_store(db: &Path, cache_mib: usize) -> Result<RedbStore, ExitCode> {
     RedbStore::open_with_cache(db, cache_mib.saturating_mul(1024 * 1024)).map_err(|e| {
         eprintln!("error: {e}");
@@ -286,15 +294,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let runtime = runtime();
     if demo {
-        if let Err(code) = load_demo(&store) {
+        if let Err(code) = runtime.block_on(load_demo(&store)) {
             return code;
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let mode = if keys.is_sandbox() {
         "sandbox (requests without a token act as healthcare-worker)"
     } else {
@@ -338,8 +343,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
-    let count = store.count().map_err(|e| {
+async fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
+    let count = store.count().await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
     })?;
@@ -364,6 +369,7 @@ fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
         })?;
     store
         .insert_batch(&patients, ExistingRecords::Reject)
+        .await
         .map_err(|e| {
             eprintln!("error: cannot load demo data: {e}");
             ExitCode::FAILURE
@@ -440,8 +446,9 @@ fn reindex(db: &Path, check: bool) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let runtime = runtime();
     let result = if check {
-        store.check_indexes().map(|problems| {
+        runtime.block_on(store.check_indexes()).map(|problems| {
             for p in &problems {
                 println!("{p}");
             }
@@ -452,7 +459,7 @@ fn reindex(db: &Path, check: bool) -> ExitCode {
             problems.is_empty()
         })
     } else {
-        store.reindex().map(|n| {
+        runtime.block_on(store.reindex()).map(|n| {
             println!("reindexed {n} record(s)");
             true
         })
@@ -479,24 +486,20 @@ fn run_import(
         Err(code) => return code,
     };
     let schemas = Schemas::compile();
-    let existing = if replace {
-        ExistingRecords::Replace
-    } else {
-        ExistingRecords::Reject
+    let runtime = runtime();
+    let options = import::Options {
+        existing: if replace {
+            ExistingRecords::Replace
+        } else {
+            ExistingRecords::Reject
+        },
+        today: today(),
+        new_id: new_object_id,
+        batch: batch_size,
     };
     let reports: Vec<FileReport> = files
         .iter()
-        .map(|f| {
-            import::import_file(
-                &store,
-                &schemas,
-                f,
-                existing,
-                today(),
-                new_object_id,
-                batch_size,
-            )
-        })
+        .map(|f| import::import_file(&store, runtime.handle(), &schemas, f, &options))
         .collect();
     let mut loaded = 0;
     let mut rejected_files = 0;

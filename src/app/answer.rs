@@ -99,7 +99,7 @@ impl App {
     /// through the view rules as they stand now — a record restricted since the first answer
     /// comes back redacted, one invalidated since is 404 INVALIDATED_RESOURCE — for the same
     /// caller (the request fingerprint includes subject and role).
-    pub(crate) fn replayed(
+    pub(crate) async fn replayed(
         &self,
         role: Role,
         response: &SavedResponse,
@@ -108,16 +108,16 @@ impl App {
         let corrupt = || StoreError::Corrupt(format!("a saved response refers to {id} v{v}"));
         let id = NhsNumber::parse(id).map_err(|_| corrupt())?;
         let v = Version::new(v).ok_or_else(corrupt)?;
-        let record = self.store.get_version(id, v)?.ok_or_else(corrupt)?;
+        let record = self.store.get_version(id, v).await?.ok_or_else(corrupt)?;
         let patient = super::parse(&record)?;
         if role.is_back_office() {
             return Ok(saved(response, patient.doc()));
         }
-        let now = self.store.get(id)?.ok_or_else(corrupt)?;
+        let now = self.store.get(id).await?.ok_or_else(corrupt)?;
         if now.invalidated {
             return Err(PdsError::bare(ErrorCode::InvalidatedResource));
         }
-        let versions = self.store.history(id)?;
+        let versions = self.store.history(id).await?;
         let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
         let redact = seen.redacts(v.get(), record.restricted);
         Ok(saved(

@@ -36,7 +36,7 @@ impl App {
             let mut new_id = new_object_id;
             identity::new_patient(&body, role, today(), &mut new_id, &self.schemas, true)?
         };
-        match self.likely_duplicates(role, &new)?.as_slice() {
+        match self.likely_duplicates(role, &new).await?.as_slice() {
             [] => {}
             [one] => {
                 return Err(PdsError::new(
@@ -82,11 +82,15 @@ impl App {
     /// Records whose fuzzy trace scores at least [`DUPLICATE_THRESHOLD`] against `new`, as
     /// `role` may see them (the trace reads only what every role sees: names, gender, birth
     /// date).
-    fn likely_duplicates(&self, role: Role, new: &Patient) -> Result<Vec<NhsNumber>, PdsError> {
+    async fn likely_duplicates(
+        &self,
+        role: Role,
+        new: &Patient,
+    ) -> Result<Vec<NhsNumber>, PdsError> {
         let Some(query) = identity::duplicate_query(new) else {
             return Ok(Vec::new());
         };
-        Ok(match run(self.store.as_ref(), &query, role)? {
+        Ok(match run(self.store.as_ref(), &query, role).await? {
             Outcome::Hits(hits) => hits
                 .iter()
                 .filter(|h| h.score >= DUPLICATE_THRESHOLD)

@@ -65,8 +65,8 @@ impl App {
 
     /// Run or replay: a request id answered within the window for the same request is
     /// replayed; for another request it is refused (422).
-    fn next_action(&self, key: &Key) -> Result<NextAction, PdsError> {
-        let Some(saved) = self.store.request(&key.request_id)? else {
+    async fn next_action(&self, key: &Key) -> Result<NextAction, PdsError> {
+        let Some(saved) = self.store.request(&key.request_id).await? else {
             return Ok(NextAction::Run);
         };
         if saved.saved_at < self.forget_before() {
@@ -91,13 +91,13 @@ impl App {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Answer, PdsError>>,
     {
-        if let NextAction::Replay(saved) = self.next_action(key)? {
-            return self.replayed(req.caller.role, &saved);
+        if let NextAction::Replay(saved) = self.next_action(key).await? {
+            return self.replayed(req.caller.role, &saved).await;
         }
         match run().await {
             Ok(answer) => Ok(answer),
-            Err(e) => match self.next_action(key) {
-                Ok(NextAction::Replay(saved)) => self.replayed(req.caller.role, &saved),
+            Err(e) => match self.next_action(key).await {
+                Ok(NextAction::Replay(saved)) => self.replayed(req.caller.role, &saved).await,
                 _ => Err(e),
             },
         }
@@ -114,10 +114,9 @@ impl App {
             .response;
         // rendered before the change goes to the writer: the record is current if it applies
         let answer = answer::applied(saved, shown(&change, saved), role);
-        let store = self.store.clone();
-        match crate::store::durable(|reply| store.submit(change, reply)).await? {
+        match self.store.commit(change).await? {
             Committed::Applied => Ok(answer),
-            Committed::Replayed(original) => self.replayed(role, &original),
+            Committed::Replayed(original) => self.replayed(role, &original).await,
         }
     }
 
@@ -127,9 +126,10 @@ impl App {
         role: Role,
         build: AllocatingChange,
     ) -> Result<Answer, PdsError> {
-        let (store, range, builder) = (self.store.clone(), self.allocation_range, build.clone());
-        let (committed, nhs): (Committed, NhsNumber) =
-            crate::store::durable(|reply| store.submit_allocating(range, builder, reply)).await?;
+        let (committed, nhs): (Committed, NhsNumber) = self
+            .store
+            .commit_allocating(self.allocation_range, build.clone())
+            .await?;
         match committed {
             // the builder is deterministic for a number: rebuild the change to answer from it
             Committed::Applied => {
@@ -141,7 +141,7 @@ impl App {
                     .response;
                 Ok(answer::applied(saved, shown(&change, saved), role))
             }
-            Committed::Replayed(original) => self.replayed(role, &original),
+            Committed::Replayed(original) => self.replayed(role, &original).await,
         }
     }
 }

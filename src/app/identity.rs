@@ -66,8 +66,8 @@ impl App {
             .ok_or_else(|| PdsError::missing_value("patient"))?
             .clone();
         let reason = params.reason()?;
-        let old = self.load_named("nhs-number", old_id)?;
-        self.refuse_unless_live(&old)?;
+        let old = self.load_named("nhs-number", old_id).await?;
+        self.refuse_unless_live(&old).await?;
         let (new, (invalidated, ops)) = {
             let mut new_id = new_object_id;
             let mut ctx = PatchContext {
@@ -140,8 +140,8 @@ impl App {
     }
 
     /// Identity operations act on live records: not merged away, not invalidated.
-    fn refuse_unless_live(&self, p: &Patient) -> Result<(), PdsError> {
-        if let Some(survivor) = self.store.superseded_by(p.id())? {
+    async fn refuse_unless_live(&self, p: &Patient) -> Result<(), PdsError> {
+        if let Some(survivor) = self.store.superseded_by(p.id()).await? {
             return Err(PdsError::invalid_update(format!(
                 "{} was merged into {survivor}",
                 p.id()
@@ -184,10 +184,10 @@ impl App {
         let params = Parameters::parse(&body, &["nhs-number", "reason"])?;
         let id = params.required_nhs_number("nhs-number")?;
         let reason = params.reason()?;
-        let current = self.load_named("nhs-number", id)?;
+        let current = self.load_named("nhs-number", id).await?;
         let previous = match validity {
             Validity::Invalidate => {
-                if let Some(survivor) = self.store.superseded_by(id)? {
+                if let Some(survivor) = self.store.superseded_by(id).await? {
                     return Err(PdsError::invalid_update(format!(
                         "{id} was merged into {survivor}"
                     )));
@@ -197,7 +197,8 @@ impl App {
             // back to the confidentiality the record had before it was invalidated
             Validity::Revalidate => self
                 .store
-                .history(id)?
+                .history(id)
+                .await?
                 .iter()
                 .filter(|v| !v.invalidated)
                 .find_map(|v| Patient::from_stored(&v.json).ok())

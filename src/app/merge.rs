@@ -50,8 +50,10 @@ impl App {
         op: &MergeRequest,
     ) -> Result<Answer, PdsError> {
         let (source_id, target_requested) = (op.source, op.target.expect("parsed"));
-        let source = self.load_named("source-patient-identifier", source_id)?;
-        if let Some(survivor) = self.store.superseded_by(source_id)? {
+        let source = self
+            .load_named("source-patient-identifier", source_id)
+            .await?;
+        if let Some(survivor) = self.store.superseded_by(source_id).await? {
             return Err(PdsError::invalid_update(format!(
                 "source {source_id} has already been merged into {survivor}; unmerge it first"
             )));
@@ -61,8 +63,9 @@ impl App {
                 "source {source_id} is invalidated"
             )));
         }
-        self.load_named("target-patient-identifier", target_requested)?;
-        let target_id = self.store.survivor(target_requested)?;
+        self.load_named("target-patient-identifier", target_requested)
+            .await?;
+        let target_id = self.store.survivor(target_requested).await?;
         if target_id == source_id {
             let why = if target_requested == source_id {
                 "a record cannot be merged into itself".to_string()
@@ -71,7 +74,9 @@ impl App {
             };
             return Err(PdsError::invalid_update(why));
         }
-        let target = self.load_named("target-patient-identifier", target_id)?;
+        let target = self
+            .load_named("target-patient-identifier", target_id)
+            .await?;
         if target.is_invalidated() {
             return Err(PdsError::invalid_update(format!(
                 "target {target_id} is invalidated"
@@ -125,8 +130,10 @@ impl App {
         op: &MergeRequest,
     ) -> Result<Answer, PdsError> {
         let source_id = op.source;
-        let source = self.load_named("source-patient-identifier", source_id)?;
-        let Some(target_id) = self.store.superseded_by(source_id)? else {
+        let source = self
+            .load_named("source-patient-identifier", source_id)
+            .await?;
+        let Some(target_id) = self.store.superseded_by(source_id).await? else {
             return Err(PdsError::invalid_update(format!(
                 "{source_id} is not superseded in a merge"
             )));
@@ -138,8 +145,8 @@ impl App {
                 )));
             }
         }
-        let target = self.load_named("target", target_id)?;
-        let label = self.label_after_unmerge(&target, source_id)?;
+        let target = self.load_named("target", target_id).await?;
+        let label = self.label_after_unmerge(&target, source_id).await?;
         let merged = {
             let mut new_id = new_object_id;
             let mut ctx = PatchContext {
@@ -239,14 +246,15 @@ impl App {
     /// The label the target of a merge gets back when `source` is unmerged from it, if any (see
     /// [`confidentiality::after_unmerge`]: never lowered when the label was set or the content
     /// changed since the merge, or the target is invalidated).
-    fn label_after_unmerge(
+    async fn label_after_unmerge(
         &self,
         target: &Patient,
         source: NhsNumber,
     ) -> Result<Option<Label>, PdsError> {
         let history = self
             .store
-            .history(target.id())?
+            .history(target.id())
+            .await?
             .iter()
             .map(super::parse)
             .collect::<Result<Vec<_>, _>>()?;
@@ -262,12 +270,13 @@ impl App {
         };
         let label_set_since = self
             .store
-            .audit(target.id())?
+            .audit(target.id())
+            .await?
             .iter()
             .any(|e| e.operation == Operation::Flag.name() && e.version_after > merged_version);
         let mut still_merged = Vec::new();
         for other in merge::other_sources(target, source) {
-            if let Some(stored) = self.store.get(other)? {
+            if let Some(stored) = self.store.get(other).await? {
                 still_merged.extend(Label::of(&super::parse(&stored)?));
             }
         }

@@ -63,15 +63,16 @@ impl App {
     }
 
     /// The current record stored under `id` (superseded ones included); 404 when there is none.
-    pub(crate) fn load(&self, id: NhsNumber) -> Result<StoredRecord, PdsError> {
+    pub(crate) async fn load(&self, id: NhsNumber) -> Result<StoredRecord, PdsError> {
         self.store
-            .get(id)?
+            .get(id)
+            .await?
             .ok_or_else(|| PdsError::bare(ErrorCode::ResourceNotFound))
     }
 
     /// A record an operation names in its `what` parameter: 404 saying which one is missing.
-    pub(crate) fn load_named(&self, what: &str, id: NhsNumber) -> Result<Patient, PdsError> {
-        match self.store.get(id)? {
+    pub(crate) async fn load_named(&self, what: &str, id: NhsNumber) -> Result<Patient, PdsError> {
+        match self.store.get(id).await? {
             Some(stored) => parse(&stored),
             None => Err(PdsError::new(
                 ErrorCode::ResourceNotFound,

@@ -14,16 +14,16 @@ impl App {
     /// An invalidated record is 404 INVALIDATED_RESOURCE for every role but the back office —
     /// after following merges, since an invalidated but superseded number shows its survivor
     /// (PDS).
-    pub(crate) fn load_current(
+    pub(crate) async fn load_current(
         &self,
         id: NhsNumber,
         caller: &Caller,
     ) -> Result<StoredRecord, PdsError> {
-        let mut record = self.load(id)?;
+        let mut record = self.load(id).await?;
         if record.merged {
-            let survivor = self.store.survivor(id)?;
+            let survivor = self.store.survivor(id).await?;
             if survivor != id {
-                record = self.load(survivor)?;
+                record = self.load(survivor).await?;
             }
         }
         if record.invalidated && !caller.role.is_back_office() {
@@ -33,8 +33,8 @@ impl App {
     }
 
     /// `GET /Patient/{id}`: the current record as the caller may see it, with its ETag.
-    pub fn read(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
-        let record = self.load_current(id, caller)?;
+    pub async fn read(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+        let record = self.load_current(id, caller).await?;
         let version = record.version;
         Ok(Answer::record(
             version,
@@ -46,16 +46,16 @@ impl App {
     /// what a read shows them — the survivor of a merge, nothing of an invalidated record — and
     /// each version in the view [`RecordHistory`] decides: what a record held while restricted
     /// stays hidden in every past version.
-    pub fn history(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+    pub async fn history(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
         let mut id = id;
-        let current = self.load(id)?;
+        let current = self.load(id).await?;
         if !caller.role.is_back_office() {
             if current.merged {
-                id = self.store.survivor(id)?;
+                id = self.store.survivor(id).await?;
             }
-            self.load_current(id, caller)?;
+            self.load_current(id, caller).await?;
         }
-        let versions = self.store.history(id)?;
+        let versions = self.store.history(id).await?;
         let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
         let mut entries = Vec::with_capacity(versions.len());
         for v in &versions {
@@ -74,7 +74,7 @@ impl App {
     }
 
     /// One version of a record, as stored (back office).
-    pub fn read_version(
+    pub async fn read_version(
         &self,
         caller: &Caller,
         id: NhsNumber,
@@ -83,14 +83,19 @@ impl App {
         require_back_office(caller)?;
         let record = self
             .store
-            .get_version(id, version)?
+            .get_version(id, version)
+            .await?
             .ok_or_else(|| PdsError::bare(ErrorCode::ResourceNotFound))?;
         Ok(Answer::record(version, record.json))
     }
 
     /// The audit trail of a patient, oldest first (back office).
-    pub fn audit_trail(&self, caller: &Caller, id: NhsNumber) -> Result<Vec<AuditEntry>, PdsError> {
+    pub async fn audit_trail(
+        &self,
+        caller: &Caller,
+        id: NhsNumber,
+    ) -> Result<Vec<AuditEntry>, PdsError> {
         require_back_office(caller)?;
-        Ok(self.store.audit(id)?)
+        Ok(self.store.audit(id).await?)
     }
 }

@@ -16,10 +16,14 @@ use crate::store::{PatientStore, StoreError};
 
 impl App {
     /// `GET /Patient?…`: the query's parameters validated in PDS's order, the matches as a
-    /// searchset Bundle (best first), or TOO_MANY_MATCHES. Blocking: the store is read here.
-    pub fn search(&self, caller: &Caller, pairs: &[(String, String)]) -> Result<Answer, PdsError> {
+    /// searchset Bundle (best first), or TOO_MANY_MATCHES.
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        pairs: &[(String, String)],
+    ) -> Result<Answer, PdsError> {
         let query = SearchQuery::parse(pairs, caller.role)?;
-        let hits = match run(self.store.as_ref(), &query, caller.role)? {
+        let hits = match run(self.store.as_ref(), &query, caller.role).await? {
             Outcome::TooManyMatches => return Err(PdsError::bare(ErrorCode::TooManyMatches)),
             Outcome::Hits(hits) => hits,
         };
@@ -69,15 +73,15 @@ pub enum Outcome {
 /// before counting, so not even TOO_MANY_MATCHES reveals it — when the query reads an element
 /// its restricted view hides (postcode, GP, phone, e-mail: see
 /// [`SearchQuery::excludes_restricted_for`]).
-pub fn run(
+pub async fn run(
     store: &dyn PatientStore,
     query: &SearchQuery,
     role: Role,
 ) -> Result<Outcome, StoreError> {
     let excludes_restricted = query.excludes_restricted_for(role);
     let mut hits = Vec::new();
-    for id in store.candidates(&query.lookups())? {
-        let Some(stored) = store.get(id)? else {
+    for id in store.candidates(&query.lookups()).await? {
+        let Some(stored) = store.get(id).await? else {
             continue;
         };
         if stored.invalidated || (stored.restricted && excludes_restricted) {
@@ -88,7 +92,7 @@ pub fn run(
             continue; // superseded in a merge: its survivor is the one to find
         }
         let score = if query.history {
-            let versions = store.history(id)?;
+            let versions = store.history(id).await?;
             let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
             let past: Vec<Map<String, Value>> = versions
                 .iter()

@@ -43,8 +43,8 @@ impl App {
         let body = json::parse(body).map_err(|e| {
             PdsError::invalid_update(format!("the request body is not valid JSON - {e}"))
         })?;
-        let stored = self.load(id)?;
-        if stored.merged && self.store.superseded_by(id)?.is_some() {
+        let stored = self.load(id).await?;
+        if stored.merged && self.store.superseded_by(id).await?.is_some() {
             return Err(superseded());
         }
         if stored.invalidated {

@@ -109,7 +109,7 @@ pub async fn audit(
         .ok_or_else(|| ApiError(PdsError::missing_value("patient")))?;
     let id =
         parse_id(&patient).map_err(|_| ApiError(PdsError::invalid_value(&patient, "patient")))?;
-    let entries = app.app.audit_trail(&caller, id)?;
+    let entries = app.app.audit_trail(&caller, id).await?;
     Ok(
         axum::Json(json!({"patient": id.to_string(), "total": entries.len(), "entries": entries}))
             .into_response(),

@@ -37,7 +37,7 @@ pub async fn history(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    Ok(answer(app.app.history(&caller, id)?))
+    Ok(answer(app.app.history(&caller, id).await?))
 }
 
 #[utoipa::path(
@@ -67,5 +67,5 @@ pub async fn version(
     crate::app::require_back_office(&caller)?;
     let id = parse_id(&id)?;
     let vid = Version::parse(&vid).ok_or_else(|| ApiError(PdsError::invalid_value(&vid, "vid")))?;
-    Ok(answer(app.app.read_version(&caller, id, vid)?))
+    Ok(answer(app.app.read_version(&caller, id, vid).await?))
 }

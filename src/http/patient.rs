@@ -73,7 +73,7 @@ pub async fn get_patient(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    Ok(answer(app.app.read(&caller, id)?))
+    Ok(answer(app.app.read(&caller, id).await?))
 }
 
 #[utoipa::path(
@@ -151,9 +151,5 @@ pub async fn search_patients(
         form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    // a search reads the store: off the request task
-    let found = tokio::task::spawn_blocking(move || app.app.search(&caller, &pairs))
-        .await
-        .map_err(|_| ApiError::bare(ErrorCode::UnknownError))??;
-    Ok(answer(found))
+    Ok(answer(app.app.search(&caller, &pairs).await?))
 }

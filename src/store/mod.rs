@@ -102,15 +102,6 @@ pub(crate) fn writer_gone() -> StoreError {
     StoreError::Unavailable("the writer has stopped".into())
 }
 
-/// Submits with `submit` and blocks this thread until the outcome arrives.
-fn wait<T: Send + 'static>(submit: impl FnOnce(Reply<T>)) -> Result<T, StoreError> {
-    let (reply, outcome) = std::sync::mpsc::channel();
-    submit(Box::new(move |r| {
-        let _ = reply.send(r);
-    }));
-    outcome.recv().map_err(|_| writer_gone())?
-}
-
 /// Submits with `submit` and awaits the outcome without holding a thread (for async callers).
 pub async fn durable<T: Send + 'static>(submit: impl FnOnce(Reply<T>)) -> Result<T, StoreError> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
@@ -333,98 +324,84 @@ pub enum Committed {
 /// same change (callers rebuild the response that way).
 pub type AllocatingChange = std::sync::Arc<dyn Fn(NhsNumber) -> Change + Send + Sync>;
 
+/// What both stores (redb, PostgreSQL) provide. Every call is async: the embedded store answers
+/// at once from its page cache (and hands changes to its writer thread), the PostgreSQL store
+/// talks to the server.
+#[async_trait::async_trait]
 pub trait PatientStore: Send + Sync + 'static {
     /// The current version of a record (superseded records included).
-    fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError>;
+    async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError>;
 
     /// One version of a record, current or past.
-    fn get_version(
+    async fn get_version(
         &self,
         id: NhsNumber,
         version: Version,
     ) -> Result<Option<StoredRecord>, StoreError>;
 
     /// Every version of a record, newest first.
-    fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError>;
+    async fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// The record that directly supersedes `id`, if it was merged.
-    fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError>;
+    async fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError>;
 
-    /// Commits a change atomically. Each write's `expected` version must still be current
-    /// (otherwise [`StoreError::VersionConflict`] and nothing is written). A request already
-    /// saved with the same fingerprint is [`Committed::Replayed`]; with another fingerprint,
-    /// [`StoreError::RequestIdReused`].
-    ///
-    /// Blocks until the outcome is known; async callers use [`PatientStore::submit`].
-    fn commit(&self, change: Change) -> Result<Committed, StoreError> {
-        wait(|reply| self.submit(change, reply))
-    }
+    /// Commits a change atomically, durably, before answering. Each write's `expected` version
+    /// must still be current (otherwise [`StoreError::VersionConflict`] and nothing is
+    /// written). A request already saved with the same fingerprint is
+    /// [`Committed::Replayed`]; with another fingerprint, [`StoreError::RequestIdReused`].
+    async fn commit(&self, change: Change) -> Result<Committed, StoreError>;
 
-    /// [`PatientStore::commit`] without waiting: `reply` gets the outcome once the change is
-    /// durable (or has failed).
-    fn submit(&self, change: Change, reply: Reply<Committed>);
-
-    /// Allocates the next unused NHS number from `prefixes` (first nine digits, inclusive; never
-    /// one handed out before, nor one already stored) and commits the change `build` makes for
-    /// it — the allocation and the change in one transaction. A replayed request allocates
-    /// nothing.
-    fn commit_allocating(
+    /// Allocates an unused NHS number from `prefixes` (first nine digits, inclusive; at random,
+    /// never one handed out before, nor one already stored) and commits the change `build`
+    /// makes for it — the allocation and the change in one transaction. A replayed request
+    /// allocates nothing.
+    async fn commit_allocating(
         &self,
         prefixes: (u64, u64),
         build: AllocatingChange,
-    ) -> Result<(Committed, NhsNumber), StoreError> {
-        wait(|reply| self.submit_allocating(prefixes, build, reply))
-    }
-
-    /// [`PatientStore::commit_allocating`] without waiting.
-    fn submit_allocating(
-        &self,
-        prefixes: (u64, u64),
-        build: AllocatingChange,
-        reply: Reply<(Committed, NhsNumber)>,
-    );
+    ) -> Result<(Committed, NhsNumber), StoreError>;
 
     /// The idempotency record of a request id, if one is kept.
-    fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;
+    async fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError>;
 
     /// The audit trail of a patient, oldest first.
-    fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Stores new records in one transaction: all of them or none.
-    fn insert_batch(
+    async fn insert_batch(
         &self,
         records: &[Patient],
         existing: ExistingRecords,
     ) -> Result<(), StoreError>;
 
-    /// Stores a stream of batches as one unit: each batch is one write transaction, but the load
-    /// becomes durable only at [`BulkStep::Done`]. On [`BulkStep::Abort`], an error (e.g. an
-    /// existing record under [`ExistingRecords::Reject`], or a number twice) or a crash, the
-    /// store is left as it was before the load. Returns how many records were stored.
-    fn bulk_load(
+    /// Stores a stream of batches as one unit: the load becomes durable only at
+    /// [`BulkStep::Done`]. On [`BulkStep::Abort`], an error (e.g. an existing record under
+    /// [`ExistingRecords::Reject`], or a number twice) or a crash, the store is left as it was
+    /// before the load. Returns how many records were stored.
+    async fn bulk_load(
         &self,
         existing: ExistingRecords,
-        next: &mut dyn FnMut() -> BulkStep,
+        next: &mut (dyn FnMut() -> BulkStep + Send),
     ) -> Result<u64, StoreError>;
 
     /// How many records are stored.
-    fn count(&self) -> Result<u64, StoreError>;
+    async fn count(&self) -> Result<u64, StoreError>;
 
     /// The records the search indexes hold under any of `lookups` (a superset of the matches:
     /// every value any version held is indexed; callers check each record).
-    fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError>;
+    async fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError>;
 
     /// Rebuilds every search index from the stored versions; returns how many records.
-    fn reindex(&self) -> Result<u64, StoreError>;
+    async fn reindex(&self) -> Result<u64, StoreError>;
 
     /// Compares the indexes with the records; each difference is described (empty: consistent).
-    fn check_indexes(&self) -> Result<Vec<String>, StoreError>;
+    async fn check_indexes(&self) -> Result<Vec<String>, StoreError>;
 
     /// Follows merges from `id` to the surviving record (itself when not superseded).
-    fn survivor(&self, id: NhsNumber) -> Result<NhsNumber, StoreError> {
+    async fn survivor(&self, id: NhsNumber) -> Result<NhsNumber, StoreError> {
         let mut current = id;
         for _ in 0..64 {
-            match self.superseded_by(current)? {
+            match self.superseded_by(current).await? {
                 Some(next) => current = next,
                 None => return Ok(current),
             }

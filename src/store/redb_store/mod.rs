@@ -28,8 +28,8 @@ use tables::*;
 use writer::{answer, fail, stage, writer_loop, Handle, Job};
 
 use super::{
-    writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed, ExistingRecords,
-    PatientStore, Reply, RequestRecord, Staged, StoreError, StoredRecord,
+    durable, writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed,
+    ExistingRecords, PatientStore, Reply, RequestRecord, Staged, StoreError, StoredRecord,
 };
 use crate::domain::index::Lookup;
 use crate::domain::{NhsNumber, Patient, Version};
@@ -140,6 +140,35 @@ impl RedbStore {
 }
 
 impl RedbStore {
+    /// Hands a change to the writer; `reply` gets its outcome once it is durable (or failed).
+    pub fn submit(&self, change: Change, reply: Reply<Committed>) {
+        let job = Job::Commit {
+            staged: stage(&change),
+            change: Box::new(change),
+            reply,
+        };
+        if let Err(job) = self.send(job) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
+    }
+
+    /// [`RedbStore::submit`] for a change that needs a newly allocated NHS number.
+    pub fn submit_allocating(
+        &self,
+        prefixes: (u64, u64),
+        build: AllocatingChange,
+        reply: Reply<(Committed, NhsNumber)>,
+    ) {
+        let job = Job::Allocate {
+            prefixes,
+            build,
+            reply,
+        };
+        if let Err(job) = self.send(job) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
+    }
+
     fn db(&self) -> Result<Arc<Database>, StoreError> {
         self.db.get()
     }
@@ -176,15 +205,16 @@ fn load_batch(
     Ok(txn.commit()?)
 }
 
+#[async_trait::async_trait]
 impl PatientStore for RedbStore {
-    fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
+    async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(PATIENTS)?;
         let guard = table.get(id.as_u64())?;
         guard.map(|g| g.value().into_stored()).transpose()
     }
 
-    fn get_version(
+    async fn get_version(
         &self,
         id: NhsNumber,
         version: Version,
@@ -197,7 +227,7 @@ impl PatientStore for RedbStore {
         versioned(guard.value().to_vec(), version).map(Some)
     }
 
-    fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
+    async fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(VERSIONS)?;
         let key = id.as_u64();
@@ -211,7 +241,7 @@ impl PatientStore for RedbStore {
         Ok(out)
     }
 
-    fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
+    async fn superseded_by(&self, id: NhsNumber) -> Result<Option<NhsNumber>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(SUPERSEDED)?;
         let Some(guard) = table.get(id.as_u64())? else {
@@ -222,34 +252,19 @@ impl PatientStore for RedbStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    fn submit(&self, change: Change, reply: Reply<Committed>) {
-        let job = Job::Commit {
-            staged: stage(&change),
-            change: Box::new(change),
-            reply,
-        };
-        if let Err(job) = self.send(job) {
-            answer(fail(job, writer_gone()), &Ok(()));
-        }
+    async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
+        durable(|reply| self.submit(change, reply)).await
     }
 
-    fn submit_allocating(
+    async fn commit_allocating(
         &self,
         prefixes: (u64, u64),
         build: AllocatingChange,
-        reply: Reply<(Committed, NhsNumber)>,
-    ) {
-        let job = Job::Allocate {
-            prefixes,
-            build,
-            reply,
-        };
-        if let Err(job) = self.send(job) {
-            answer(fail(job, writer_gone()), &Ok(()));
-        }
+    ) -> Result<(Committed, NhsNumber), StoreError> {
+        durable(|reply| self.submit_allocating(prefixes, build, reply)).await
     }
 
-    fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
+    async fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(REQUESTS)?;
         let Some(guard) = table.get(request_id)? else {
@@ -258,7 +273,7 @@ impl PatientStore for RedbStore {
         guard.value().into_record(request_id).map(Some)
     }
 
-    fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(AUDIT)?;
         let key = id.as_u64();
@@ -270,7 +285,7 @@ impl PatientStore for RedbStore {
         Ok(out)
     }
 
-    fn insert_batch(
+    async fn insert_batch(
         &self,
         records: &[Patient],
         existing: ExistingRecords,
@@ -285,10 +300,10 @@ impl PatientStore for RedbStore {
         Ok(txn.commit()?)
     }
 
-    fn bulk_load(
+    async fn bulk_load(
         &self,
         existing: ExistingRecords,
-        next: &mut dyn FnMut() -> BulkStep,
+        next: &mut (dyn FnMut() -> BulkStep + Send),
     ) -> Result<u64, StoreError> {
         let db = self.db()?;
         // where an abandoned or failed load goes back to (kept in memory while the load runs;
@@ -327,24 +342,24 @@ impl PatientStore for RedbStore {
         }
     }
 
-    fn count(&self) -> Result<u64, StoreError> {
+    async fn count(&self) -> Result<u64, StoreError> {
         let txn = self.db()?.begin_read()?;
         let table = txn.open_table(PATIENTS)?;
         Ok(table.len()?)
     }
 
-    fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError> {
+    async fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError> {
         index::candidates(&self.db()?.begin_read()?, lookups)
     }
 
-    fn reindex(&self) -> Result<u64, StoreError> {
+    async fn reindex(&self) -> Result<u64, StoreError> {
         let txn = self.db()?.begin_write()?;
         let records = index::rebuild(&txn)?;
         txn.commit()?;
         Ok(records)
     }
 
-    fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
+    async fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
         index::check(&self.db()?.begin_read()?)
     }
 }

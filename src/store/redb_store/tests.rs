@@ -60,32 +60,38 @@ fn saved_responses_written_as_text_are_read_as_references() {
     assert_eq!(round.body, now);
 }
 
-#[test]
-fn versions_and_conflicts() {
+#[tokio::test]
+async fn versions_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let v1 = patient("9000000009", "1", "One");
     store
         .insert_batch(std::slice::from_ref(&v1), ExistingRecords::Reject)
+        .await
         .unwrap();
     let v2 = patient("9000000009", "2", "Two");
-    store.commit(update(Version::FIRST, &v2)).unwrap();
+    store.commit(update(Version::FIRST, &v2)).await.unwrap();
     // a second writer holding version 1 loses
     let stale = patient("9000000009", "2", "Stale");
     assert!(matches!(
-        store.commit(update(Version::FIRST, &stale)),
+        store.commit(update(Version::FIRST, &stale)).await,
         Err(StoreError::VersionConflict { .. })
     ));
 
     let id = v1.id();
-    let current = store.get(id).unwrap().unwrap();
+    let current = store.get(id).await.unwrap().unwrap();
     assert_eq!(current.version.get(), 2);
     assert_eq!(Patient::from_stored(&current.json).unwrap(), v2);
-    let old = store.get_version(id, Version::FIRST).unwrap().unwrap();
+    let old = store
+        .get_version(id, Version::FIRST)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(Patient::from_stored(&old.json).unwrap(), v1);
-    assert_eq!(store.count().unwrap(), 1);
+    assert_eq!(store.count().await.unwrap(), 1);
     let history: Vec<u32> = store
         .history(id)
+        .await
         .unwrap()
         .iter()
         .map(|r| r.version.get())
@@ -110,8 +116,8 @@ fn entry(patient: &str, after: u32) -> AuditEntry {
     }
 }
 
-#[test]
-fn idempotent_requests_and_audit() {
+#[tokio::test]
+async fn idempotent_requests_and_audit() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     store
@@ -119,6 +125,7 @@ fn idempotent_requests_and_audit() {
             &[patient("9000000009", "1", "One")],
             ExistingRecords::Reject,
         )
+        .await
         .unwrap();
     let v2 = patient("9000000009", "2", "Two");
     let saved = SavedResponse {
@@ -136,28 +143,34 @@ fn idempotent_requests_and_audit() {
     let mut change = update(Version::FIRST, &v2);
     change.request = Some(request.clone());
     change.audit = vec![entry("9000000009", 2)];
-    assert_eq!(store.commit(change.clone()).unwrap(), Committed::Applied);
+    assert_eq!(
+        store.commit(change.clone()).await.unwrap(),
+        Committed::Applied
+    );
     // the same request again: the saved answer, nothing written (no version conflict either)
     assert_eq!(
-        store.commit(change.clone()).unwrap(),
+        store.commit(change.clone()).await.unwrap(),
         Committed::Replayed(saved)
     );
-    assert_eq!(store.audit(v2.id()).unwrap().len(), 1);
+    assert_eq!(store.audit(v2.id()).await.unwrap().len(), 1);
     // the same id for something else
     let mut other = change.clone();
     other.request.as_mut().unwrap().fingerprint = [8; 32];
     assert!(matches!(
-        store.commit(other),
+        store.commit(other).await,
         Err(StoreError::RequestIdReused(_))
     ));
-    assert_eq!(store.request("rid").unwrap().unwrap().fingerprint, [7; 32]);
+    assert_eq!(
+        store.request("rid").await.unwrap().unwrap().fingerprint,
+        [7; 32]
+    );
     // once the window has passed, it is forgotten
     let later = Change {
         forget_requests_before: 2000,
         ..Default::default()
     };
-    store.commit(later).unwrap();
-    assert!(store.request("rid").unwrap().is_none());
+    store.commit(later).await.unwrap();
+    assert!(store.request("rid").await.unwrap().is_none());
 }
 
 fn named(id: &str, family: &str, birth: &str) -> Patient {
@@ -167,8 +180,8 @@ fn named(id: &str, family: &str, birth: &str) -> Patient {
     Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
 }
 
-#[test]
-fn wildcard_lookups_skip_to_each_birth_range() {
+#[tokio::test]
+async fn wildcard_lookups_skip_to_each_birth_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let people = [
@@ -183,8 +196,9 @@ fn wildcard_lookups_skip_to_each_birth_range() {
     let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
     store
         .insert_batch(&records, ExistingRecords::Reject)
+        .await
         .unwrap();
-    let found = |name: &str, lo: u32, hi: u32| -> Vec<String> {
+    let found = async |name: &str, lo: u32, hi: u32| -> Vec<String> {
         let l = Lookup::Family {
             name: name.into(),
             prefix: true,
@@ -192,50 +206,54 @@ fn wildcard_lookups_skip_to_each_birth_range() {
         };
         store
             .candidates(&[l])
+            .await
             .unwrap()
             .iter()
             .map(|n| n.to_string())
             .collect()
     };
     assert_eq!(
-        found("sm", 19900101, 19901231),
+        found("sm", 19900101, 19901231).await,
         ["9000000017", "9000000025", "9000000033", "9000000076"]
     );
     assert_eq!(
-        found("smith", 0, 99999999),
+        found("smith", 0, 99999999).await,
         ["9000000009", "9000000017", "9000000025"]
     );
-    assert_eq!(found("smy", 19910101, 19910101), ["9000000041"]);
-    assert!(found("sz", 0, 99999999).is_empty());
-    assert_eq!(store.check_indexes().unwrap(), Vec::<String>::new());
+    assert_eq!(found("smy", 19910101, 19910101).await, ["9000000041"]);
+    assert!(found("sz", 0, 99999999).await.is_empty());
+    assert_eq!(store.check_indexes().await.unwrap(), Vec::<String>::new());
 }
 
-#[test]
-fn the_writer_survives_a_panicking_change() {
+#[tokio::test]
+async fn the_writer_survives_a_panicking_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let boom: crate::store::AllocatingChange = std::sync::Arc::new(|_| panic!("a bug in a change"));
     assert!(matches!(
-        store.commit_allocating((999_300_000, 999_300_100), boom),
+        store
+            .commit_allocating((999_300_000, 999_300_100), boom)
+            .await,
         Err(StoreError::Unavailable(_))
     ));
     // nothing of it was written, and later changes still go through
-    assert_eq!(store.count().unwrap(), 0);
+    assert_eq!(store.count().await.unwrap(), 0);
     store
         .insert_batch(
             &[patient("9000000009", "1", "One")],
             ExistingRecords::Reject,
         )
+        .await
         .unwrap();
     let v2 = patient("9000000009", "2", "Two");
     assert_eq!(
-        store.commit(update(Version::FIRST, &v2)).unwrap(),
+        store.commit(update(Version::FIRST, &v2)).await.unwrap(),
         Committed::Applied
     );
 }
 
-#[test]
-fn supersession_and_survivor() {
+#[tokio::test]
+async fn supersession_and_survivor() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let [a, b, c] =
@@ -245,20 +263,22 @@ fn supersession_and_survivor() {
             supersede: vec![(a, b), (b, c)],
             ..Default::default()
         })
+        .await
         .unwrap();
-    assert_eq!(store.survivor(a).unwrap(), c);
-    assert_eq!(store.superseded_by(a).unwrap(), Some(b));
+    assert_eq!(store.survivor(a).await.unwrap(), c);
+    assert_eq!(store.superseded_by(a).await.unwrap(), Some(b));
     store
         .commit(Change {
             unsupersede: vec![a],
             ..Default::default()
         })
+        .await
         .unwrap();
-    assert_eq!(store.survivor(a).unwrap(), a);
+    assert_eq!(store.survivor(a).await.unwrap(), a);
 }
 
-#[test]
-fn an_update_writes_only_the_index_keys_its_previous_version_lacks() {
+#[tokio::test]
+async fn an_update_writes_only_the_index_keys_its_previous_version_lacks() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let version = |v: &str, family: &str| {
@@ -271,6 +291,7 @@ fn an_update_writes_only_the_index_keys_its_previous_version_lacks() {
     let v1 = version("1", "Old");
     store
         .insert_batch(std::slice::from_ref(&v1), ExistingRecords::Reject)
+        .await
         .unwrap();
     let v2 = version("2", "New");
     let change = Change {
@@ -284,25 +305,28 @@ fn an_update_writes_only_the_index_keys_its_previous_version_lacks() {
         .keys
         .iter()
         .all(|k| !crate::domain::index::keys(v1.doc()).contains(k)));
-    store.commit(change).unwrap();
-    assert!(store.check_indexes().unwrap().is_empty());
+    store.commit(change).await.unwrap();
+    assert!(store.check_indexes().await.unwrap().is_empty());
 }
 
-#[test]
-fn a_bulk_load_is_one_unit() {
+#[tokio::test]
+async fn a_bulk_load_is_one_unit() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     store
         .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+        .await
         .unwrap();
     let staged = |ids: &[&str]| {
         ids.iter()
             .map(|id| Staged::new(&patient(id, "1", "B")))
             .collect::<Vec<_>>()
     };
-    let run = |steps: Vec<BulkStep>, existing| {
+    let run = async |steps: Vec<BulkStep>, existing| {
         let mut steps = steps.into_iter();
-        store.bulk_load(existing, &mut || steps.next().unwrap())
+        store
+            .bulk_load(existing, &mut || steps.next().unwrap())
+            .await
     };
     // abandoned after two committed batches: nothing of it stays
     let abandoned = run(
@@ -312,9 +336,10 @@ fn a_bulk_load_is_one_unit() {
             BulkStep::Abort,
         ],
         ExistingRecords::Reject,
-    );
+    )
+    .await;
     assert!(matches!(abandoned, Err(StoreError::Aborted)));
-    assert_eq!(store.count().unwrap(), 1);
+    assert_eq!(store.count().await.unwrap(), 1);
     // an existing record in the second batch undoes the first
     let refused = run(
         vec![
@@ -322,10 +347,11 @@ fn a_bulk_load_is_one_unit() {
             BulkStep::Batch(staged(&["9000000009"])),
         ],
         ExistingRecords::Reject,
-    );
+    )
+    .await;
     assert!(matches!(refused, Err(StoreError::AlreadyExists(_))));
-    assert_eq!(store.count().unwrap(), 1);
-    assert!(store.check_indexes().unwrap().is_empty());
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert!(store.check_indexes().await.unwrap().is_empty());
     // done: every batch stored, indexed, and replace appends a version
     let loaded = run(
         vec![
@@ -334,56 +360,62 @@ fn a_bulk_load_is_one_unit() {
             BulkStep::Done,
         ],
         ExistingRecords::Replace,
-    );
+    )
+    .await;
     assert_eq!(loaded.unwrap(), 3);
-    assert_eq!(store.count().unwrap(), 3);
+    assert_eq!(store.count().await.unwrap(), 3);
     let r = store
         .get(NhsNumber::parse("9000000009").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(r.version.get(), 2);
-    assert!(store.check_indexes().unwrap().is_empty());
+    assert!(store.check_indexes().await.unwrap().is_empty());
 }
 
-#[test]
-fn batches_are_all_or_nothing() {
+#[tokio::test]
+async fn batches_are_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     store
         .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+        .await
         .unwrap();
     let batch = [
         patient("9000000017", "1", "B"),
         patient("9000000009", "1", "C"),
     ];
     assert!(matches!(
-        store.insert_batch(&batch, ExistingRecords::Reject),
+        store.insert_batch(&batch, ExistingRecords::Reject).await,
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(
-        store.count().unwrap(),
+        store.count().await.unwrap(),
         1,
         "nothing of the failed batch was stored"
     );
     store
         .insert_batch(&batch, ExistingRecords::Replace)
+        .await
         .unwrap();
     let r = store
         .get(NhsNumber::parse("9000000009").unwrap())
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(r.version.get(), 2, "replace appends a version");
 }
 
 #[cfg(unix)]
-#[test]
-fn a_new_database_is_readable_by_its_owner_only() {
+#[tokio::test]
+async fn a_new_database_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.redb");
     let store = RedbStore::open(&path).unwrap();
     store
         .insert_batch(&[patient("9000000009", "1", "A")], ExistingRecords::Reject)
+        .await
         .unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
@@ -398,8 +430,8 @@ fn second_open_is_refused_clearly() {
     assert!(err.to_string().contains("already open"), "{err}");
 }
 
-#[test]
-fn what_this_program_did_not_write_is_reported_as_corruption() {
+#[tokio::test]
+async fn what_this_program_did_not_write_is_reported_as_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let id = NhsNumber::parse("9000000009").unwrap();
@@ -413,7 +445,7 @@ fn what_this_program_did_not_write_is_reported_as_corruption() {
             .unwrap();
         txn.commit().unwrap();
     }
-    assert!(matches!(store.get(id), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.get(id).await, Err(StoreError::Corrupt(_))));
     // and redb's own verdict carries over
     assert!(matches!(
         StoreError::from(redb::Error::Corrupted("a page".into())),
