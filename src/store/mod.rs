@@ -5,6 +5,7 @@
 //! it touches, their copies in the version history, merge links, the audit entries, and the
 //! saved response that makes a retry with the same `X-Request-ID` idempotent — all or nothing.
 
+pub mod allocation;
 pub mod redb_store;
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,35 @@ impl Staged {
             keys: crate::domain::index::keys(record.doc()),
         }
     }
+}
+
+impl StoredRecord {
+    /// A stored version's JSON with the facts a record header holds, read from the document.
+    pub fn from_version(json: Vec<u8>, version: Version) -> Result<StoredRecord, StoreError> {
+        let record = Patient::from_stored(&json).map_err(StoreError::Corrupt)?;
+        Ok(StoredRecord {
+            version,
+            restricted: record.is_restricted(),
+            merged: record.has_merge_state(),
+            invalidated: record.is_invalidated(),
+            json,
+        })
+    }
+}
+
+/// The writes of a change made ready for a store: JSON and index keys computed, less the keys
+/// the expected version already has (writing them again would cost for nothing: every
+/// version's keys stay indexed).
+pub fn stage(change: &Change) -> Vec<Staged> {
+    change
+        .writes
+        .iter()
+        .map(|w| {
+            let mut staged = Staged::new(&w.record);
+            staged.keys.retain(|k| !w.known_keys.contains(k));
+            staged
+        })
+        .collect()
 }
 
 /// Where the outcome of a change goes once it is durable or has failed. It runs on the writer's

@@ -25,10 +25,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 pub use error::OpenError;
 use tables::*;
-use writer::{answer, fail, stage, writer_loop, Handle, Job};
+use writer::{answer, fail, writer_loop, Handle, Job};
 
 use super::{
-    durable, writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed,
+    durable, stage, writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed,
     ExistingRecords, PatientStore, Reply, RequestRecord, Staged, StoreError, StoredRecord,
 };
 use crate::domain::index::Lookup;
@@ -182,17 +182,6 @@ impl RedbStore {
     }
 }
 
-fn versioned(json: Vec<u8>, version: Version) -> Result<StoredRecord, StoreError> {
-    let record = Patient::from_stored(&json).map_err(StoreError::Corrupt)?;
-    Ok(StoredRecord {
-        version,
-        restricted: record.is_restricted(),
-        merged: record.has_merge_state(),
-        invalidated: record.is_invalidated(),
-        json,
-    })
-}
-
 /// One batch of a bulk load: one non-durable transaction, every table opened once.
 fn load_batch(
     db: &Database,
@@ -224,7 +213,7 @@ impl PatientStore for RedbStore {
         let Some(guard) = table.get((id.as_u64(), version.get()))? else {
             return Ok(None);
         };
-        versioned(guard.value().to_vec(), version).map(Some)
+        StoredRecord::from_version(guard.value().to_vec(), version).map(Some)
     }
 
     async fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
@@ -236,7 +225,7 @@ impl PatientStore for RedbStore {
             let (k, v) = entry?;
             let version =
                 Version::new(k.value().1).ok_or_else(|| StoreError::Corrupt("version 0".into()))?;
-            out.push(versioned(v.value().to_vec(), version)?);
+            out.push(StoredRecord::from_version(v.value().to_vec(), version)?);
         }
         Ok(out)
     }

@@ -16,7 +16,8 @@ use super::codec::Request;
 use super::tables::Tables;
 use crate::domain::NhsNumber;
 use crate::store::{
-    AllocatingChange, Change, Committed, Reply, RequestRecord, SavedResponse, Staged, StoreError,
+    stage, AllocatingChange, Change, Committed, Reply, RequestRecord, SavedResponse, Staged,
+    StoreError,
 };
 
 /// The open database, replaced by a fresh handle after a storage failure.
@@ -316,21 +317,6 @@ fn commit_one(
     Ok(Committed::Applied)
 }
 
-/// The writes of a change made ready for the writer: JSON and index keys computed, less the
-/// keys the expected version already has (inserting them again would still rewrite their
-/// B-tree pages).
-pub(super) fn stage(change: &Change) -> Vec<Staged> {
-    change
-        .writes
-        .iter()
-        .map(|w| {
-            let mut staged = Staged::new(&w.record);
-            staged.keys.retain(|k| !w.known_keys.contains(k));
-            staged
-        })
-        .collect()
-}
-
 /// One allocating change of a group: an unused NHS number drawn at random, then the change
 /// built for it.
 fn allocate_one(
@@ -349,47 +335,16 @@ fn allocate_one(
     Ok((Committed::Applied, nhs))
 }
 
-/// An NHS number from `prefixes` (first nine digits, inclusive) that was never allocated nor
-/// stored, drawn uniformly at random with the operating system's generator: numbers handed
-/// out one after another must not be adjacent or in order, or the gap between two a caller
-/// was given would point to the new identity of someone whose old number just disappeared.
-/// The writer draws inside the transaction that stores the record, so no two callers get the
-/// same number. When random draws keep landing on used numbers (a nearly full range), a walk
-/// from a random point finds the next free one.
-fn draw_unallocated(tables: &Tables, (lo, hi): (u64, u64)) -> Result<NhsNumber, StoreError> {
-    let span = hi - lo + 1;
-    let free = |prefix: u64| -> Result<Option<NhsNumber>, StoreError> {
-        let Some(n) = NhsNumber::from_prefix(prefix) else {
-            return Ok(None); // no valid check digit for this prefix
-        };
-        let used =
-            tables.current_version(n)?.is_some() || tables.allocated.get(n.as_u64())?.is_some();
-        Ok((!used).then_some(n))
-    };
-    for _ in 0..64 {
-        if let Some(n) = free(lo + random_below(span)?)? {
-            return Ok(n);
-        }
-    }
-    let start = random_below(span)?;
-    for k in 0..span {
-        if let Some(n) = free(lo + (start + k) % span)? {
+/// The first of the allocation candidates ([`crate::store::allocation::candidates`]) that was
+/// never allocated nor stored. The writer draws inside the transaction that stores the record,
+/// so no two callers get the same number.
+fn draw_unallocated(tables: &Tables, prefixes: (u64, u64)) -> Result<NhsNumber, StoreError> {
+    for n in crate::store::allocation::candidates(prefixes)? {
+        if tables.current_version(n)?.is_none() && tables.allocated.get(n.as_u64())?.is_none() {
             return Ok(n);
         }
     }
     Err(StoreError::RangeExhausted)
-}
-
-/// A uniform random number below `n` (> 0), without modulo bias.
-fn random_below(n: u64) -> Result<u64, StoreError> {
-    let zone = u64::MAX - u64::MAX % n;
-    loop {
-        let r = getrandom::u64()
-            .map_err(|e| StoreError::Unavailable(format!("no random numbers: {e}")))?;
-        if r < zone {
-            return Ok(r % n);
-        }
-    }
 }
 
 /// How many expired idempotency records one commit forgets at most (keeps commits short).
