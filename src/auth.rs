@@ -174,6 +174,22 @@ impl KeySet {
     /// Builds the key set; with no key configured, sandbox mode with the development key kept
     /// beside `db` (created if missing).
     pub fn resolve(config: &KeyConfig, db: &Path) -> Result<KeySet, String> {
+        KeySet::resolve_with(config, || dev_key(db))
+    }
+
+    /// Whether `config` configures no key (sandbox mode).
+    pub fn is_sandbox_config(config: &KeyConfig) -> bool {
+        config.jwt_hs256_secret.is_none()
+            && config.jwt_hs256_secret_file.is_none()
+            && config.jwt_public_keys.is_empty()
+    }
+
+    /// [`KeySet::resolve`] with the development key from `dev_key`, asked for only in sandbox
+    /// mode (a store shared by several nodes keeps it in the database).
+    pub fn resolve_with(
+        config: &KeyConfig,
+        dev_key: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<KeySet, String> {
         let mut keys = Vec::new();
         let mut signer = None;
         let secret = match (&config.jwt_hs256_secret_file, &config.jwt_hs256_secret) {
@@ -207,7 +223,7 @@ impl KeySet {
         let sandbox = secret.is_none() && keys.is_empty();
         let secret = match secret {
             Some(s) => Some(s),
-            None if sandbox => Some(dev_key(db)?),
+            None if sandbox => Some(dev_key()?),
             None => None,
         };
         if let Some(secret) = secret {
@@ -357,20 +373,25 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A fresh development key: 32 random bytes as hex.
+pub fn fresh_dev_key() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// The development key of a sandbox database: `<db>.jwt-dev-key`, 32 random bytes as hex,
 /// created with owner-only permissions on first use.
-fn dev_key(db: &Path) -> Result<Vec<u8>, String> {
+pub fn dev_key(db: &Path) -> Result<Vec<u8>, String> {
     let mut name = db.as_os_str().to_owned();
     name.push(".jwt-dev-key");
     let path = PathBuf::from(name);
     if let Ok(existing) = std::fs::read(&path) {
         return Ok(existing.trim_ascii().to_vec());
     }
-    let key = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let key = fresh_dev_key();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

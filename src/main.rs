@@ -11,8 +11,9 @@ use pds_facade::auth::{KeyConfig, KeySet};
 use pds_facade::domain::{NhsNumber, Role, Schemas};
 use pds_facade::env::{new_object_id, today};
 use pds_facade::http::{self, Settings};
-use pds_facade::import::{self, FileReport, Location};
-use pds_facade::store::redb_store::RedbStore;
+use pds_facade::import::{self, FileReport};
+use pds_facade::store::location::{Location, Opened, Options as StoreOptions};
+use pds_facade::store::postgres::PgStore;
 use pds_facade::store::{ExistingRecords, PatientStore};
 
 #[derive(Parser)]
@@ -32,9 +33,8 @@ enum Command {
     Serve(ServeArgs),
     /// Load Patient resources from files: a Patient, a Bundle of Patients, or NDJSON.
     Import {
-        /// The database file (created if missing).
-        #[arg(long, default_value = "./pds.redb")]
-        db: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Store records whose NHS number exists already as a new version of it
         /// (otherwise such a file is rejected).
         #[arg(long)]
@@ -42,21 +42,22 @@ enum Command {
         /// Files to load; each is loaded whole or not at all.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Memory for redb's page cache, in MiB.
-        #[arg(long, default_value_t = 1024)]
-        cache_size: usize,
         /// Records per write transaction (bigger: faster, more memory).
         #[arg(long, default_value_t = import::BATCH)]
         batch_size: usize,
     },
     /// Rebuild the search indexes from the stored records (or, with --check, only compare them).
     Reindex {
-        /// The database file.
-        #[arg(long, default_value = "./pds.redb")]
-        db: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Report differences between indexes and records instead of rebuilding.
         #[arg(long)]
         check: bool,
+    },
+    /// Bring a PostgreSQL store's schema up to date (serve does it too, at start-up).
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -84,26 +85,69 @@ enum Command {
         /// How long the token is valid, e.g. 30m, 1h, 2days.
         #[arg(long, default_value = "1h")]
         ttl: humantime::Duration,
-        /// The database whose sandbox key signs the token.
-        #[arg(long, default_value = "./pds.redb")]
-        db: PathBuf,
+        /// The store whose sandbox key signs the token.
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(flatten)]
         keys: KeyConfig,
     },
 }
 
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// The database file (created if missing).
-    #[arg(long, default_value = "./pds.redb")]
+/// Where the records are.
+#[derive(clap::Args, Clone, Debug)]
+struct StoreArgs {
+    /// The embedded database file (created if missing).
+    #[arg(long, default_value = "./pds.redb", env = "PDS_DB")]
     db: PathBuf,
-    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:9000")]
-    listen: SocketAddr,
+    /// The store, when not the file of --db: `redb:PATH`, or `postgres://user@host/db` for
+    /// PostgreSQL (the schema is migrated on start).
+    #[arg(long, env = "PDS_STORE", value_parser = parse_location, hide_env_values = true)]
+    store: Option<Location>,
     /// Memory for redb's page cache, in MiB (most of the server's memory beyond a few MiB;
     /// reads of uncached pages go to the operating system's file cache).
     #[arg(long, default_value_t = 1024)]
     cache_size: usize,
+    /// PostgreSQL connections this process keeps open.
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
+}
+
+fn parse_location(s: &str) -> Result<Location, String> {
+    s.parse()
+}
+
+impl StoreArgs {
+    fn location(&self) -> Location {
+        self.store
+            .clone()
+            .unwrap_or(Location::Redb(self.db.clone()))
+    }
+
+    fn options(&self) -> StoreOptions {
+        StoreOptions {
+            cache_bytes: self.cache_size.saturating_mul(1024 * 1024),
+            pool_size: self.pool_size.max(1),
+        }
+    }
+
+    /// Opens the store, or says why not.
+    fn open(&self, runtime: &tokio::runtime::Runtime) -> Result<Opened, ExitCode> {
+        runtime
+            .block_on(Opened::open(&self.location(), self.options()))
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            })
+    }
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
     /// Load the bundled demo patients first, if the database is empty.
     #[arg(long)]
     demo: bool,
@@ -151,7 +195,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Reindex { db, check } => reindex(&db, check),
+        Command::Reindex { store, check } => reindex(&store, check),
+        Command::Migrate { store } => migrate(&store),
         Command::Generate { count, seed, out } => match generate(count, seed, out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             // `generate | head` closes the pipe early: that is not an error
@@ -165,9 +210,9 @@ fn main() -> ExitCode {
             role,
             sub,
             ttl,
-            db,
+            store,
             keys,
-        } => match token_keys(&keys, &db).and_then(|k| k.mint(role, &sub, ttl.into())) {
+        } => match token_keys(&keys, &store).and_then(|k| k.mint(role, &sub, ttl.into())) {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS
@@ -178,12 +223,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Import {
-            db,
+            store,
             replace,
             files,
-            cache_size,
             batch_size,
-        } => run_import(&db, &files, replace, cache_size, batch_size),
+        } => run_import(&store, &files, replace, batch_size),
         Command::Openapi => {
             use std::io::Write;
             let text = serde_json::to_string_pretty(&http::openapi::openapi_json()).expect("JSON");
@@ -199,29 +243,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// The keys `token` signs with. In sandbox mode that is the development key of the database a
-/// server runs on: for a database that does not exist no server can accept the token, so
+/// The keys `token` signs with. In sandbox mode that is the development key of the store a
+/// server runs on: for a database file that does not exist no server can accept the token, so
 /// nothing is minted (and no stray key file is left behind).
-fn token_keys(keys: &KeyConfig, db: &Path) -> Result<KeySet, String> {
-    let sandbox = keys.jwt_hs256_secret.is_none()
-        && keys.jwt_hs256_secret_file.is_none()
-        && keys.jwt_public_keys.is_empty();
-    let is_database = std::fs::metadata(db).is_ok_and(|m| m.is_file() && m.len() > 0);
-    if sandbox && !is_database {
-        let what = if db.exists() {
-            "is not a database"
-        } else {
-            "does not exist"
-        };
-        return Err(format!(
-            "{} {what}: in sandbox mode tokens are signed with the development key of the \
-             database the server runs on — give that database with --db (start it once with \
-             `pds-facade serve --db {}`), or configure a signing key (--jwt-hs256-secret-file)",
-            db.display(),
-            db.display()
-        ));
+fn token_keys(keys: &KeyConfig, store: &StoreArgs) -> Result<KeySet, String> {
+    if !KeySet::is_sandbox_config(keys) {
+        return KeySet::resolve_with(keys, || {
+            Err("no development key outside sandbox mode".into())
+        });
     }
-    KeySet::resolve(keys, db)
+    match store.location() {
+        Location::Redb(db) => {
+            let is_database = std::fs::metadata(&db).is_ok_and(|m| m.is_file() && m.len() > 0);
+            if !is_database {
+                let what = if db.exists() {
+                    "is not a database"
+                } else {
+                    "does not exist"
+                };
+                return Err(format!(
+                    "{} {what}: in sandbox mode tokens are signed with the development key of \
+                     the database the server runs on — give that database with --db (start it \
+                     once with `pds-facade serve --db {}`), or configure a signing key \
+                     (--jwt-hs256-secret-file)",
+                    db.display(),
+                    db.display()
+                ));
+            }
+            KeySet::resolve(keys, &db)
+        }
+        location @ Location::Postgres(_) => {
+            let runtime = runtime();
+            let opened = runtime.block_on(Opened::open(&location, store.options()))?;
+            let key = runtime.block_on(opened.dev_key(&location))?;
+            KeySet::resolve_with(keys, || Ok(key))
+        }
+    }
 }
 
 /// The runtime the service and the commands run their store calls on.
@@ -232,19 +289,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn open_store(db: &Path, cache_mib: usize) -> Result<RedbStore, ExitCode> {
-    RedbStore::open_with_cache(db, cache_mib.saturating_mul(1024 * 1024)).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::FAILURE
-    })
-}
-
 fn serve(args: ServeArgs) -> ExitCode {
     let ServeArgs {
-        db,
+        store: store_args,
         listen,
         demo,
-        cache_size,
         idempotency_window,
         request_timeout,
         client_timeout,
@@ -253,7 +302,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         base_url,
         keys: key_config,
     } = args;
-    let db = db.as_path();
     let key_config = &key_config;
     let (idempotency_window, request_timeout): (std::time::Duration, std::time::Duration) =
         (idempotency_window.into(), request_timeout.into());
@@ -276,13 +324,20 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let keys = match KeySet::resolve(key_config, db) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = runtime();
+    let location = store_args.location();
+    let opened = match store_args.open(&runtime) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
+    let keys =
+        match KeySet::resolve_with(key_config, || runtime.block_on(opened.dev_key(&location))) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     if keys.is_sandbox() && !listen.ip().is_loopback() {
         eprintln!(
             "error: sandbox mode (no JWT key configured) only listens on a loopback address; \
@@ -290,23 +345,19 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let store = match open_store(db, cache_size) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let runtime = runtime();
     if demo {
-        if let Err(code) = runtime.block_on(load_demo(&store)) {
+        if let Err(code) = runtime.block_on(load_demo(opened.store())) {
             return code;
         }
     }
+    let store = opened.into_shared();
     let mode = if keys.is_sandbox() {
         "sandbox (requests without a token act as healthcare-worker)"
     } else {
         "secured (bearer token required)"
     };
     tracing::info!(mode, "authentication");
-    let mut state = Settings::new(Arc::new(store), keys);
+    let mut state = Settings::new(store, keys);
     state.app.idempotency_window = idempotency_window;
     state.app.allocation_range = allocation_range;
     state.request_timeout = request_timeout;
@@ -328,7 +379,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         let shutdown = shutdown_signal()?;
         // The first line on stdout is the address, for scripts and tests that use port 0.
         println!("listening on http://{local}");
-        tracing::info!(db = %db.display(), "pds-facade listening on http://{local} (docs at /docs)");
+        tracing::info!(store = %location, "pds-facade listening on http://{local} (docs at /docs)");
         http::serve(listener, state.into(), shutdown).await
     });
     match result {
@@ -343,7 +394,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
+async fn load_demo(store: &dyn PatientStore) -> Result<(), ExitCode> {
     let count = store.count().await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
@@ -359,7 +410,7 @@ async fn load_demo(store: &RedbStore) -> Result<(), ExitCode> {
     let records = pds_facade::demo::patients()
         .into_iter()
         .enumerate()
-        .map(|(i, p)| (Location::Entry(i), p))
+        .map(|(i, p)| (import::Location::Entry(i), p))
         .collect();
     let mut new_id = new_object_id;
     let patients =
@@ -441,12 +492,40 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((first, last))
 }
 
-fn reindex(db: &Path, check: bool) -> ExitCode {
-    let store = match open_store(db, 1024) {
+fn migrate(store: &StoreArgs) -> ExitCode {
+    let location = store.location();
+    let Location::Postgres(url) = &location else {
+        println!("{location}: an embedded store has no schema to migrate");
+        return ExitCode::SUCCESS;
+    };
+    let runtime = runtime();
+    // connecting migrates; say what it did
+    let result = runtime.block_on(async {
+        let pg = PgStore::connect(url, 1).await?;
+        pg.migrate().await
+    });
+    match result {
+        Ok(_) => {
+            println!(
+                "{location}: schema at version {}",
+                pds_facade::store::postgres::schema::latest()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {location}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reindex(store: &StoreArgs, check: bool) -> ExitCode {
+    let runtime = runtime();
+    let opened = match store.open(&runtime) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let runtime = runtime();
+    let store = opened.store();
     let result = if check {
         runtime.block_on(store.check_indexes()).map(|problems| {
             for p in &problems {
@@ -474,19 +553,13 @@ fn reindex(db: &Path, check: bool) -> ExitCode {
     }
 }
 
-fn run_import(
-    db: &Path,
-    files: &[PathBuf],
-    replace: bool,
-    cache_mib: usize,
-    batch_size: usize,
-) -> ExitCode {
-    let store = match open_store(db, cache_mib) {
+fn run_import(store: &StoreArgs, files: &[PathBuf], replace: bool, batch_size: usize) -> ExitCode {
+    let runtime = runtime();
+    let opened = match store.open(&runtime) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let schemas = Schemas::compile();
-    let runtime = runtime();
     let options = import::Options {
         existing: if replace {
             ExistingRecords::Replace
@@ -499,7 +572,7 @@ fn run_import(
     };
     let reports: Vec<FileReport> = files
         .iter()
-        .map(|f| import::import_file(&store, runtime.handle(), &schemas, f, &options))
+        .map(|f| import::import_file(opened.store(), runtime.handle(), &schemas, f, &options))
         .collect();
     let mut loaded = 0;
     let mut rejected_files = 0;

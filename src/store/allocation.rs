@@ -10,9 +10,7 @@ use crate::store::StoreError;
 /// new identity of someone whose old number just disappeared. First 64 random draws; then —
 /// a range so full that they all landed on used numbers — every number of the range, walking
 /// from a random point, so that the last free one is still found.
-pub fn candidates(
-    (lo, hi): (u64, u64),
-) -> Result<impl Iterator<Item = NhsNumber>, StoreError> {
+pub fn candidates((lo, hi): (u64, u64)) -> Result<impl Iterator<Item = NhsNumber>, StoreError> {
     let span = hi - lo + 1;
     let draws = (0..64)
         .map(|_| random_below(span))

@@ -6,6 +6,8 @@
 //! saved response that makes a retry with the same `X-Request-ID` idempotent — all or nothing.
 
 pub mod allocation;
+pub mod location;
+pub mod postgres;
 pub mod redb_store;
 
 use serde::{Deserialize, Serialize};

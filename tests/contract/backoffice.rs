@@ -700,8 +700,8 @@ async fn no_restricted_field_reaches_other_roles() {
     let file = dir.path().join("restricted.ndjson");
     std::fs::write(&file, lines).unwrap();
     let out = std::process::Command::new(BIN)
-        .args(["import", "--db"])
-        .arg(&db)
+        .arg("import")
+        .args(store_of(&db))
         .arg(&file)
         .output()
         .unwrap();

@@ -57,6 +57,83 @@ impl Rng {
     }
 }
 
+/// `PDS_TEST_POSTGRES` (e.g. `postgres://postgres@127.0.0.1:5432/postgres`): the suite runs
+/// on PostgreSQL, each test's database a PostgreSQL database of its own; unset, on redb files.
+pub fn postgres() -> Option<&'static str> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        std::env::var("PDS_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.is_empty())
+    })
+    .as_deref()
+}
+
+/// Says so and returns true when a test of the embedded file store's own behaviour (its lock,
+/// its file, its disk) runs on PostgreSQL, where it does not apply; PostgreSQL's counterparts
+/// are tests of their own.
+pub fn redb_only(what: &str) -> bool {
+    if postgres().is_some() {
+        eprintln!("not on PostgreSQL: {what} is the embedded store's own behaviour");
+        return true;
+    }
+    false
+}
+
+/// The store arguments of a test database: its redb file, or (under `PDS_TEST_POSTGRES`) the
+/// PostgreSQL database that stands for that file, created on first use.
+pub fn store_of(db: &Path) -> Vec<String> {
+    match postgres() {
+        None => vec!["--db".into(), db.display().to_string()],
+        Some(base) => vec!["--store".into(), postgres_database(base, db)],
+    }
+}
+
+/// The URL of the PostgreSQL database named after `db` (created if missing).
+pub fn postgres_database(base: &str, db: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    db.hash(&mut h);
+    let name = format!("pds_test_{:016x}", h.finish());
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("PDS_TEST_POSTGRES is not a URL: {base}"),
+    };
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if !made.contains(&name) {
+        let (base, create) = (base.to_string(), name.clone());
+        // on a thread of its own: a test may be running inside a runtime already
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                    .await
+                    .expect("PDS_TEST_POSTGRES reachable");
+                tokio::spawn(connection);
+                let exists = client
+                    .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&create])
+                    .await
+                    .unwrap()
+                    .is_some();
+                if !exists {
+                    client
+                        .batch_execute(&format!("CREATE DATABASE {create}"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .join()
+        .unwrap();
+        made.push(name);
+    }
+    url
+}
+
 /// A running server process. Dropping it kills the process.
 pub struct Server {
     child: Option<Child>,
@@ -71,8 +148,8 @@ impl Server {
     pub fn start(db: &Path, extra: &[&str]) -> Server {
         let log = db.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
         let mut child = Command::new(BIN)
-            .args(["serve", "--db"])
-            .arg(db)
+            .arg("serve")
+            .args(store_of(db))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -226,8 +303,8 @@ pub struct Api {
 /// report.
 pub fn check_indexes(db: &Path) -> (bool, String) {
     let out = Command::new(BIN)
-        .args(["reindex", "--check", "--db"])
-        .arg(db)
+        .args(["reindex", "--check"])
+        .args(store_of(db))
         .output()
         .unwrap();
     (
@@ -242,8 +319,8 @@ pub fn import(db: &Path, records: &[Value]) {
     let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(&file, lines).unwrap();
     let out = Command::new(BIN)
-        .args(["import", "--db"])
-        .arg(db)
+        .arg("import")
+        .args(store_of(db))
         .arg(&file)
         .output()
         .unwrap();
@@ -266,15 +343,8 @@ pub fn nhs_from(base: u64, i: usize) -> String {
 /// `pds-facade token --role ROLE --db DB [extra]`.
 pub fn mint(db: &Path, role: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
-        .args([
-            "token",
-            "--role",
-            role,
-            "--sub",
-            &format!("test-{role}"),
-            "--db",
-        ])
-        .arg(db)
+        .args(["token", "--role", role, "--sub", &format!("test-{role}")])
+        .args(store_of(db))
         .args(extra)
         .output()
         .unwrap();

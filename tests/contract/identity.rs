@@ -125,8 +125,8 @@ async fn multiple_matches() {
     )
     .unwrap();
     assert!(std::process::Command::new(BIN)
-        .args(["import", "--db"])
-        .arg(&db)
+        .arg("import")
+        .args(store_of(&db))
         .arg(&file)
         .status()
         .unwrap()

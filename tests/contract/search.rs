@@ -365,8 +365,8 @@ async fn restricted_and_superseded_records() {
     let file = dir.path().join("namesake.json");
     std::fs::write(&file, namesake.to_string()).unwrap();
     assert!(std::process::Command::new(BIN)
-        .args(["import", "--db"])
-        .arg(&db)
+        .arg("import")
+        .args(store_of(&db))
         .arg(&file)
         .status()
         .unwrap()
@@ -484,8 +484,8 @@ async fn indexes_agree_with_records_after_random_changes() {
     let (ok, out) = check_indexes(&db);
     assert!(ok && out.contains("0 difference(s)"), "{out}");
     let rebuilt = std::process::Command::new(BIN)
-        .args(["reindex", "--db"])
-        .arg(&db)
+        .arg("reindex")
+        .args(store_of(&db))
         .output()
         .unwrap();
     assert!(
