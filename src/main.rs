@@ -59,6 +59,15 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Show the plan PostgreSQL makes for each index lookup of a search, e.g.
+    /// `explain --store postgres://… 'family=Smith&birthdate=eq2010-10-22'` (as the back office
+    /// would search; sequential scans ruled out where an index can serve).
+    Explain {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The search's query string, as after `/Patient?`.
+        query: String,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Write synthetic patients as NDJSON (deterministic for a seed; streams in constant memory).
@@ -197,6 +206,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Reindex { store, check } => reindex(&store, check),
         Command::Migrate { store } => migrate(&store),
+        Command::Explain { store, query } => explain(&store, &query),
         Command::Generate { count, seed, out } => match generate(count, seed, out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             // `generate | head` closes the pipe early: that is not an error
@@ -229,17 +239,21 @@ fn main() -> ExitCode {
             batch_size,
         } => run_import(&store, &files, replace, batch_size),
         Command::Openapi => {
-            use std::io::Write;
-            let text = serde_json::to_string_pretty(&http::openapi::openapi_json()).expect("JSON");
-            // `pds-facade openapi | head` closes the pipe early: that is not an error
-            match writeln!(std::io::stdout().lock(), "{text}") {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-                _ => ExitCode::SUCCESS,
-            }
+            print(&serde_json::to_string_pretty(&http::openapi::openapi_json()).expect("JSON"))
         }
+    }
+}
+
+/// Writes `text` and a newline to standard output. `pds-facade openapi | head` closes the pipe
+/// early: that is not an error.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
@@ -499,19 +513,62 @@ fn migrate(store: &StoreArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let runtime = runtime();
-    // connecting migrates; say what it did
     let result = runtime.block_on(async {
-        let pg = PgStore::connect(url, 1).await?;
+        let pg = PgStore::connect_unmigrated(url, 1).await?;
         pg.migrate().await
     });
+    let latest = pds_facade::store::postgres::schema::latest();
     match result {
-        Ok(_) => {
+        Ok(applied) if applied.is_empty() => {
+            println!("{location}: schema up to date (version {latest})");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            let names: Vec<String> = applied.iter().map(i32::to_string).collect();
             println!(
-                "{location}: schema at version {}",
-                pds_facade::store::postgres::schema::latest()
+                "{location}: applied migration(s) {}; schema at version {latest}",
+                names.join(", ")
             );
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("error: {location}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(store: &StoreArgs, query: &str) -> ExitCode {
+    let location = store.location();
+    let Location::Postgres(url) = &location else {
+        eprintln!("error: {location}: plans are PostgreSQL's; the embedded store has no planner");
+        return ExitCode::FAILURE;
+    };
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect();
+    let query = match pds_facade::domain::search::SearchQuery::parse(&pairs, Role::BackOffice) {
+        Ok(q) => q,
+        Err(e) => {
+            let why = e.diagnostics.unwrap_or_else(|| format!("{:?}", e.code));
+            eprintln!("error: not a search: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lookups = query.lookups();
+    let result = runtime().block_on(async {
+        let pg = PgStore::connect(url, 1).await?;
+        pg.explain(&lookups).await
+    });
+    match result {
+        Ok(plans) => print(
+            &lookups
+                .iter()
+                .zip(plans)
+                .map(|(lookup, plan)| format!("{lookup:?}\n{plan}\n"))
+                .collect::<String>(),
+        ),
         Err(e) => {
             eprintln!("error: {location}: {e}");
             ExitCode::FAILURE

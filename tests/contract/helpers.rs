@@ -146,10 +146,16 @@ pub struct Server {
 impl Server {
     /// Starts `pds-facade serve` on 127.0.0.1:0 with the given database.
     pub fn start(db: &Path, extra: &[&str]) -> Server {
+        Server::start_on(&store_of(db), db, extra)
+    }
+
+    /// Starts `pds-facade serve` on the store `store` (command-line arguments); `db` names its
+    /// log (and, for redb, is the store).
+    pub fn start_on(store: &[String], db: &Path, extra: &[&str]) -> Server {
         let log = db.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
         let mut child = Command::new(BIN)
             .arg("serve")
-            .args(store_of(db))
+            .args(store)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -342,9 +348,14 @@ pub fn nhs_from(base: u64, i: usize) -> String {
 
 /// `pds-facade token --role ROLE --db DB [extra]`.
 pub fn mint(db: &Path, role: &str, extra: &[&str]) -> String {
+    mint_on(&store_of(db), role, extra)
+}
+
+/// `pds-facade token --role ROLE STORE… [extra]`.
+pub fn mint_on(store: &[String], role: &str, extra: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(["token", "--role", role, "--sub", &format!("test-{role}")])
-        .args(store_of(db))
+        .args(store)
         .args(extra)
         .output()
         .unwrap();
@@ -679,4 +690,21 @@ fn openapi_template(openapi: &Value, path: &str) -> Option<String> {
                     .all(|(t, s)| t.starts_with('{') || t == s)
         })
         .cloned()
+}
+
+/// A create request (POST /Patient) for a new patient, as PDS wants it.
+pub fn new_patient(given: &str, family: &str, birth: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"use": "usual", "given": [given], "family": family}],
+        "gender": "female", "birthDate": birth,
+        "address": [{"use": "home", "period": {"start": "2020-01-01"}, "line": ["4 Foundry Yard", "", "", "Ripon"], "postalCode": "HG4 1BB"}],
+        "extension": [registering_authority()]})
+}
+
+/// PDS's create request names who registers the patient (UKCore-RegisteringAuthority).
+pub fn registering_authority() -> Value {
+    json!({"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-RegisteringAuthority",
+        "extension": [
+            {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [
+                {"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
+            {"url": "organisationIdentifier", "valueString": "Y12345"}]})
 }

@@ -5,22 +5,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn new_patient(given: &str, family: &str, birth: &str) -> Value {
-    json!({"resourceType": "Patient", "name": [{"use": "usual", "given": [given], "family": family}],
-        "gender": "female", "birthDate": birth,
-        "address": [{"use": "home", "period": {"start": "2020-01-01"}, "line": ["4 Foundry Yard", "", "", "Ripon"], "postalCode": "HG4 1BB"}],
-        "extension": [registering_authority()]})
-}
-
-/// PDS's create request names who registers the patient (UKCore-RegisteringAuthority).
-fn registering_authority() -> Value {
-    json!({"url": "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-RegisteringAuthority",
-        "extension": [
-            {"url": "registeringAuthorityType", "valueCodeableConcept": {"coding": [
-                {"system": "https://fhir.nhs.uk/CodeSystem/UKCore-RegisteringAuthorityType", "code": "x"}]}},
-            {"url": "organisationIdentifier", "valueString": "Y12345"}]})
-}
-
 async fn create_with(api: &Api, body: &Value, rid: &str) -> Reply {
     api.send(
         "POST",

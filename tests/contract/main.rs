@@ -10,6 +10,7 @@ mod faults;
 mod get;
 mod identity;
 mod patch;
+mod postgres;
 mod restricted;
 mod robustness;
 mod search;

@@ -564,12 +564,14 @@ async fn a_change_of_identity_keeps_the_label_and_new_numbers_are_not_in_sequenc
         numbers.windows(2).any(|w| w[0] > w[1]),
         "allocations come in increasing order: {numbers:?}"
     );
-    for w in numbers.windows(2) {
-        assert!(
-            w[0].abs_diff(w[1]) > 100,
-            "adjacent allocations: {numbers:?}"
-        );
-    }
+    // a sequential allocator puts all 11 pairs side by side; uniform draws from the 100,000
+    // prefixes of the range put a pair within 100 of each other 0.2% of the time, two pairs
+    // almost never
+    let close = numbers
+        .windows(2)
+        .filter(|w| w[0].abs_diff(w[1]) <= 100)
+        .count();
+    assert!(close <= 1, "adjacent allocations: {numbers:?}");
 }
 
 #[tokio::test]

@@ -69,6 +69,13 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host/db`) with a pool of `size` connections and
     /// brings the schema up to date.
     pub async fn connect(url: &str, size: usize) -> Result<PgStore, StoreError> {
+        let store = PgStore::connect_unmigrated(url, size).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema (for `pds-facade migrate`, which reports it).
+    pub async fn connect_unmigrated(url: &str, size: usize) -> Result<PgStore, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("not a PostgreSQL URL: {e}")))?;
@@ -88,9 +95,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = PgStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        Ok(PgStore { pool })
     }
 
     /// Applies the migrations this database lacks; returns the versions applied.

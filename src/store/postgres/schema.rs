@@ -96,18 +96,18 @@ pub fn latest() -> i32 {
 
 /// Brings the schema up to date; returns the versions applied (none when already current).
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS pds_schema (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await?;
     let txn = client.transaction().await?;
-    // one node at a time; the lock goes with the transaction
+    // one node at a time, from the very first statement (two concurrent CREATE TABLE IF NOT
+    // EXISTS can both try to create it); the lock goes with the transaction
     txn.execute("SELECT pg_advisory_xact_lock(4171350001)", &[])
         .await?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS pds_schema (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
     let current: i32 = txn
         .query_one("SELECT coalesce(max(version), 0) FROM pds_schema", &[])
         .await?
