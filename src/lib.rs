@@ -16,3 +16,4 @@ pub mod http;
 pub mod import;
 pub mod progress;
 pub mod store;
+pub mod transfer;

@@ -15,6 +15,7 @@ use pds_facade::import::{self, FileReport};
 use pds_facade::store::location::{Location, Opened, Options as StoreOptions};
 use pds_facade::store::postgres::PgStore;
 use pds_facade::store::{ExistingRecords, PatientStore};
+use pds_facade::transfer;
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +68,35 @@ enum Command {
         store: StoreArgs,
         /// The search's query string, as after `/Patient?`.
         query: String,
+    },
+    /// Write the current version of every record as NDJSON, in NHS-number order (streams, in
+    /// constant memory). Every record is written as stored, restricted ones unredacted: keep the
+    /// file as safe as the database.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The output file, readable by its owner only (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Copy a whole store into a new, empty one — every version, audit entry, merge and
+    /// identity link, allocated NHS number and idempotency record — e.g.
+    /// `copy --from redb:pds.redb --to postgres://pds@db/pds`. All or nothing: an interrupted
+    /// copy leaves the target empty (run it again). Nothing may write to the source meanwhile.
+    Copy {
+        /// The store to copy (`redb:PATH` or `postgres://…`).
+        #[arg(long, value_parser = parse_location)]
+        from: Location,
+        /// The new store (must hold nothing yet).
+        #[arg(long, value_parser = parse_location)]
+        to: Location,
+    },
+    /// Compare two stores entry by entry (e.g. a copy with its source); fails when they differ.
+    Verify {
+        #[arg(long, value_parser = parse_location)]
+        from: Location,
+        #[arg(long, value_parser = parse_location)]
+        to: Location,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -207,6 +237,9 @@ fn main() -> ExitCode {
         Command::Reindex { store, check } => reindex(&store, check),
         Command::Migrate { store } => migrate(&store),
         Command::Explain { store, query } => explain(&store, &query),
+        Command::Export { store, out } => export(&store, out.as_deref()),
+        Command::Copy { from, to } => copy(&from, &to),
+        Command::Verify { from, to } => verify(&from, &to),
         Command::Generate { count, seed, out } => match generate(count, seed, out.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             // `generate | head` closes the pipe early: that is not an error
@@ -533,6 +566,159 @@ fn migrate(store: &StoreArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {location}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How `copy` and `verify` open their stores.
+const TRANSFER_OPTIONS: StoreOptions = StoreOptions {
+    cache_bytes: 256 * 1024 * 1024,
+    pool_size: 2,
+};
+
+fn export(store: &StoreArgs, out: Option<&Path>) -> ExitCode {
+    let runtime = runtime();
+    let opened = match store.open(&runtime) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut writer: Box<dyn std::io::Write> = match out {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(path) => match private_file(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let result = runtime.block_on(async {
+        let total = opened.store().count().await?;
+        let mut progress = pds_facade::progress::Progress::new(total, "exporting");
+        let n = transfer::export(opened.store(), &mut writer, &mut progress).await?;
+        progress.finish();
+        Ok::<_, transfer::TransferError>(n)
+    });
+    match result {
+        Ok(n) => {
+            eprintln!("exported {n} record(s)");
+            ExitCode::SUCCESS
+        }
+        // `export | head` closes the pipe early: that is not an error
+        Err(transfer::TransferError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A file for unredacted records: created (or truncated) readable by its owner only.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
+/// Opens the two stores of a copy or a comparison.
+fn open_pair(
+    runtime: &tokio::runtime::Runtime,
+    from: &Location,
+    to: &Location,
+) -> Result<(Opened, Opened), ExitCode> {
+    if from == to {
+        eprintln!("error: --from and --to are the same store");
+        return Err(ExitCode::FAILURE);
+    }
+    let open = |location: &Location| {
+        runtime
+            .block_on(Opened::open(location, TRANSFER_OPTIONS))
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            })
+    };
+    Ok((open(from)?, open(to)?))
+}
+
+fn copy(from: &Location, to: &Location) -> ExitCode {
+    let runtime = runtime();
+    let (source, target) = match open_pair(&runtime, from, to) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let total = source.store().count().await?;
+        let mut progress = pds_facade::progress::Progress::new(total, "copying");
+        let copied = transfer::copy(source.store(), target.store(), &mut progress).await?;
+        progress.finish();
+        Ok::<_, pds_facade::store::StoreError>(copied)
+    });
+    match result {
+        Ok(copied) => {
+            for (part, n) in &copied.parts {
+                println!("{}: {n}", part.name());
+            }
+            println!(
+                "copied {} record(s) from {from} to {to}; `pds-facade verify` with the same \
+                 --from and --to compares them",
+                copied.records
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}; nothing was copied to {to}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(from: &Location, to: &Location) -> ExitCode {
+    let runtime = runtime();
+    let (first, second) = match open_pair(&runtime, from, to) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let total = first.store().count().await?;
+        let mut progress = pds_facade::progress::Progress::new(total, "comparing");
+        let comparison = transfer::verify(first.store(), second.store(), &mut progress).await?;
+        progress.finish();
+        Ok::<_, pds_facade::store::StoreError>(comparison)
+    });
+    match result {
+        Ok(c) => {
+            for (part, a, b) in &c.parts {
+                println!("{}: {a} in {from}, {b} in {to}", part.name());
+            }
+            for line in &c.shown {
+                println!("  {line}");
+            }
+            if c.differences as usize > c.shown.len() {
+                println!("  … and {} more", c.differences as usize - c.shown.len());
+            }
+            if c.differences == 0 {
+                println!("the two stores hold the same");
+                ExitCode::SUCCESS
+            } else {
+                println!("{} difference(s)", c.differences);
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -28,7 +28,7 @@ impl From<StoreError> for PdsError {
                     "The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header.",
                 )
             }
-            StoreError::Aborted => PdsError::new(
+            StoreError::Aborted | StoreError::NotEmpty(_) => PdsError::new(
                 ErrorCode::UnknownError,
                 "An unknown error occurred processing this request.",
             ),

@@ -6,6 +6,7 @@
 //! saved response that makes a retry with the same `X-Request-ID` idempotent — all or nothing.
 
 pub mod allocation;
+pub mod dump;
 pub mod location;
 pub mod postgres;
 pub mod redb_store;
@@ -55,6 +56,9 @@ pub enum StoreError {
     /// The database holds something this program did not write.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A copy goes only into a store that holds nothing yet.
+    #[error("{0} is not empty: a copy goes only into a new store")]
+    NotEmpty(String),
     /// A bulk load was abandoned by its source; nothing of it was kept.
     #[error("the load was abandoned; nothing of it was stored")]
     Aborted,
@@ -428,6 +432,18 @@ pub trait PatientStore: Send + Sync + 'static {
 
     /// Compares the indexes with the records; each difference is described (empty: consistent).
     async fn check_indexes(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` entries of `part` after `after`, in key order (see [`dump`]); an empty
+    /// page: the part is done.
+    async fn dump(
+        &self,
+        part: dump::Part,
+        after: &dump::After,
+        limit: usize,
+    ) -> Result<Vec<dump::Entry>, StoreError>;
+
+    /// Begins loading a copy of another store into this one, which must hold nothing yet.
+    async fn restore(&self) -> Result<Box<dyn dump::Restore>, StoreError>;
 
     /// Follows merges from `id` to the surviving record (itself when not superseded).
     async fn survivor(&self, id: NhsNumber) -> Result<NhsNumber, StoreError> {

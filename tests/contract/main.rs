@@ -15,3 +15,4 @@ mod restricted;
 mod robustness;
 mod search;
 mod service;
+mod transfer;

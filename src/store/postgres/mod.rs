@@ -11,6 +11,7 @@
 //! one. A lost connection or a restarting server answers `Unavailable` (503, retry); the pool
 //! opens new connections by itself.
 
+mod dump;
 mod error;
 pub mod index;
 pub mod schema;
@@ -693,6 +694,20 @@ impl PatientStore for PgStore {
                 }
             }
         }
+    }
+
+    async fn dump(
+        &self,
+        part: super::dump::Part,
+        after: &super::dump::After,
+        limit: usize,
+    ) -> Result<Vec<super::dump::Entry>, StoreError> {
+        let client = self.pool.get().await?;
+        dump::page(&client, part, after, limit).await
+    }
+
+    async fn restore(&self) -> Result<Box<dyn super::dump::Restore>, StoreError> {
+        Ok(Box::new(dump::PgRestore::begin(self).await?))
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

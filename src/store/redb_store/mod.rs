@@ -11,6 +11,7 @@
 //! crash. Reads are short read transactions; changes go to the writer thread.
 
 mod codec;
+mod dump;
 mod error;
 mod index;
 mod tables;
@@ -329,6 +330,22 @@ impl PatientStore for RedbStore {
                 }
             }
         }
+    }
+
+    async fn dump(
+        &self,
+        part: super::dump::Part,
+        after: &super::dump::After,
+        limit: usize,
+    ) -> Result<Vec<super::dump::Entry>, StoreError> {
+        dump::page(&self.db()?.begin_read()?, part, after, limit)
+    }
+
+    async fn restore(&self) -> Result<Box<dyn super::dump::Restore>, StoreError> {
+        Ok(Box::new(dump::RedbRestore::begin(
+            self.db()?,
+            "the redb file",
+        )?))
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

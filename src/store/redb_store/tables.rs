@@ -119,6 +119,12 @@ impl<'t> Tables<'t> {
             .transpose()
     }
 
+    /// Sets the last audit sequence number (a copy keeps the numbers it brings).
+    pub fn set_audit_seq(&mut self, last: u64) -> Result<(), StoreError> {
+        self.meta.insert(AUDIT_SEQ, last.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+
     /// The next audit sequence number (and counts it).
     pub fn next_audit_seq(&mut self) -> Result<u64, StoreError> {
         let next = meta_u64(&self.meta, AUDIT_SEQ)?.unwrap_or(0) + 1;

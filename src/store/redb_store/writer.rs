@@ -369,7 +369,7 @@ fn check_request(tables: &Tables, change: &Change) -> Result<Option<SavedRespons
     }
 }
 
-fn save_request(tables: &mut Tables, request: &RequestRecord) -> Result<(), StoreError> {
+pub(super) fn save_request(tables: &mut Tables, request: &RequestRecord) -> Result<(), StoreError> {
     let Tables {
         requests,
         requests_by_time: by_time,

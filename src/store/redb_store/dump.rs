@@ -1,0 +1,254 @@
+//! Reading the file as a [`dump`](crate::store::dump) stream, and loading a copy into a new
+//! file: batches committed without fsync on top of a savepoint taken when the copy starts, so
+//! that an unfinished copy — an error, a crash — leaves the file as empty as it was.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+
+use super::codec::{Record, Request};
+use super::tables::*;
+use super::writer::save_request;
+use crate::domain::{NhsNumber, Version};
+use crate::store::dump::{After, Currents, Entry, Part, Restore};
+use crate::store::StoreError;
+
+fn number(v: u64) -> Result<NhsNumber, StoreError> {
+    NhsNumber::from_u64(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn version(v: u32) -> Result<Version, StoreError> {
+    Version::new(v).ok_or_else(|| StoreError::Corrupt("version 0".into()))
+}
+
+/// The pair an [`After`] stands for in a table keyed by NHS number (and a second number).
+fn pair(after: &After) -> Option<(u64, u64)> {
+    match after {
+        After::Number(a, b) => Some((*a, *b)),
+        _ => None,
+    }
+}
+
+/// A table keyed by NHS number alone, read after `after`.
+fn by_number<V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: redb::TableDefinition<u64, V>,
+    after: &After,
+    limit: usize,
+    entry: impl Fn(u64, V::SelfType<'_>) -> Result<Entry, StoreError>,
+) -> Result<Vec<Entry>, StoreError> {
+    let table = txn.open_table(table)?;
+    let from = match pair(after) {
+        Some((n, _)) => Bound::Excluded(n),
+        None => Bound::Unbounded,
+    };
+    let mut out = Vec::new();
+    for item in table.range::<u64>((from, Bound::Unbounded))?.take(limit) {
+        let (k, v) = item?;
+        out.push(entry(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+pub fn page(
+    txn: &ReadTransaction,
+    part: Part,
+    after: &After,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    match part {
+        Part::Versions => {
+            let table = txn.open_table(VERSIONS)?;
+            let from = match pair(after) {
+                Some((n, v)) => Bound::Excluded((n, v as u32)),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for item in table
+                .range::<(u64, u32)>((from, Bound::Unbounded))?
+                .take(limit)
+            {
+                let (k, v) = item?;
+                let (id, n) = k.value();
+                out.push(Entry::Version {
+                    id: number(id)?,
+                    version: version(n)?,
+                    json: v.value().to_vec(),
+                });
+            }
+            Ok(out)
+        }
+        Part::Current => by_number(txn, PATIENTS, after, limit, |id, record: Record| {
+            let stored = record.into_stored()?;
+            Ok(Entry::Version {
+                id: number(id)?,
+                version: stored.version,
+                json: stored.json,
+            })
+        }),
+        Part::Superseded => by_number(txn, SUPERSEDED, after, limit, |id, by| {
+            Ok(Entry::Superseded {
+                id: number(id)?,
+                by: number(by)?,
+            })
+        }),
+        Part::IdentityLinks => by_number(txn, IDENTITY_LINKS, after, limit, |old, new| {
+            Ok(Entry::IdentityLink {
+                old: number(old)?,
+                new: number(new)?,
+            })
+        }),
+        Part::Allocated => by_number(txn, ALLOCATED, after, limit, |n, ()| {
+            Ok(Entry::Allocated(number(n)?))
+        }),
+        Part::Audit => {
+            let table = txn.open_table(AUDIT)?;
+            let from = match pair(after) {
+                Some(k) => Bound::Excluded(k),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for item in table
+                .range::<(u64, u64)>((from, Bound::Unbounded))?
+                .take(limit)
+            {
+                let (k, v) = item?;
+                let (id, seq) = k.value();
+                out.push(Entry::Audit {
+                    id: number(id)?,
+                    seq,
+                    entry: v.value().map_err(StoreError::Corrupt)?,
+                });
+            }
+            Ok(out)
+        }
+        Part::Requests => {
+            let table = txn.open_table(REQUESTS)?;
+            let from = match after {
+                After::Text(t) => Bound::Excluded(t.as_str()),
+                _ => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for item in table.range::<&str>((from, Bound::Unbounded))?.take(limit) {
+                let (k, v) = item?;
+                let request: Request = v.value();
+                out.push(Entry::Request(request.into_record(k.value())?));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Whether the file holds anything a copy would overwrite.
+fn is_empty(db: &Database) -> Result<bool, StoreError> {
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(VERSIONS)?.is_empty()?
+        && txn.open_table(PATIENTS)?.is_empty()?
+        && txn.open_table(ALLOCATED)?.is_empty()?
+        && txn.open_table(AUDIT)?.is_empty()?
+        && txn.open_table(REQUESTS)?.is_empty()?
+        && txn.open_table(SUPERSEDED)?.is_empty()?
+        && txn.open_table(IDENTITY_LINKS)?.is_empty()?)
+}
+
+pub struct RedbRestore {
+    db: Arc<Database>,
+    /// Where an unfinished copy goes back to.
+    savepoint: Option<redb::Savepoint>,
+    currents: Currents,
+    last_seq: u64,
+}
+
+impl RedbRestore {
+    pub fn begin(db: Arc<Database>, name: &str) -> Result<RedbRestore, StoreError> {
+        if !is_empty(&db)? {
+            return Err(StoreError::NotEmpty(name.to_string()));
+        }
+        let savepoint = {
+            let txn = db.begin_write()?;
+            let savepoint = txn.ephemeral_savepoint()?;
+            txn.abort()?;
+            savepoint
+        };
+        Ok(RedbRestore {
+            db,
+            savepoint: Some(savepoint),
+            currents: Currents::default(),
+            last_seq: 0,
+        })
+    }
+}
+
+impl Drop for RedbRestore {
+    /// An unfinished copy: back to the empty file it started from.
+    fn drop(&mut self) {
+        if let Some(savepoint) = self.savepoint.take() {
+            let undo = || -> Result<(), StoreError> {
+                let mut txn = self.db.begin_write()?;
+                txn.restore_savepoint(&savepoint)?;
+                Ok(txn.commit()?)
+            };
+            if let Err(e) = undo() {
+                tracing::error!(error = %e, "an unfinished copy could not be undone");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Restore for RedbRestore {
+    async fn put(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            for entry in entries {
+                match entry {
+                    Entry::Version { id, version, json } => {
+                        tables
+                            .versions
+                            .insert((id.as_u64(), version.get()), json.as_slice())?;
+                        if let Some(current) = self.currents.push(id, version, &json)? {
+                            tables
+                                .patients
+                                .insert(current.id.as_u64(), Record::of(&current))?;
+                        }
+                    }
+                    Entry::Superseded { id, by } => {
+                        tables.superseded.insert(id.as_u64(), by.as_u64())?;
+                    }
+                    Entry::IdentityLink { old, new } => {
+                        tables.identity_links.insert(old.as_u64(), new.as_u64())?;
+                    }
+                    Entry::Allocated(n) => {
+                        tables.allocated.insert(n.as_u64(), ())?;
+                    }
+                    Entry::Audit { id, seq, entry } => {
+                        tables.audit.insert((id.as_u64(), seq), Ok(entry))?;
+                        self.last_seq = self.last_seq.max(seq);
+                    }
+                    Entry::Request(r) => save_request(&mut tables, &r)?,
+                }
+            }
+            // the versions of one record may go on in the next batch: its next version
+            // replaces this one there
+            if let Some(current) = self.currents.last()? {
+                tables
+                    .patients
+                    .insert(current.id.as_u64(), Record::of(&current))?;
+            }
+        }
+        Ok(txn.commit()?)
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let records = super::index::rebuild(&txn)?;
+        Tables::open(&txn)?.set_audit_seq(self.last_seq)?;
+        // one durable commit makes every batch before it durable
+        txn.commit()?;
+        self.savepoint = None;
+        Ok(records)
+    }
+}

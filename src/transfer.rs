@@ -1,0 +1,220 @@
+//! Moving data out of and between stores: `export` (current records as NDJSON), `copy` (a
+//! whole store into a new one) and `verify` (whether two stores hold the same).
+//!
+//! All three read a store page by page ([`PatientStore::dump`]), so memory stays flat however
+//! large the store. A copy is all-or-nothing: the target shows nothing of it until the last
+//! page is in and the indexes are built, and an interrupted copy leaves the target empty, to
+//! be run again. The source must not change meanwhile: a redb file is locked by the copy
+//! itself; PostgreSQL nodes must be stopped (`verify` afterwards shows that nothing moved).
+
+use std::cmp::Ordering;
+use std::io::Write;
+
+use crate::progress::Progress;
+use crate::store::dump::{After, Entry, Part};
+use crate::store::{PatientStore, StoreError};
+
+/// Entries read per page.
+pub const PAGE: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Writes the current version of every record, one JSON document a line, in NHS-number
+/// order; returns how many. Every record is written as stored — restricted ones unredacted:
+/// an export is a copy of the database, to be kept as safely.
+pub async fn export(
+    store: &dyn PatientStore,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> Result<u64, TransferError> {
+    let mut after = After::Start;
+    let mut written = 0;
+    loop {
+        let page = store.dump(Part::Current, &after, PAGE).await?;
+        let Some(last) = page.last() else {
+            out.flush()?;
+            return Ok(written);
+        };
+        after = last.key();
+        for entry in &page {
+            if let Entry::Version { json, .. } = entry {
+                out.write_all(json)?;
+                out.write_all(b"\n")?;
+                written += 1;
+            }
+        }
+        progress.inc(page.len() as u64);
+    }
+}
+
+/// Progress in records, from the versions stream (a record's versions follow each other).
+#[derive(Default)]
+struct Records {
+    last: Option<crate::domain::NhsNumber>,
+}
+
+impl Records {
+    /// 1 for the first version of a record, 0 otherwise.
+    fn count(&mut self, entry: &Entry) -> u64 {
+        match entry {
+            Entry::Version { id, .. } => u64::from(self.last.replace(*id) != Some(*id)),
+            _ => 0,
+        }
+    }
+}
+
+/// What a copy moved: how many entries of each part, and the records.
+#[derive(Debug, Default)]
+pub struct Copied {
+    pub parts: Vec<(Part, u64)>,
+    pub records: u64,
+}
+
+/// Copies everything `from` holds into `to`, which must be empty (see the module notes).
+pub async fn copy(
+    from: &dyn PatientStore,
+    to: &dyn PatientStore,
+    progress: &mut Progress,
+) -> Result<Copied, StoreError> {
+    let mut restore = to.restore().await?;
+    let mut copied = Copied::default();
+    for part in Part::COPIED {
+        let mut after = After::Start;
+        let mut n = 0u64;
+        let mut seen = Records::default();
+        loop {
+            let page = from.dump(part, &after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key();
+            n += page.len() as u64;
+            progress.inc(page.iter().map(|e| seen.count(e)).sum());
+            restore.put(page).await?;
+        }
+        copied.parts.push((part, n));
+    }
+    copied.records = restore.finish().await?;
+    Ok(copied)
+}
+
+/// How two stores differ.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    /// Entries of each part in each store.
+    pub parts: Vec<(Part, u64, u64)>,
+    /// How many entries differ (or are in one store only).
+    pub differences: u64,
+    /// The first [`Comparison::SHOWN`] of them, described by key (never by content).
+    pub shown: Vec<String>,
+}
+
+impl Comparison {
+    pub const SHOWN: usize = 50;
+
+    fn differ(&mut self, what: String) {
+        self.differences += 1;
+        if self.shown.len() < Comparison::SHOWN {
+            self.shown.push(what);
+        }
+    }
+}
+
+/// One part of a store, read a page at a time.
+struct Reader<'a> {
+    store: &'a dyn PatientStore,
+    part: Part,
+    after: After,
+    page: std::collections::VecDeque<Entry>,
+    done: bool,
+    read: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn new(store: &'a dyn PatientStore, part: Part) -> Reader<'a> {
+        Reader {
+            store,
+            part,
+            after: After::Start,
+            page: Default::default(),
+            done: false,
+            read: 0,
+        }
+    }
+
+    async fn peek(&mut self) -> Result<Option<&Entry>, StoreError> {
+        if self.page.is_empty() && !self.done {
+            let page = self.store.dump(self.part, &self.after, PAGE).await?;
+            match page.last() {
+                Some(last) => self.after = last.key(),
+                None => self.done = true,
+            }
+            self.page.extend(page);
+        }
+        Ok(self.page.front())
+    }
+
+    fn next(&mut self) -> Option<Entry> {
+        self.read += 1;
+        self.page.pop_front()
+    }
+}
+
+fn order(a: &After, b: &After) -> Ordering {
+    match (a, b) {
+        (After::Number(a1, a2), After::Number(b1, b2)) => (a1, a2).cmp(&(b1, b2)),
+        (After::Text(a), After::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+        _ => Ordering::Equal,
+    }
+}
+
+/// Compares everything two stores hold (as a copy moves it), entry by entry.
+pub async fn verify(
+    a: &dyn PatientStore,
+    b: &dyn PatientStore,
+    progress: &mut Progress,
+) -> Result<Comparison, StoreError> {
+    let mut comparison = Comparison::default();
+    for part in Part::COPIED {
+        let (mut left, mut right) = (Reader::new(a, part), Reader::new(b, part));
+        let mut seen = Records::default();
+        loop {
+            let (l, r) = (left.peek().await?.cloned(), right.peek().await?.cloned());
+            match (l, r) {
+                (None, None) => break,
+                (Some(l), None) => {
+                    comparison.differ(format!("only in the first: {}", l.describe()));
+                    left.next();
+                }
+                (None, Some(r)) => {
+                    comparison.differ(format!("only in the second: {}", r.describe()));
+                    right.next();
+                }
+                (Some(l), Some(r)) => match order(&l.key(), &r.key()) {
+                    Ordering::Less => {
+                        comparison.differ(format!("only in the first: {}", l.describe()));
+                        left.next();
+                    }
+                    Ordering::Greater => {
+                        comparison.differ(format!("only in the second: {}", r.describe()));
+                        right.next();
+                    }
+                    Ordering::Equal => {
+                        if l != r {
+                            comparison.differ(format!("different: {}", l.describe()));
+                        }
+                        progress.inc(seen.count(&l));
+                        left.next();
+                        right.next();
+                    }
+                },
+            }
+        }
+        comparison.parts.push((part, left.read, right.read));
+    }
+    Ok(comparison)
+}
