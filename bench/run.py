@@ -99,6 +99,11 @@ def get_run(url, ids_file, seconds):
     return {c: wrk("get.lua", url, c, seconds, [ids_file]) for c in CONNECTIONS}
 
 
+def search_run(url, queries_file, seconds):
+    wrk("search.lua", url, 16, 1, [queries_file])  # warm-up
+    return {c: wrk("search.lua", url, c, seconds, [queries_file]) for c in CONNECTIONS}
+
+
 def patch_run(url, ids_file, token, seconds, run):
     results = {}
     for c in CONNECTIONS:
@@ -147,7 +152,7 @@ class Postgres:
             self.port = str(s.getsockname()[1])
         self.owner([self.bin / "initdb", "-D", self.dir, "-U", "postgres", "--auth=trust",
                     "-E", "UTF8", "--no-instructions"])
-        options = (f"-k {self.dir} -p {self.port} -c listen_addresses='' -c max_connections=100 "
+        options = (f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c max_connections=200 "
                    "-c shared_buffers=256MB -c fsync=on -c synchronous_commit=on")
         self.owner([self.bin / "pg_ctl", "-D", self.dir, "-o", options, "-l", self.dir / "log",
                     "-w", "start"])
@@ -201,14 +206,52 @@ class Postgres:
             " doc FROM u;"),
     }
 
+    # reads as plain PostgreSQL does them: a document by its key, and the exact search
+    # (family name and birth date) through an expression index, the query drawn from the same
+    # sample pds-facade is searched with
+    READS = {
+        "get": "\\set k random(1, :rows)\nSELECT doc FROM patients WHERE k = :k;",
+        "search": ("\\set q random(1, :queries)\nSELECT p.doc FROM patients p, queries q WHERE q.i = :q"
+                   " AND lower(p.doc #>> '{name,0,family}') = q.family AND p.doc ->> 'birthDate' = q.birth;"),
+    }
+
+    def url(self, database):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name):
+        self.psql(f"DROP DATABASE IF EXISTS {name}")
+        self.psql(f"CREATE DATABASE {name}")
+
+    def database_bytes(self, name):
+        return int(self.psql(f"SELECT pg_database_size('{name}')").strip())
+
+    def load_queries(self, queries):
+        """The search sample as a table, and the index plain PostgreSQL would search with."""
+        rows = "\n".join(f"{i + 1}\t{f.lower()}\t{b}" for i, (f, b) in enumerate(queries))
+        self.psql("DROP TABLE IF EXISTS queries; CREATE TABLE queries (i int PRIMARY KEY, family text, birth text)")
+        subprocess.run(["psql", *self.conn(), "-qX", "-v", "ON_ERROR_STOP=1", "-c", "COPY queries FROM STDIN"],
+                       input=rows + "\n", text=True, check=True, capture_output=True)
+        self.psql("CREATE INDEX IF NOT EXISTS patients_family_birth ON patients"
+                  " (lower(doc #>> '{name,0,family}'), (doc ->> 'birthDate')); ANALYZE")
+        self.queries = len(queries)
+
+    def pgbench_read(self, workload, connections, seconds, out_dir, rows):
+        script = Path(out_dir) / f"{workload}.sql"
+        script.write_text(self.READS[workload] + "\n")
+        return self._pgbench(script, connections, seconds, out_dir,
+                             ["-D", f"rows={rows}", "-D", f"queries={getattr(self, 'queries', 1)}"])
+
     def pgbench(self, connections, seconds, out_dir, workload="update"):
         """Each client updates its own row, one transaction per update, as pds-facade's PATCH."""
         script = Path(out_dir) / f"{workload}.sql"
         script.write_text("\\set k :client_id + 1\n" + self.WORKLOADS[workload] + "\n")
+        return self._pgbench(script, connections, seconds, out_dir, [])
+
+    def _pgbench(self, script, connections, seconds, out_dir, extra):
         prefix = Path(out_dir) / f"pglog{connections}"
         out = subprocess.run(["pgbench", *self.conn(), "-n", "-M", "prepared",
                               "-c", str(connections), "-j", str(min(connections, 2)),
-                              "-T", str(seconds), "-f", str(script), "-l",
+                              "-T", str(seconds), "-f", str(script), "-l", *extra,
                               f"--log-prefix={prefix}", "postgres"],
                              capture_output=True, text=True, check=True, cwd=out_dir).stdout
         tps = float(re.search(r"tps = ([\d.]+) \(without initial", out).group(1))
@@ -261,6 +304,26 @@ def ids_files(ndjson, work, limit=1_000_000):
     return every, first
 
 
+FAMILY_AND_BIRTH = re.compile(r'"family":"([^"]+)".*?"birthDate":"([0-9-]+)"')
+
+
+def search_sample(ndjson, work, limit=1000):
+    """(family, birth date) of an even sample of the patients, and the searches made of them."""
+    lines = sum(1 for _ in open(ndjson))
+    step = max(1, lines // limit)
+    sample = []
+    with open(ndjson) as f:
+        for i, line in enumerate(f):
+            if i % step == 0:
+                m = FAMILY_AND_BIRTH.search(line)
+                if m:
+                    sample.append((m.group(1), m.group(2)))
+    path = Path(work) / "searches.txt"
+    from urllib.parse import quote
+    path.write_text("".join(f"family={quote(f)}&birthdate=eq{b}\n" for f, b in sample))
+    return sample, path
+
+
 def machine():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
@@ -276,10 +339,30 @@ def machine():
 # ---------------------------------------------------------------- the run
 
 
+def measure_node(store, r, args, work, every, first, searches, run_base, label):
+    """GET, durable PATCH and search against one pds-facade node on `store` (--db/--store)."""
+    env = dict(os.environ, RUST_LOG="info")
+    server = Server([BIN, "serve", *store, "--listen", "127.0.0.1:0"], env=env)
+    try:
+        r["startup_s"] = server.startup_s
+        token = subprocess.run([BIN, "token", "--role", "back-office", "--sub", "bench", *store],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        r["get"] = get_run(server.url, every, args.seconds)
+        log(label, "GET", {c: round(v["ok_per_s"]) for c, v in r["get"].items()})
+        r["patch"] = patch_run(server.url, first, token, args.seconds, run_base)
+        log(label, "PATCH", {c: round(v["ok_per_s"]) for c, v in r["patch"].items()})
+        r["search"] = search_run(server.url, searches, args.seconds)
+        log(label, "search", {c: round(v["ok_per_s"]) for c, v in r["search"].items()})
+        r["rss_mib"], r["peak_rss_mib"] = server.memory_mib()
+    finally:
+        server.stop()
+
+
 def run_scale(count, args, work, pg, cache, run_base):
     log(f"--- {count} patients")
     data = dataset(count, cache)
     every, first = ids_files(data, work)
+    sample, searches = search_sample(data, work)
     db = Path(work) / f"pds-{count}.redb"
     started = time.monotonic()
     subprocess.run([BIN, "import", "--db", db, data], check=True,
@@ -288,26 +371,38 @@ def run_scale(count, args, work, pg, cache, run_base):
     r = {"patients": count, "import_s": import_s, "import_per_s": count / import_s,
          "db_bytes": db.stat().st_size}
     log(f"imported in {import_s:.1f} s ({r['import_per_s']:.0f}/s), {r['db_bytes'] / 2**20:.0f} MiB")
-    env = dict(os.environ, RUST_LOG="info")
-    server = Server([BIN, "serve", "--db", db, "--listen", "127.0.0.1:0"], env=env)
-    try:
-        r["startup_s"] = server.startup_s
-        token = subprocess.run([BIN, "token", "--role", "back-office", "--sub", "bench", "--db", db],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        r["get"] = get_run(server.url, every, args.seconds)
-        log("GET", {c: round(v["ok_per_s"]) for c, v in r["get"].items()})
-        r["patch"] = patch_run(server.url, first, token, args.seconds, run_base)
-        log("PATCH", {c: round(v["ok_per_s"]) for c, v in r["patch"].items()})
-        r["rss_mib"], r["peak_rss_mib"] = server.memory_mib()
-    finally:
-        server.stop()
+    measure_node(["--db", db], r, args, work, every, first, searches, run_base, "redb")
+    db.unlink()
+
+    # the same node on PostgreSQL (its own database in the same cluster, over loopback TCP)
+    pg.create_database("pds")
+    store = ["--store", pg.url("pds")]
+    on_pg = {}
+    started = time.monotonic()
+    subprocess.run([BIN, "import", *store, data], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    on_pg["import_s"] = time.monotonic() - started
+    on_pg["import_per_s"] = count / on_pg["import_s"]
+    on_pg["db_bytes"] = pg.database_bytes("pds")
+    log(f"on PostgreSQL: imported in {on_pg['import_s']:.1f} s ({on_pg['import_per_s']:.0f}/s), "
+        f"{on_pg['db_bytes'] / 2**20:.0f} MiB")
+    measure_node(store, on_pg, args, work, every, first, searches, run_base + 5, "on PostgreSQL")
+    r["on_postgres"] = on_pg
+    pg.psql("DROP DATABASE pds")
+
     log("PostgreSQL: loading")
+    started = time.monotonic()
     pg.load(data)
+    r["postgres_load_s"] = time.monotonic() - started
+    pg.load_queries(sample)
+    r["postgres_get"] = {c: pg.pgbench_read("get", c, args.seconds, work, count) for c in CONNECTIONS}
+    log("pgbench GET", {c: round(v["ok_per_s"]) for c, v in r["postgres_get"].items()})
+    r["postgres_search"] = {c: pg.pgbench_read("search", c, args.seconds, work, count) for c in CONNECTIONS}
+    log("pgbench search", {c: round(v["ok_per_s"]) for c, v in r["postgres_search"].items()})
     r["postgres"] = {c: pg.pgbench(c, args.seconds, work) for c in CONNECTIONS}
     log("pgbench", {c: round(v["ok_per_s"]) for c, v in r["postgres"].items()})
     r["postgres_same_writes"] = {c: pg.pgbench(c, args.seconds, work, "same_writes") for c in CONNECTIONS}
     log("pgbench, same writes", {c: round(v["ok_per_s"]) for c, v in r["postgres_same_writes"].items()})
-    db.unlink()
     return r
 
 
@@ -408,6 +503,27 @@ def render(res):
             lines.append(f"| {fmt(s['patients'])} | {c} | {fmt(p['ok_per_s'])} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} "
                          f"| {fmt(q['ok_per_s'])} | {q['p50_ms']:.2f} | {q['p99_ms']:.2f} "
                          f"| {p['ok_per_s'] / q['ok_per_s']:.2f}× | {p['ok_per_s'] / single:.1f}× | {fmt(w['ok_per_s'])} |")
+    lines += ["", "**pds-facade on PostgreSQL** (`serve --store postgres://…`: the same node on a database of its own in the "
+                  "same PostgreSQL cluster, over loopback TCP, pool of 16 connections) beside pds-facade on redb and plain "
+                  "PostgreSQL (pgbench: a document by key; the exact family + birth-date search through an expression index; "
+                  "the jsonb UPDATE with the rows pds-facade writes). Requests/s.", "",
+              "| patients | connections | GET redb | GET on PostgreSQL | GET plain PostgreSQL | PATCH redb | PATCH on PostgreSQL "
+              "| PATCH plain PostgreSQL | search redb | search on PostgreSQL | search plain PostgreSQL |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in res["scales"]:
+        o = s["on_postgres"]
+        for c in CONNECTIONS:
+            cells = [pick(s["get"], c), pick(o["get"], c), pick(s["postgres_get"], c),
+                     pick(s["patch"], c), pick(o["patch"], c), pick(s["postgres_same_writes"], c),
+                     pick(s["search"], c), pick(o["search"], c), pick(s["postgres_search"], c)]
+            lines.append(f"| {fmt(s['patients'])} | {c} | " + " | ".join(fmt(x["ok_per_s"]) for x in cells) + " |")
+    lines += ["", "| patients | import redb patients/s | import on PostgreSQL patients/s | plain PostgreSQL COPY + ANALYZE s "
+                  "| redb file MiB | PostgreSQL database MiB | RSS on PostgreSQL MiB (peak) |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in res["scales"]:
+        o = s["on_postgres"]
+        lines.append(f"| {fmt(s['patients'])} | {fmt(s['import_per_s'])} | {fmt(o['import_per_s'])} | {s['postgres_load_s']:.1f} "
+                     f"| {s['db_bytes'] / 2**20:,.0f} | {o['db_bytes'] / 2**20:,.0f} | {o['rss_mib']:,.0f} ({o['peak_rss_mib']:,.0f}) |")
     lines += ["", "**Scale**", "",
               "| patients | import s | import patients/s | database MiB | start-up s | RSS MiB (peak) | GET 64 vs first scale | PATCH 64 vs first scale |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|"]

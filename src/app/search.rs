@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::domain::search::{self, SearchQuery};
 use crate::domain::view::{self, RecordHistory};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
-use crate::store::{PatientStore, StoreError};
+use crate::store::{PatientStore, StoreError, StoredRecord};
 
 impl App {
     /// `GET /Patient?…`: the query's parameters validated in PDS's order, the matches as a
@@ -80,46 +80,65 @@ pub async fn run(
 ) -> Result<Outcome, StoreError> {
     let excludes_restricted = query.excludes_restricted_for(role);
     let mut hits = Vec::new();
-    for id in store.candidates(&query.lookups()).await? {
-        let Some(stored) = store.get(id).await? else {
-            continue;
-        };
-        if stored.invalidated || (stored.restricted && excludes_restricted) {
-            continue;
-        }
-        let record = Patient::from_stored(&stored.json).map_err(StoreError::Corrupt)?;
-        if record.doc().get("active") == Some(&Value::Bool(false)) {
-            continue; // superseded in a merge: its survivor is the one to find
-        }
-        let score = if query.history {
-            let versions = store.history(id).await?;
-            let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
-            let past: Vec<Map<String, Value>> = versions
-                .iter()
-                .skip(1)
-                .map(|v| {
-                    let p = Patient::from_stored(&v.json).map_err(StoreError::Corrupt)?;
-                    let redact = seen.redacts(v.version.get(), v.restricted);
-                    Ok(view::for_role(p.doc(), role, redact).into_owned())
-                })
-                .collect::<Result<_, StoreError>>()?;
-            query.score(&view::for_role(record.doc(), role, false), &past)
-        } else {
-            query.score(&view::for_role(record.doc(), role, false), &[])
-        };
-        if let Some(score) = score {
+    let candidates = store.candidates(&query.lookups()).await?;
+    // fetched a few at a time: a search often stops early (one match more than may be shown)
+    for chunk in candidates.chunks(CANDIDATES_PER_FETCH) {
+        for (id, stored) in store.get_many(chunk).await? {
+            let Some(hit) = consider(store, query, role, excludes_restricted, id, stored).await?
+            else {
+                continue;
+            };
             if hits.len() == query.max_results {
                 // one more than may be returned: the answer is known, the rest need no look
                 return Ok(Outcome::TooManyMatches);
             }
-            hits.push(Hit {
-                id,
-                score,
-                restricted: stored.restricted,
-                doc: record.into_doc(),
-            });
+            hits.push(hit);
         }
     }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     Ok(Outcome::Hits(hits))
+}
+
+/// Candidate records fetched together (one round trip on a networked store).
+const CANDIDATES_PER_FETCH: usize = 64;
+
+/// Checks and scores one candidate: `None` when it does not match (or may not be found by
+/// `role`), else its hit.
+async fn consider(
+    store: &dyn PatientStore,
+    query: &SearchQuery,
+    role: Role,
+    excludes_restricted: bool,
+    id: NhsNumber,
+    stored: StoredRecord,
+) -> Result<Option<Hit>, StoreError> {
+    if stored.invalidated || (stored.restricted && excludes_restricted) {
+        return Ok(None);
+    }
+    let record = Patient::from_stored(&stored.json).map_err(StoreError::Corrupt)?;
+    if record.doc().get("active") == Some(&Value::Bool(false)) {
+        return Ok(None); // superseded in a merge: its survivor is the one to find
+    }
+    let score = if query.history {
+        let versions = store.history(id).await?;
+        let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
+        let past: Vec<Map<String, Value>> = versions
+            .iter()
+            .skip(1)
+            .map(|v| {
+                let p = Patient::from_stored(&v.json).map_err(StoreError::Corrupt)?;
+                let redact = seen.redacts(v.version.get(), v.restricted);
+                Ok(view::for_role(p.doc(), role, redact).into_owned())
+            })
+            .collect::<Result<_, StoreError>>()?;
+        query.score(&view::for_role(record.doc(), role, false), &past)
+    } else {
+        query.score(&view::for_role(record.doc(), role, false), &[])
+    };
+    Ok(score.map(|score| Hit {
+        id,
+        score,
+        restricted: stored.restricted,
+        doc: record.into_doc(),
+    }))
 }

@@ -369,6 +369,21 @@ pub trait PatientStore: Send + Sync + 'static {
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError>;
 
     /// One version of a record, current or past.
+    /// The current records of `ids` that exist, in the order of `ids` (one round trip where
+    /// the store is across a network).
+    async fn get_many(
+        &self,
+        ids: &[NhsNumber],
+    ) -> Result<Vec<(NhsNumber, StoredRecord)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.get(*id).await? {
+                out.push((*id, record));
+            }
+        }
+        Ok(out)
+    }
+
     async fn get_version(
         &self,
         id: NhsNumber,

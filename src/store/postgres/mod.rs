@@ -84,8 +84,9 @@ impl PgStore {
             config,
             NoTls,
             ManagerConfig {
-                // a connection that broke (server restarted) is dropped, not handed out again
-                recycling_method: RecyclingMethod::Verified,
+                // a connection whose server went (restarted, killed) is closed by then and
+                // dropped, not handed out again; no test query per checkout (a round trip)
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
@@ -265,9 +266,12 @@ async fn claim_request(
     Ok(Some(saved))
 }
 
-/// Every write's expected version is still current: the rows are locked (in NHS-number order,
-/// so that two changes of the same records cannot deadlock) and compared.
-async fn check_versions(txn: &Transaction<'_>, change: &Change) -> Result<(), Failure> {
+/// Locks the rows a change writes (in NHS-number order, so that two changes of the same
+/// records cannot deadlock) and reads their versions.
+async fn lock_versions(
+    txn: &Transaction<'_>,
+    change: &Change,
+) -> Result<HashMap<i64, i32>, Failure> {
     let mut ids: Vec<i64> = change.writes.iter().map(|w| nhs(w.record.id())).collect();
     ids.sort_unstable();
     let lock = txn
@@ -275,12 +279,16 @@ async fn check_versions(txn: &Transaction<'_>, change: &Change) -> Result<(), Fa
             "SELECT nhs, version FROM patients WHERE nhs = ANY($1) ORDER BY nhs FOR UPDATE",
         )
         .await?;
-    let current: HashMap<i64, i32> = txn
+    Ok(txn
         .query(&lock, &[&ids])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .collect())
+}
+
+/// Every write's expected version is still current (`current`: the locked rows' versions).
+fn compare_versions(current: &HashMap<i64, i32>, change: &Change) -> Result<(), Failure> {
     for w in &change.writes {
         let id = w.record.id();
         match (current.get(&nhs(id)), w.expected) {
@@ -348,80 +356,171 @@ async fn put_records(
     Ok(())
 }
 
+/// Everything a checked change writes, as one statement (one round trip): its records
+/// (`created` rows must be new — a number taken meanwhile by a concurrent writer fails the
+/// insert — the others replace the current row), their versions, their new index keys, merge
+/// links set and cleared, audit entries (numbered in their order), identity links, and a few
+/// expired idempotency records forgotten. An empty array writes nothing.
+const WRITE_CHANGE: &str = r#"
+WITH created AS (
+    INSERT INTO patients (nhs, version, restricted, merged, invalidated, doc)
+    SELECT * FROM unnest($1::bigint[], $2::integer[], $3::boolean[], $4::boolean[], $5::boolean[],
+                         $6::bytea[])
+), updated AS (
+    INSERT INTO patients (nhs, version, restricted, merged, invalidated, doc)
+    SELECT * FROM unnest($7::bigint[], $8::integer[], $9::boolean[], $10::boolean[],
+                         $11::boolean[], $12::bytea[])
+    ON CONFLICT (nhs) DO UPDATE SET version = EXCLUDED.version, restricted = EXCLUDED.restricted,
+        merged = EXCLUDED.merged, invalidated = EXCLUDED.invalidated, doc = EXCLUDED.doc
+), history AS (
+    INSERT INTO versions (nhs, version, doc)
+    SELECT * FROM unnest($1::bigint[] || $7::bigint[], $2::integer[] || $8::integer[],
+                         $6::bytea[] || $12::bytea[])
+), keys AS (
+    INSERT INTO search_index (kind, key, birth, nhs)
+    SELECT * FROM unnest($13::smallint[], $14::text[], $15::integer[], $16::bigint[])
+    ON CONFLICT DO NOTHING
+), merged AS (
+    INSERT INTO superseded (nhs, by_nhs) SELECT * FROM unnest($17::bigint[], $18::bigint[])
+    ON CONFLICT (nhs) DO UPDATE SET by_nhs = EXCLUDED.by_nhs
+), unmerged AS (
+    DELETE FROM superseded WHERE nhs = ANY($19::bigint[])
+), audited AS (
+    INSERT INTO audit (nhs, entry)
+    SELECT nhs, entry FROM unnest($20::bigint[], $21::bytea[]) WITH ORDINALITY AS a(nhs, entry, i)
+    ORDER BY i
+), links AS (
+    INSERT INTO identity_links (nhs, new_nhs) SELECT * FROM unnest($22::bigint[], $23::bigint[])
+), forgotten AS (
+    DELETE FROM requests WHERE request_id IN (
+        SELECT request_id FROM requests WHERE saved_at < $24 ORDER BY saved_at LIMIT $25
+        FOR UPDATE SKIP LOCKED)
+)
+SELECT 1
+"#;
+
+/// The columns of `patients` for some staged writes.
+struct Rows<'a> {
+    ids: Vec<i64>,
+    versions: Vec<i32>,
+    restricted: Vec<bool>,
+    merged: Vec<bool>,
+    invalidated: Vec<bool>,
+    docs: Vec<&'a [u8]>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(staged: impl Iterator<Item = &'a Staged>) -> Rows<'a> {
+        let mut rows = Rows {
+            ids: vec![],
+            versions: vec![],
+            restricted: vec![],
+            merged: vec![],
+            invalidated: vec![],
+            docs: vec![],
+        };
+        for s in staged {
+            rows.ids.push(nhs(s.id));
+            rows.versions.push(s.version.get() as i32);
+            rows.restricted.push(s.restricted);
+            rows.merged.push(s.merged);
+            rows.invalidated.push(s.invalidated);
+            rows.docs.push(&s.json);
+        }
+        rows
+    }
+}
+
 /// Writes a checked change (its request id already claimed).
 async fn write_change(
     txn: &Transaction<'_>,
     change: &Change,
     staged: &[Staged],
 ) -> Result<(), Failure> {
-    let mut created: Vec<&Staged> = Vec::new();
-    let mut updated: Vec<&Staged> = Vec::new();
-    for (s, write) in staged.iter().zip(&change.writes) {
-        if write.expected.is_none() {
-            created.push(s);
-        } else {
-            updated.push(s);
+    let is_new = |i: usize| change.writes[i].expected.is_none();
+    let created = Rows::of(
+        staged
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| is_new(*i))
+            .map(|(_, s)| s),
+    );
+    let updated = Rows::of(
+        staged
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !is_new(*i))
+            .map(|(_, s)| s),
+    );
+    let (mut kinds, mut keys, mut births, mut key_ids) = (vec![], vec![], vec![], vec![]);
+    for s in staged {
+        for key in &s.keys {
+            let (kind, value, birth) = index::row(key);
+            kinds.push(kind);
+            keys.push(value);
+            births.push(birth);
+            key_ids.push(nhs(s.id));
         }
     }
-    put_records(txn, &updated, false).await?;
-    if let Err(e) = put_records(txn, &created, true).await {
-        // a concurrent writer took the number since it was checked: the next attempt sees it
-        return Err(if error::unique_violation(&e, "patients_pkey") {
-            Failure::Retry(e.into())
-        } else {
-            e.into()
-        });
-    }
-    let entries: Vec<(&crate::domain::index::IndexKey, i64)> = staged
+    let (sources, targets): (Vec<i64>, Vec<i64>) = change
+        .supersede
         .iter()
-        .flat_map(|s| s.keys.iter().map(move |k| (k, nhs(s.id))))
-        .collect();
-    index::insert(txn, &entries).await?;
-    for (source, target) in &change.supersede {
-        txn.execute(
-            "INSERT INTO superseded (nhs, by_nhs) VALUES ($1, $2)
-             ON CONFLICT (nhs) DO UPDATE SET by_nhs = EXCLUDED.by_nhs",
-            &[&nhs(*source), &nhs(*target)],
+        .map(|(s, t)| (nhs(*s), nhs(*t)))
+        .unzip();
+    let unmerged: Vec<i64> = change.unsupersede.iter().map(|n| nhs(*n)).collect();
+    let mut audit_ids = Vec::with_capacity(change.audit.len());
+    let mut audit_entries = Vec::with_capacity(change.audit.len());
+    for entry in &change.audit {
+        let patient =
+            NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        audit_ids.push(nhs(patient));
+        audit_entries.push(serde_json::to_vec(entry).expect("JSON"));
+    }
+    let (old, new): (Vec<i64>, Vec<i64>) = change
+        .identity_links
+        .iter()
+        .map(|(o, n)| (nhs(*o), nhs(*n)))
+        .unzip();
+    let forget_before = change.forget_requests_before as i64;
+    let statement = txn.prepare_cached(WRITE_CHANGE).await?;
+    let written = txn
+        .execute(
+            &statement,
+            &[
+                &created.ids,
+                &created.versions,
+                &created.restricted,
+                &created.merged,
+                &created.invalidated,
+                &created.docs,
+                &updated.ids,
+                &updated.versions,
+                &updated.restricted,
+                &updated.merged,
+                &updated.invalidated,
+                &updated.docs,
+                &kinds,
+                &keys,
+                &births,
+                &key_ids,
+                &sources,
+                &targets,
+                &unmerged,
+                &audit_ids,
+                &audit_entries,
+                &old,
+                &new,
+                &forget_before,
+                &FORGET_PER_COMMIT,
+            ],
         )
-        .await?;
+        .await;
+    match written {
+        Ok(_) => Ok(()),
+        // a concurrent writer took the number since it was checked: the next attempt sees it
+        Err(e) if error::unique_violation(&e, "patients_pkey") => Err(Failure::Retry(e.into())),
+        Err(e) => Err(e.into()),
     }
-    for source in &change.unsupersede {
-        txn.execute("DELETE FROM superseded WHERE nhs = $1", &[&nhs(*source)])
-            .await?;
-    }
-    if !change.audit.is_empty() {
-        let insert = txn
-            .prepare_cached("INSERT INTO audit (nhs, entry) VALUES ($1, $2)")
-            .await?;
-        for entry in &change.audit {
-            let patient =
-                NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let json = serde_json::to_vec(entry).expect("JSON");
-            txn.execute(&insert, &[&nhs(patient), &json]).await?;
-        }
-    }
-    for (old, new) in &change.identity_links {
-        txn.execute(
-            "INSERT INTO identity_links (nhs, new_nhs) VALUES ($1, $2)",
-            &[&nhs(*old), &nhs(*new)],
-        )
-        .await?;
-    }
-    if change.forget_requests_before > 0 {
-        let forget = txn
-            .prepare_cached(
-                "DELETE FROM requests WHERE request_id IN (
-                     SELECT request_id FROM requests WHERE saved_at < $1
-                     ORDER BY saved_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .await?;
-        txn.execute(
-            &forget,
-            &[&(change.forget_requests_before as i64), &FORGET_PER_COMMIT],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// Claims, checks and writes one change in `txn`.
@@ -430,10 +529,15 @@ async fn run_change(
     change: &Change,
     staged: &[Staged],
 ) -> Result<Outcome<Committed>, Failure> {
-    if let Some(saved) = claim_request(txn, change).await? {
+    // sent together (one round trip); PostgreSQL runs them in order, the claim first
+    let (claimed, current) =
+        tokio::try_join!(claim_request(txn, change), lock_versions(txn, change))?;
+    if let Some(saved) = claimed {
         return Ok(Outcome::Rollback(Committed::Replayed(saved)));
     }
-    run_after_claim(txn, change, staged).await
+    compare_versions(&current, change)?;
+    write_change(txn, change, staged).await?;
+    Ok(Outcome::Commit(Committed::Applied))
 }
 
 /// Stores one batch of a bulk load in the load's transaction: new records as they are,
@@ -497,6 +601,37 @@ impl PatientStore for PgStore {
             invalidated: row.get(3),
             json: row.get(4),
         }))
+    }
+
+    async fn get_many(
+        &self,
+        ids: &[NhsNumber],
+    ) -> Result<Vec<(NhsNumber, StoredRecord)>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT nhs, version, restricted, merged, invalidated, doc FROM patients
+                 WHERE nhs = ANY($1)",
+            )
+            .await?;
+        let wanted: Vec<i64> = ids.iter().map(|n| nhs(*n)).collect();
+        let mut found: HashMap<i64, StoredRecord> = HashMap::with_capacity(ids.len());
+        for row in client.query(&statement, &[&wanted]).await? {
+            found.insert(
+                row.get(0),
+                StoredRecord {
+                    version: version_of(row.get(1))?,
+                    restricted: row.get(2),
+                    merged: row.get(3),
+                    invalidated: row.get(4),
+                    json: row.get(5),
+                },
+            );
+        }
+        Ok(ids
+            .iter()
+            .filter_map(|n| found.remove(&nhs(*n)).map(|r| (*n, r)))
+            .collect())
     }
 
     async fn get_version(
@@ -751,7 +886,7 @@ async fn run_after_claim(
     change: &Change,
     staged: &[Staged],
 ) -> Result<Outcome<Committed>, Failure> {
-    check_versions(txn, change).await?;
+    compare_versions(&lock_versions(txn, change).await?, change)?;
     write_change(txn, change, staged).await?;
     Ok(Outcome::Commit(Committed::Applied))
 }
