@@ -1,10 +1,11 @@
-//! pds-facade: NHS PDS-compatible FHIR R4 Patient service over an embedded redb store.
+//! pds-facade: NHS PDS-compatible FHIR R4 Patient service over an embedded redb store or
+//! PostgreSQL.
 //!
 //! Layers, each depending only on the ones below it:
 //! * [`http`] — axum handlers, headers, status codes, OperationOutcome rendering;
 //! * [`app`] — the use cases (read, search, update, merge, create, change identity…), once each;
 //! * [`domain`] — the patch layer: NHS numbers, the Patient document, PATCH and business rules;
-//! * [`store`] — the [`store::PatientStore`] trait and its redb implementation.
+//! * [`store`] — the [`store::PatientStore`] trait, its redb and PostgreSQL implementations.
 
 pub mod app;
 pub mod auth;

@@ -169,15 +169,23 @@ impl StoreArgs {
         }
     }
 
-    /// Opens the store, or says why not.
+    /// Opens the store (creating a file, migrating a schema), or says why not.
     fn open(&self, runtime: &tokio::runtime::Runtime) -> Result<Opened, ExitCode> {
-        runtime
-            .block_on(Opened::open(&self.location(), self.options()))
-            .map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            })
+        report(runtime.block_on(Opened::open(&self.location(), self.options())))
     }
+
+    /// Opens a store that exists, as it is (for commands that only read).
+    fn open_existing(&self, runtime: &tokio::runtime::Runtime) -> Result<Opened, ExitCode> {
+        report(runtime.block_on(Opened::open_existing(&self.location(), self.options())))
+    }
+}
+
+/// An opened store, or the reason printed.
+fn report(opened: Result<Opened, String>) -> Result<Opened, ExitCode> {
+    opened.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(clap::Args)]
@@ -320,9 +328,31 @@ fn token_keys(keys: &KeyConfig, store: &StoreArgs) -> Result<KeySet, String> {
             KeySet::resolve(keys, &db)
         }
         location @ Location::Postgres(_) => {
+            // the key lives in the database a server migrated; a token for a database no server
+            // ever used would change it (schema and key) as a side effect
+            let Location::Postgres(url) = &location else {
+                unreachable!()
+            };
             let runtime = runtime();
-            let opened = runtime.block_on(Opened::open(&location, store.options()))?;
-            let key = runtime.block_on(opened.dev_key(&location))?;
+            let key = runtime.block_on(async {
+                let pg = PgStore::connect_unmigrated(url, 1)
+                    .await
+                    .map_err(|e| format!("{location}: {e}"))?;
+                if pg
+                    .schema_version()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    return Err(format!(
+                        "{location} is not a pds-facade database yet: in sandbox mode tokens are \
+                         signed with the development key of the database the server runs on — \
+                         start a server on it once (`pds-facade serve --store …`), or configure a \
+                         signing key (--jwt-hs256-secret-file)"
+                    ));
+                }
+                Opened::Postgres(pg).dev_key(&location).await
+            })?;
             KeySet::resolve_with(keys, || Ok(key))
         }
     }
@@ -579,27 +609,29 @@ const TRANSFER_OPTIONS: StoreOptions = StoreOptions {
 
 fn export(store: &StoreArgs, out: Option<&Path>) -> ExitCode {
     let runtime = runtime();
-    let opened = match store.open(&runtime) {
+    let opened = match store.open_existing(&runtime) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let mut writer: Box<dyn std::io::Write> = match out {
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-        Some(path) => match private_file(path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
+    let run = |writer: &mut dyn std::io::Write| {
+        runtime.block_on(async {
+            let total = opened.store().count().await?;
+            let mut progress = pds_facade::progress::Progress::new(total, "exporting");
+            let n = transfer::export(opened.store(), writer, &mut progress).await?;
+            progress.finish();
+            Ok::<_, transfer::TransferError>(n)
+        })
     };
-    let result = runtime.block_on(async {
-        let total = opened.store().count().await?;
-        let mut progress = pds_facade::progress::Progress::new(total, "exporting");
-        let n = transfer::export(opened.store(), &mut writer, &mut progress).await?;
-        progress.finish();
-        Ok::<_, transfer::TransferError>(n)
-    });
+    let result = match out {
+        None => run(&mut std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(path) => PrivateFile::create(path)
+            .map_err(transfer::TransferError::from)
+            .and_then(|mut file| {
+                let n = run(&mut file.writer)?;
+                file.keep()?;
+                Ok(n)
+            }),
+    };
     match result {
         Ok(n) => {
             eprintln!("exported {n} record(s)");
@@ -616,20 +648,58 @@ fn export(store: &StoreArgs, out: Option<&Path>) -> ExitCode {
     }
 }
 
-/// A file for unredacted records: created (or truncated) readable by its owner only.
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        Ok(file)
+/// A file for unredacted records, written beside its name as `<name>.partial` — a new file,
+/// readable by its owner only, that no other process has open — and renamed into place once
+/// complete and on disk. Dropped unkept (an error), the partial file is removed.
+struct PrivateFile {
+    path: PathBuf,
+    partial: PathBuf,
+    writer: std::io::BufWriter<std::fs::File>,
+    kept: bool,
+}
+
+impl PrivateFile {
+    fn create(path: &Path) -> std::io::Result<PrivateFile> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        // one left by an export that was killed
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(&partial)?;
+        Ok(PrivateFile {
+            path: path.to_path_buf(),
+            partial,
+            writer: std::io::BufWriter::new(file),
+            kept: false,
+        })
     }
-    #[cfg(not(unix))]
-    options.open(path)
+
+    fn keep(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.writer.flush()?;
+        self.writer.get_ref().sync_all()?;
+        std::fs::rename(&self.partial, &self.path)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 /// Opens the two stores of a copy or a comparison.
@@ -637,25 +707,25 @@ fn open_pair(
     runtime: &tokio::runtime::Runtime,
     from: &Location,
     to: &Location,
+    create_target: bool,
 ) -> Result<(Opened, Opened), ExitCode> {
     if from == to {
         eprintln!("error: --from and --to are the same store");
         return Err(ExitCode::FAILURE);
     }
-    let open = |location: &Location| {
-        runtime
-            .block_on(Opened::open(location, TRANSFER_OPTIONS))
-            .map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            })
+    // the source (and both stores of a comparison) as they are; a copy's target is created
+    let first = report(runtime.block_on(Opened::open_existing(from, TRANSFER_OPTIONS)))?;
+    let second = if create_target {
+        report(runtime.block_on(Opened::open(to, TRANSFER_OPTIONS)))?
+    } else {
+        report(runtime.block_on(Opened::open_existing(to, TRANSFER_OPTIONS)))?
     };
-    Ok((open(from)?, open(to)?))
+    Ok((first, second))
 }
 
 fn copy(from: &Location, to: &Location) -> ExitCode {
     let runtime = runtime();
-    let (source, target) = match open_pair(&runtime, from, to) {
+    let (source, target) = match open_pair(&runtime, from, to, true) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
@@ -687,7 +757,7 @@ fn copy(from: &Location, to: &Location) -> ExitCode {
 
 fn verify(from: &Location, to: &Location) -> ExitCode {
     let runtime = runtime();
-    let (first, second) = match open_pair(&runtime, from, to) {
+    let (first, second) = match open_pair(&runtime, from, to, false) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
@@ -726,7 +796,7 @@ fn verify(from: &Location, to: &Location) -> ExitCode {
 
 fn explain(store: &StoreArgs, query: &str) -> ExitCode {
     let location = store.location();
-    let Location::Postgres(url) = &location else {
+    let Location::Postgres(_) = &location else {
         eprintln!("error: {location}: plans are PostgreSQL's; the embedded store has no planner");
         return ExitCode::FAILURE;
     };
@@ -743,10 +813,16 @@ fn explain(store: &StoreArgs, query: &str) -> ExitCode {
         }
     };
     let lookups = query.lookups();
-    let result = runtime().block_on(async {
-        let pg = PgStore::connect(url, 1).await?;
-        pg.explain(&lookups).await
-    });
+    let runtime = runtime();
+    let pg = match runtime.block_on(Opened::open_existing(&location, TRANSFER_OPTIONS)) {
+        Ok(Opened::Postgres(pg)) => pg,
+        Ok(_) => unreachable!("a PostgreSQL location opens a PostgreSQL store"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(pg.explain(&lookups));
     match result {
         Ok(plans) => print(
             &lookups

@@ -1,17 +1,19 @@
 //! Moving data out of and between stores: `export` (current records as NDJSON), `copy` (a
 //! whole store into a new one) and `verify` (whether two stores hold the same).
 //!
-//! All three read a store page by page ([`PatientStore::dump`]), so memory stays flat however
-//! large the store. A copy is all-or-nothing: the target shows nothing of it until the last
-//! page is in and the indexes are built, and an interrupted copy leaves the target empty, to
-//! be run again. The source must not change meanwhile: a redb file is locked by the copy
-//! itself; PostgreSQL nodes must be stopped (`verify` afterwards shows that nothing moved).
+//! All three read a store page by page from one snapshot ([`PatientStore::snapshot`]: a read
+//! transaction held open), so memory stays flat however large the store, and what is read is
+//! the store as of one moment even while nodes write to it. A copy is all-or-nothing: the
+//! target shows nothing of it until the last page is in and the indexes are built, and an
+//! interrupted copy leaves the target empty, to be run again. A copy holds what the source held
+//! when it began: to move a service, stop its nodes first (a redb file is locked by the copy
+//! itself), and `verify` afterwards.
 
 use std::cmp::Ordering;
 use std::io::Write;
 
 use crate::progress::Progress;
-use crate::store::dump::{After, Entry, Part};
+use crate::store::dump::{After, Entry, Part, Snapshot};
 use crate::store::{PatientStore, StoreError};
 
 /// Entries read per page.
@@ -33,18 +35,19 @@ pub async fn export(
     out: &mut dyn Write,
     progress: &mut Progress,
 ) -> Result<u64, TransferError> {
+    let snapshot = store.snapshot().await?;
     let mut after = After::Start;
     let mut written = 0;
     loop {
-        let page = store.dump(Part::Current, &after, PAGE).await?;
+        let page = snapshot.page(Part::Current, &after, PAGE).await?;
         let Some(last) = page.last() else {
             out.flush()?;
             return Ok(written);
         };
         after = last.key();
         for entry in &page {
-            if let Entry::Version { json, .. } = entry {
-                out.write_all(json)?;
+            if let Entry::Current { record, .. } = entry {
+                out.write_all(&record.json)?;
                 out.write_all(b"\n")?;
                 written += 1;
             }
@@ -82,6 +85,7 @@ pub async fn copy(
     to: &dyn PatientStore,
     progress: &mut Progress,
 ) -> Result<Copied, StoreError> {
+    let snapshot = from.snapshot().await?;
     let mut restore = to.restore().await?;
     let mut copied = Copied::default();
     for part in Part::COPIED {
@@ -89,7 +93,7 @@ pub async fn copy(
         let mut n = 0u64;
         let mut seen = Records::default();
         loop {
-            let page = from.dump(part, &after, PAGE).await?;
+            let page = snapshot.page(part, &after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.key();
             n += page.len() as u64;
@@ -126,7 +130,7 @@ impl Comparison {
 
 /// One part of a store, read a page at a time.
 struct Reader<'a> {
-    store: &'a dyn PatientStore,
+    snapshot: &'a dyn Snapshot,
     part: Part,
     after: After,
     page: std::collections::VecDeque<Entry>,
@@ -135,9 +139,9 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(store: &'a dyn PatientStore, part: Part) -> Reader<'a> {
+    fn new(snapshot: &'a dyn Snapshot, part: Part) -> Reader<'a> {
         Reader {
-            store,
+            snapshot,
             part,
             after: After::Start,
             page: Default::default(),
@@ -148,7 +152,7 @@ impl<'a> Reader<'a> {
 
     async fn peek(&mut self) -> Result<Option<&Entry>, StoreError> {
         if self.page.is_empty() && !self.done {
-            let page = self.store.dump(self.part, &self.after, PAGE).await?;
+            let page = self.snapshot.page(self.part, &self.after, PAGE).await?;
             match page.last() {
                 Some(last) => self.after = last.key(),
                 None => self.done = true,
@@ -172,15 +176,17 @@ fn order(a: &After, b: &After) -> Ordering {
     }
 }
 
-/// Compares everything two stores hold (as a copy moves it), entry by entry.
+/// Compares everything two stores hold (as a copy moves it, and the current records with the
+/// flags GET and search go by), entry by entry, each store as of one moment.
 pub async fn verify(
     a: &dyn PatientStore,
     b: &dyn PatientStore,
     progress: &mut Progress,
 ) -> Result<Comparison, StoreError> {
+    let (a, b) = (a.snapshot().await?, b.snapshot().await?);
     let mut comparison = Comparison::default();
-    for part in Part::COPIED {
-        let (mut left, mut right) = (Reader::new(a, part), Reader::new(b, part));
+    for part in Part::COMPARED {
+        let (mut left, mut right) = (Reader::new(&*a, part), Reader::new(&*b, part));
         let mut seen = Records::default();
         loop {
             let (l, r) = (left.peek().await?.cloned(), right.peek().await?.cloned());

@@ -32,6 +32,13 @@ impl From<StoreError> for PdsError {
                 ErrorCode::UnknownError,
                 "An unknown error occurred processing this request.",
             ),
+            StoreError::Internal(reason) => {
+                tracing::error!(%reason, "the database refused a statement");
+                PdsError::new(
+                    ErrorCode::UnknownError,
+                    "An unknown error occurred processing this request.",
+                )
+            }
             StoreError::Corrupt(reason) => {
                 tracing::error!(%reason, "stored data is corrupt");
                 PdsError::new(

@@ -56,10 +56,34 @@ pub enum Lookup {
     Gp(String),
 }
 
+impl IndexKey {
+    /// What kind of key, without its value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IndexKey::Family(..) => "family name",
+            IndexKey::Phonetic(..) => "family name sound",
+            IndexKey::Given(..) => "first given name",
+            IndexKey::Postcode(_) => "postcode",
+            IndexKey::Phone(_) => "phone",
+            IndexKey::Email(_) => "e-mail",
+            IndexKey::Gp(_) => "GP",
+        }
+    }
+}
+
+/// A difference between the search indexes and the records, as `reindex --check` reports it:
+/// by record and kind of key, never by value (the report may reach someone who may not read a
+/// restricted record's postcode).
+pub fn difference(missing: bool, key: &IndexKey, id: u64) -> String {
+    let what = if missing { "missing" } else { "unexpected" };
+    format!("{what}: a {} key of {id:010}", key.kind())
+}
+
 /// Case- and accent-insensitive form of a name: NFD, combining marks dropped, lower case.
+/// Control characters are dropped from every key (a database's text may not hold NUL).
 pub fn fold(s: &str) -> String {
     s.nfd()
-        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c) && !c.is_control())
         .flat_map(char::to_lowercase)
         .collect::<String>()
         .trim()
@@ -73,7 +97,7 @@ pub fn first_word(s: &str) -> Option<String> {
 
 pub fn postcode(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_whitespace())
+        .filter(|c| !c.is_whitespace() && !c.is_control())
         .flat_map(char::to_uppercase)
         .collect()
 }
@@ -85,7 +109,11 @@ pub fn phone(s: &str) -> String {
 }
 
 pub fn email(s: &str) -> String {
-    s.trim().to_lowercase()
+    s.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Double Metaphone codes (primary and, when different, alternate) of a name; none for a
@@ -156,6 +184,7 @@ pub fn keys(doc: &Map<String, Value>) -> Vec<IndexKey> {
     }
     for gp in list(doc, "generalPractitioner") {
         if let Some(code) = gp.pointer("/identifier/value").and_then(Value::as_str) {
+            let code: String = code.chars().filter(|c| !c.is_control()).collect();
             out.push(IndexKey::Gp(code.to_uppercase()));
         }
     }
@@ -168,6 +197,24 @@ pub fn keys(doc: &Map<String, Value>) -> Vec<IndexKey> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keys_hold_no_control_characters() {
+        let doc = json!({"birthDate": "2001-01-01",
+            "name": [{"family": "Smi\u{0}th", "given": ["Ja\u{7}ne"]}],
+            "address": [{"postalCode": "LS1\u{0} 6AE"}],
+            "telecom": [{"system": "email", "value": "a\u{0}b@example.com"},
+                        {"system": "phone", "value": "0163\u{0}2960587"}],
+            "generalPractitioner": [{"identifier": {"value": "Y1\u{0}2345"}}]});
+        let keys = keys(doc.as_object().unwrap());
+        let text = format!("{keys:?}");
+        assert!(
+            !keys.is_empty() && !text.contains("\\0") && !text.contains("\\u{7}"),
+            "{text}"
+        );
+        assert!(keys.contains(&IndexKey::Email("ab@example.com".into())));
+        assert!(keys.contains(&IndexKey::Family("smith".into(), 20010101)));
+    }
 
     #[test]
     fn folding_and_codes() {

@@ -564,7 +564,7 @@ pub(crate) fn valid_email(s: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !s.chars().any(char::is_whitespace)
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// E-mail addresses a change brings in (a telecom, or an emergency contact's telecom, whose

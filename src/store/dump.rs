@@ -6,7 +6,7 @@
 //! not part of it (they are rebuilt from the versions), nor is the sandbox development key.
 
 use crate::domain::{NhsNumber, Patient, Version};
-use crate::store::{AuditEntry, RequestRecord, Staged, StoreError};
+use crate::store::{AuditEntry, RequestRecord, Staged, StoreError, StoredRecord};
 
 /// One kind of stored data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,11 +23,23 @@ pub enum Part {
     Audit,
     /// Idempotency records (by request id, byte order).
     Requests,
-    /// The current version of each record only (for export; implied by [`Part::Versions`]).
+    /// The current record of each NHS number, with the flags the store keeps beside it (for
+    /// export, and for verify to compare what GET and search go by).
     Current,
 }
 
 impl Part {
+    /// What verify compares: what a copy moves, and the current records it derives.
+    pub const COMPARED: [Part; 7] = [
+        Part::Versions,
+        Part::Current,
+        Part::Superseded,
+        Part::IdentityLinks,
+        Part::Allocated,
+        Part::Audit,
+        Part::Requests,
+    ];
+
     /// What a copy moves, in the order it moves it.
     pub const COPIED: [Part; 6] = [
         Part::Versions,
@@ -69,6 +81,10 @@ pub enum Entry {
         version: Version,
         json: Vec<u8>,
     },
+    Current {
+        id: NhsNumber,
+        record: StoredRecord,
+    },
     Superseded {
         id: NhsNumber,
         by: NhsNumber,
@@ -93,7 +109,9 @@ impl Entry {
             Entry::Version { id, version, .. } => {
                 After::Number(id.as_u64(), u64::from(version.get()))
             }
-            Entry::Superseded { id, .. } => After::Number(id.as_u64(), 0),
+            Entry::Current { id, .. } | Entry::Superseded { id, .. } => {
+                After::Number(id.as_u64(), 0)
+            }
             Entry::IdentityLink { old, .. } => After::Number(old.as_u64(), 0),
             Entry::Allocated(n) => After::Number(n.as_u64(), 0),
             Entry::Audit { id, seq, .. } => After::Number(id.as_u64(), *seq),
@@ -106,6 +124,7 @@ impl Entry {
     pub fn describe(&self) -> String {
         match self {
             Entry::Version { id, version, .. } => format!("version {version} of {id}"),
+            Entry::Current { id, .. } => format!("the current record of {id}"),
             Entry::Superseded { id, .. } => format!("the merge link of {id}"),
             Entry::IdentityLink { old, .. } => format!("the identity link of {old}"),
             Entry::Allocated(n) => format!("the allocation of {n}"),
@@ -113,6 +132,16 @@ impl Entry {
             Entry::Request(r) => format!("the idempotency record of request {}", r.request_id),
         }
     }
+}
+
+/// A store as of one moment, read page by page: every page of a snapshot sees the same
+/// data, however long the reading takes and whatever is written meanwhile.
+#[async_trait::async_trait]
+pub trait Snapshot: Send + Sync {
+    /// Up to `limit` entries of `part` after `after`, in key order; an empty page: the part is
+    /// done.
+    async fn page(&self, part: Part, after: &After, limit: usize)
+        -> Result<Vec<Entry>, StoreError>;
 }
 
 /// Loading a copy into an empty store: nothing of it is visible, or durable, until

@@ -36,15 +36,31 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Redb(p) => write!(f, "redb:{}", p.display()),
-            // the URL may carry a password: only the host and database are shown
-            Location::Postgres(url) => {
-                let shown = url
-                    .rsplit_once('@')
-                    .map_or(url.as_str(), |(_, host)| host)
-                    .trim_start_matches("postgres://")
-                    .trim_start_matches("postgresql://");
-                write!(f, "postgres://…@{shown}")
-            }
+            // the URL may carry a password (in its user part or its query): only the hosts,
+            // ports and database are shown
+            Location::Postgres(url) => match url.parse::<tokio_postgres::Config>() {
+                Ok(config) => {
+                    let hosts: Vec<String> = config
+                        .get_hosts()
+                        .iter()
+                        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+                        .map(|(host, port)| match host {
+                            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                            #[cfg(unix)]
+                            tokio_postgres::config::Host::Unix(p) => {
+                                format!("{}:{port}", p.display())
+                            }
+                        })
+                        .collect();
+                    write!(
+                        f,
+                        "postgres://…@{}/{}",
+                        hosts.join(","),
+                        config.get_dbname().unwrap_or("")
+                    )
+                }
+                Err(_) => write!(f, "postgres://… (not a valid URL)"),
+            },
         }
     }
 }
@@ -75,6 +91,44 @@ impl Opened {
                 .await
                 .map(Opened::Postgres)
                 .map_err(|e| format!("cannot use the PostgreSQL store {location}: {e}")),
+        }
+    }
+
+    /// Opens a store that must exist already, as it is: nothing is created and no schema
+    /// migrated (for the commands that only read: export, verify, the source of a copy,
+    /// explain — they may point at a replica, or run beside nodes of another release).
+    pub async fn open_existing(location: &Location, options: Options) -> Result<Opened, String> {
+        match location {
+            Location::Redb(path) => {
+                let is_database = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
+                if !is_database {
+                    let what = if path.exists() {
+                        "is not a database"
+                    } else {
+                        "does not exist"
+                    };
+                    return Err(format!("{location} {what}"));
+                }
+                Opened::open(location, options).await
+            }
+            Location::Postgres(url) => {
+                let pg = PgStore::connect_unmigrated(url, options.pool_size)
+                    .await
+                    .map_err(|e| format!("cannot use the PostgreSQL store {location}: {e}"))?;
+                let latest = super::postgres::schema::latest();
+                match pg.schema_version().await.map_err(|e| e.to_string())? {
+                    None => Err(format!("{location} is not a pds-facade database")),
+                    Some(v) if v < latest => Err(format!(
+                        "{location} has schema version {v}, older than this pds-facade's \
+                         ({latest}): run `pds-facade migrate` first"
+                    )),
+                    Some(v) if v > latest => Err(format!(
+                        "{location} has schema version {v}, newer than this pds-facade knows \
+                         ({latest}): use a pds-facade at least as new"
+                    )),
+                    Some(_) => Ok(Opened::Postgres(pg)),
+                }
+            }
         }
     }
 
@@ -121,6 +175,11 @@ mod tests {
         let pg: Location = "postgres://pds:secret@db.example:5432/pds".parse().unwrap();
         assert!(matches!(pg, Location::Postgres(_)));
         assert_eq!(pg.to_string(), "postgres://…@db.example:5432/pds");
+        let query: Location = "postgres://db.example/pds?user=pds&password=secret"
+            .parse()
+            .unwrap();
+        assert_eq!(query.to_string(), "postgres://…@db.example:5432/pds");
+        assert!(!query.to_string().contains("secret"));
         assert!("mysql://x".parse::<Location>().is_err());
     }
 }

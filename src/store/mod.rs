@@ -1,5 +1,6 @@
-//! Storage behind a narrow trait, so that the HTTP layer and the patch layer never see the
-//! database: redb today ([`redb_store::RedbStore`]), PostgreSQL later.
+//! Storage behind a narrow trait, so that the use cases and the patch layer never see the
+//! database: the embedded redb file ([`redb_store::RedbStore`], the default) or PostgreSQL
+//! ([`postgres::PgStore`], for several nodes on one database).
 //!
 //! Every change is one [`Change`] committed in one transaction: the new versions of the records
 //! it touches, their copies in the version history, merge links, the audit entries, and the
@@ -56,6 +57,10 @@ pub enum StoreError {
     /// The database holds something this program did not write.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database refused a statement for a reason a retry will not change (a fault of this
+    /// program or of the schema it was given).
+    #[error("{0}")]
+    Internal(String),
     /// A copy goes only into a store that holds nothing yet.
     #[error("{0} is not empty: a copy goes only into a new store")]
     NotEmpty(String),
@@ -448,14 +453,8 @@ pub trait PatientStore: Send + Sync + 'static {
     /// Compares the indexes with the records; each difference is described (empty: consistent).
     async fn check_indexes(&self) -> Result<Vec<String>, StoreError>;
 
-    /// Up to `limit` entries of `part` after `after`, in key order (see [`dump`]); an empty
-    /// page: the part is done.
-    async fn dump(
-        &self,
-        part: dump::Part,
-        after: &dump::After,
-        limit: usize,
-    ) -> Result<Vec<dump::Entry>, StoreError>;
+    /// The store as of now, to read whole (see [`dump`]): a read transaction held open.
+    async fn snapshot(&self) -> Result<Box<dyn dump::Snapshot>, StoreError>;
 
     /// Begins loading a copy of another store into this one, which must hold nothing yet.
     async fn restore(&self) -> Result<Box<dyn dump::Restore>, StoreError>;

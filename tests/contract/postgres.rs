@@ -292,7 +292,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migration(s) 1, 2"));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied migration(s) 1, 2, 3"));
     let again = migrate();
     assert!(again.status.success());
     let again = String::from_utf8_lossy(&again.stdout);
@@ -629,5 +629,97 @@ async fn a_database_server_killed_under_load_loses_no_acknowledged_change() {
     assert!(
         acked.iter().any(|a| a.3 > restarted),
         "the pool reconnected by itself: changes were acknowledged after the restart"
+    );
+}
+
+/// Tables in the database at `url`.
+fn tables(url: &str) -> i64 {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn commands_that_only_read_leave_a_database_no_server_used_untouched() {
+    let Some(base) = on_postgres("read-only commands") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_database(base, &dir.path().join("never-served.redb"));
+    // token (sandbox), export, verify and explain refuse it, and create nothing in it: no
+    // schema, no development key that a server would later take for its own
+    let attempts: [&[&str]; 4] = [
+        &["token", "--role", "back-office", "--store", &url],
+        &["export", "--store", &url],
+        &[
+            "verify",
+            "--from",
+            &url,
+            "--to",
+            &format!("redb:{}", dir.path().join("x.redb").display()),
+        ],
+        &[
+            "explain",
+            "--store",
+            &url,
+            "family=Smith&birthdate=eq2010-10-22",
+        ],
+    ];
+    for args in attempts {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing printed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a pds-facade database"), "{args:?}: {err}");
+        assert_eq!(tables(&url), 0, "{args:?} created tables");
+    }
+    assert!(!dir.path().join("x.redb").exists(), "nor a redb file");
+}
+
+#[test]
+fn a_database_server_that_cannot_be_reached_stops_start_up_clearly() {
+    if on_postgres("unreachable server").is_none() {
+        return;
+    }
+    // a port nothing listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://pds:secret@127.0.0.1:{port}/pds");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "never said it was listening");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot use the PostgreSQL store"), "{err}");
+    assert!(!err.contains("secret"), "the password is not shown: {err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up in good time"
     );
 }

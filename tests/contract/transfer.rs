@@ -361,3 +361,28 @@ fn an_interrupted_copy_leaves_the_target_empty() {
     let (ok, out, _) = run(&["verify", "--from", &from, "--to", &to]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn commands_that_only_read_never_create_a_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let (missing, out) = (at("missing.redb"), at("out.ndjson"));
+    let (from, other, target) = (
+        format!("redb:{missing}"),
+        format!("redb:{}", at("other.redb")),
+        format!("redb:{}", at("target.redb")),
+    );
+    let attempts: [&[&str]; 3] = [
+        &["export", "--db", &missing, "--out", &out],
+        &["verify", "--from", &from, "--to", &other],
+        &["copy", "--from", &from, "--to", &target],
+    ];
+    for args in attempts {
+        let (ok, _, err) = run(args);
+        assert!(!ok && err.contains("does not exist"), "{args:?}: {err}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was created"
+    );
+}

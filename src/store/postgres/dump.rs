@@ -5,7 +5,7 @@
 use deadpool_postgres::{GenericClient, Object};
 
 use super::{index, nhs, nhs_of, version_of, PgStore};
-use crate::store::dump::{After, Currents, Entry, Part, Restore};
+use crate::store::dump::{After, Currents, Entry, Part, Restore, Snapshot};
 use crate::store::{RequestRecord, Staged, StoreError};
 
 /// The query of each part: rows after the key `($1, $2)` (or `$1`: `$2` is then unused),
@@ -17,8 +17,8 @@ fn query(part: Part) -> &'static str {
              ORDER BY nhs, version LIMIT $3"
         }
         Part::Current => {
-            "SELECT nhs, version, doc FROM patients WHERE nhs > $1 AND $2::bigint IS NOT NULL
-             ORDER BY nhs LIMIT $3"
+            "SELECT nhs, version, doc, restricted, merged, invalidated FROM patients
+             WHERE nhs > $1 AND $2::bigint IS NOT NULL ORDER BY nhs LIMIT $3"
         }
         Part::Superseded => {
             "SELECT nhs, by_nhs FROM superseded WHERE nhs > $1 AND $2::bigint IS NOT NULL
@@ -66,10 +66,20 @@ pub async fn page(
     rows.iter()
         .map(|r| {
             Ok(match part {
-                Part::Versions | Part::Current => Entry::Version {
+                Part::Versions => Entry::Version {
                     id: nhs_of(r.get(0))?,
                     version: version_of(r.get(1))?,
                     json: r.get(2),
+                },
+                Part::Current => Entry::Current {
+                    id: nhs_of(r.get(0))?,
+                    record: crate::store::StoredRecord {
+                        version: version_of(r.get(1))?,
+                        json: r.get(2),
+                        restricted: r.get(3),
+                        merged: r.get(4),
+                        invalidated: r.get(5),
+                    },
                 },
                 Part::Superseded => Entry::Superseded {
                     id: nhs_of(r.get(0))?,
@@ -103,6 +113,50 @@ pub async fn page(
         .collect()
 }
 
+/// One REPEATABLE READ, READ ONLY transaction on a connection of its own: every page sees the
+/// database as it was when the snapshot began, whatever the nodes write meanwhile.
+pub struct PgSnapshot {
+    client: Option<Object>,
+}
+
+impl PgSnapshot {
+    pub async fn begin(store: &PgStore) -> Result<PgSnapshot, StoreError> {
+        let snapshot = PgSnapshot {
+            client: Some(store.pool.get().await?),
+        };
+        snapshot
+            .client()
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        Ok(snapshot)
+    }
+
+    fn client(&self) -> &Object {
+        self.client.as_ref().expect("an open snapshot")
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // never back to the pool with the snapshot's transaction open
+            drop(Object::take(client));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Snapshot for PgSnapshot {
+    async fn page(
+        &self,
+        part: Part,
+        after: &After,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        page(self.client(), part, after, limit).await
+    }
+}
+
 pub struct PgRestore {
     /// The connection the copy's transaction is open on (taken out of the pool: if the copy
     /// is dropped unfinished, the connection closes and the server rolls the copy back).
@@ -112,7 +166,13 @@ pub struct PgRestore {
 
 impl PgRestore {
     pub async fn begin(store: &PgStore) -> Result<PgRestore, StoreError> {
-        let client = store.pool.get().await?;
+        // made first, so that an error below drops it — and closes its connection — rather
+        // than handing the connection back to the pool inside the copy's transaction
+        let restore = PgRestore {
+            client: Some(store.pool.get().await?),
+            currents: Currents::default(),
+        };
+        let client = restore.client();
         client
             .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
             .await?;
@@ -127,13 +187,9 @@ impl PgRestore {
             .await?
             .get(0);
         if used {
-            client.batch_execute("ROLLBACK").await?;
             return Err(StoreError::NotEmpty("the PostgreSQL database".into()));
         }
-        Ok(PgRestore {
-            client: Some(client),
-            currents: Currents::default(),
-        })
+        Ok(restore)
     }
 
     fn client(&self) -> &Object {
@@ -184,6 +240,8 @@ impl Restore for PgRestore {
                     audit.1.push(seq as i64);
                     audit.2.push(serde_json::to_vec(&entry).expect("JSON"));
                 }
+                // derived from the versions, never copied
+                Entry::Current { .. } => {}
                 Entry::Request(r) => {
                     requests.0.push(r.request_id);
                     requests.1.push(r.fingerprint.to_vec());

@@ -6,13 +6,30 @@ use crate::store::StoreError;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        match e.code() {
-            Some(c) if *c == SqlState::DATA_CORRUPTED || *c == SqlState::INDEX_CORRUPTED => {
-                StoreError::Corrupt(e.to_string())
-            }
-            // a lost connection, a server restarting, a timeout, a conflict retried too often:
-            // nothing was committed, and a retry may do
-            _ => StoreError::Unavailable(describe(&e)),
+        let Some(code) = e.code() else {
+            // no answer from the server: the connection broke or closed
+            return StoreError::Unavailable(describe(&e));
+        };
+        if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+            return StoreError::Corrupt(describe(&e));
+        }
+        // by SQLSTATE class: 08 connection, 40 transaction rollback (a race retried too
+        // often), 53 insufficient resources (disk full, out of memory, too many connections),
+        // 57 operator intervention (shutdown, restart, statement timeout), 58 system error
+        // (I/O), 25006 read-only transaction (a primary became a replica in a failover), 55P03
+        // lock not available: nothing was committed, and the same request may succeed later
+        let transient = matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58")
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+            || *code == SqlState::LOCK_NOT_AVAILABLE;
+        if transient {
+            StoreError::Unavailable(describe(&e))
+        } else {
+            // anything else is a statement this program should not have sent (or a schema
+            // someone changed): a fault to fix, not to retry
+            StoreError::Internal(format!(
+                "the database refused a statement: {}",
+                describe(&e)
+            ))
         }
     }
 }

@@ -195,9 +195,9 @@ pub async fn check(client: &impl GenericClient) -> Result<Vec<String>, StoreErro
     }
     let missing = expected
         .difference(&actual)
-        .map(|(k, id)| format!("missing: {k:?} → {id:010}"));
+        .map(|(k, id)| crate::domain::index::difference(true, k, *id));
     let extra = actual
         .difference(&expected)
-        .map(|(k, id)| format!("unexpected: {k:?} → {id:010}"));
+        .map(|(k, id)| crate::domain::index::difference(false, k, *id));
     Ok(missing.chain(extra).collect())
 }

@@ -71,8 +71,30 @@ impl PgStore {
     /// brings the schema up to date.
     pub async fn connect(url: &str, size: usize) -> Result<PgStore, StoreError> {
         let store = PgStore::connect_unmigrated(url, size).await?;
+        store.check_durability().await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Refuses a server that would acknowledge a commit it may lose in a crash: an answer is
+    /// sent once COMMIT returns, so COMMIT must mean durable (`fsync` and `synchronous_commit`
+    /// not `off`, as the server, the database or the role has them).
+    async fn check_durability(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        for setting in ["fsync", "synchronous_commit"] {
+            let value: String = client
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await?
+                .get(0);
+            if value == "off" {
+                return Err(StoreError::Internal(format!(
+                    "the PostgreSQL server runs with {setting} = off: a change it acknowledges \
+                     could be lost in a crash, and pds-facade answers 200 only for durable \
+                     changes — set {setting} = on"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Connects without touching the schema (for `pds-facade migrate`, which reports it).
@@ -98,6 +120,12 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(PgStore { pool })
+    }
+
+    /// The database's schema version (`None`: not a pds-facade database yet).
+    pub async fn schema_version(&self) -> Result<Option<i32>, StoreError> {
+        let client = self.pool.get().await?;
+        schema::current(&client).await
     }
 
     /// Applies the migrations this database lacks; returns the versions applied.
@@ -242,12 +270,18 @@ async fn claim_request(
     if inserted == 1 {
         return Ok(None);
     }
-    let row = txn
-        .query_one(
+    let Some(row) = txn
+        .query_opt(
             "SELECT fingerprint, saved_at, response FROM requests WHERE request_id = $1 FOR UPDATE",
             &[&request.request_id],
         )
-        .await?;
+        .await?
+    else {
+        // an expired record another change forgot between the two statements: claim afresh
+        return Err(Failure::Retry(StoreError::Unavailable(
+            "the request id's expired record was forgotten meanwhile".into(),
+        )));
+    };
     let (stored_fingerprint, stored_at): (Vec<u8>, i64) = (row.get(0), row.get(1));
     if (stored_at as u64) < change.forget_requests_before {
         // expired: the id is free again
@@ -274,17 +308,18 @@ async fn lock_versions(
 ) -> Result<HashMap<i64, i32>, Failure> {
     let mut ids: Vec<i64> = change.writes.iter().map(|w| nhs(w.record.id())).collect();
     ids.sort_unstable();
+    // one statement a row (a merge has two): each stays on one shard of a distributed engine,
+    // where a locking read across shards is not allowed
     let lock = txn
-        .prepare_cached(
-            "SELECT nhs, version FROM patients WHERE nhs = ANY($1) ORDER BY nhs FOR UPDATE",
-        )
+        .prepare_cached("SELECT version FROM patients WHERE nhs = $1 FOR UPDATE")
         .await?;
-    Ok(txn
-        .query(&lock, &[&ids])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+    let mut current = HashMap::with_capacity(ids.len());
+    for id in ids {
+        if let Some(row) = txn.query_opt(&lock, &[&id]).await? {
+            current.insert(id, row.get(0));
+        }
+    }
+    Ok(current)
 }
 
 /// Every write's expected version is still current (`current`: the locked rows' versions).
@@ -550,7 +585,7 @@ async fn load_batch(
     let ids: Vec<i64> = batch.iter().map(|s| nhs(s.id)).collect();
     let current: HashMap<i64, i32> = txn
         .query(
-            "SELECT nhs, version FROM patients WHERE nhs = ANY($1) FOR UPDATE",
+            "SELECT nhs, version FROM patients WHERE nhs = ANY($1) ORDER BY nhs FOR UPDATE",
             &[&ids],
         )
         .await?
@@ -831,14 +866,8 @@ impl PatientStore for PgStore {
         }
     }
 
-    async fn dump(
-        &self,
-        part: super::dump::Part,
-        after: &super::dump::After,
-        limit: usize,
-    ) -> Result<Vec<super::dump::Entry>, StoreError> {
-        let client = self.pool.get().await?;
-        dump::page(&client, part, after, limit).await
+    async fn snapshot(&self) -> Result<Box<dyn super::dump::Snapshot>, StoreError> {
+        Ok(Box::new(dump::PgSnapshot::begin(self).await?))
     }
 
     async fn restore(&self) -> Result<Box<dyn super::dump::Restore>, StoreError> {

@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "distribution on Citus (skipped on plain PostgreSQL)",
         CITUS,
     ),
+    (
+        3,
+        "idempotency records in byte order (copy and verify read them so)",
+        "CREATE INDEX requests_in_byte_order ON requests ((request_id COLLATE \"C\"));",
+    ),
 ];
 
 /// Every per-patient table is keyed first by the NHS number (`nhs`, bigint): the column a
@@ -88,6 +93,20 @@ BEGIN
 END
 $$;
 "#;
+
+/// The schema version of the database, or `None` where pds-facade never migrated it.
+pub async fn current(client: &Client) -> Result<Option<i32>, StoreError> {
+    let row = client
+        .query_one("SELECT to_regclass('pds_schema') IS NOT NULL", &[])
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    Ok(client
+        .query_one("SELECT max(version) FROM pds_schema", &[])
+        .await?
+        .get(0))
+}
 
 /// The newest schema version this program knows.
 pub fn latest() -> i32 {

@@ -11,7 +11,7 @@ use super::codec::{Record, Request};
 use super::tables::*;
 use super::writer::save_request;
 use crate::domain::{NhsNumber, Version};
-use crate::store::dump::{After, Currents, Entry, Part, Restore};
+use crate::store::dump::{After, Currents, Entry, Part, Restore, Snapshot};
 use crate::store::StoreError;
 
 fn number(v: u64) -> Result<NhsNumber, StoreError> {
@@ -80,11 +80,9 @@ pub fn page(
             Ok(out)
         }
         Part::Current => by_number(txn, PATIENTS, after, limit, |id, record: Record| {
-            let stored = record.into_stored()?;
-            Ok(Entry::Version {
+            Ok(Entry::Current {
                 id: number(id)?,
-                version: stored.version,
-                json: stored.json,
+                record: record.into_stored()?,
             })
         }),
         Part::Superseded => by_number(txn, SUPERSEDED, after, limit, |id, by| {
@@ -137,6 +135,21 @@ pub fn page(
             }
             Ok(out)
         }
+    }
+}
+
+/// One read transaction: redb's MVCC keeps what it saw for as long as it is open.
+pub struct RedbSnapshot(pub ReadTransaction);
+
+#[async_trait::async_trait]
+impl Snapshot for RedbSnapshot {
+    async fn page(
+        &self,
+        part: Part,
+        after: &After,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        page(&self.0, part, after, limit)
     }
 }
 
@@ -229,6 +242,8 @@ impl Restore for RedbRestore {
                         self.last_seq = self.last_seq.max(seq);
                     }
                     Entry::Request(r) => save_request(&mut tables, &r)?,
+                    // derived from the versions, never copied
+                    Entry::Current { .. } => {}
                 }
             }
             // the versions of one record may go on in the next batch: its next version

@@ -225,10 +225,10 @@ pub fn check(txn: &ReadTransaction) -> Result<Vec<String>, StoreError> {
     }
     let missing = expected
         .difference(&actual)
-        .map(|(k, id)| format!("missing: {k:?} → {id:010}"));
+        .map(|(k, id)| crate::domain::index::difference(true, k, *id));
     let extra = actual
         .difference(&expected)
-        .map(|(k, id)| format!("unexpected: {k:?} → {id:010}"));
+        .map(|(k, id)| crate::domain::index::difference(false, k, *id));
     Ok(missing.chain(extra).collect())
 }
 

@@ -332,13 +332,8 @@ impl PatientStore for RedbStore {
         }
     }
 
-    async fn dump(
-        &self,
-        part: super::dump::Part,
-        after: &super::dump::After,
-        limit: usize,
-    ) -> Result<Vec<super::dump::Entry>, StoreError> {
-        dump::page(&self.db()?.begin_read()?, part, after, limit)
+    async fn snapshot(&self) -> Result<Box<dyn super::dump::Snapshot>, StoreError> {
+        Ok(Box::new(dump::RedbSnapshot(self.db()?.begin_read()?)))
     }
 
     async fn restore(&self) -> Result<Box<dyn super::dump::Restore>, StoreError> {
