@@ -71,12 +71,21 @@ impl IndexKey {
     }
 }
 
-/// A difference between the search indexes and the records, as `reindex --check` reports it:
-/// by record and kind of key, never by value (the report may reach someone who may not read a
-/// restricted record's postcode).
-pub fn difference(missing: bool, key: &IndexKey, id: u64) -> String {
-    let what = if missing { "missing" } else { "unexpected" };
-    format!("{what}: a {} key of {id:010}", key.kind())
+/// The differences between the index entries the records call for (`expected`) and those
+/// the indexes hold (`actual`), as `reindex --check` reports them: by record and kind of key,
+/// never by value (the report may reach someone who may not read a restricted record's
+/// postcode).
+pub fn differences(
+    expected: &std::collections::BTreeSet<(IndexKey, u64)>,
+    actual: &std::collections::BTreeSet<(IndexKey, u64)>,
+) -> Vec<String> {
+    let missing = expected
+        .difference(actual)
+        .map(|(k, id)| format!("missing: a {} key of {id:010}", k.kind()));
+    let extra = actual
+        .difference(expected)
+        .map(|(k, id)| format!("unexpected: a {} key of {id:010}", k.kind()));
+    missing.chain(extra).collect()
 }
 
 /// Case- and accent-insensitive form of a name: NFD, combining marks dropped, lower case.

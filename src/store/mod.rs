@@ -69,6 +69,15 @@ pub enum StoreError {
     Aborted,
 }
 
+/// Refuses a batch that holds one NHS number twice (which of the two would be stored?).
+pub fn once_each(ids: impl IntoIterator<Item = NhsNumber>) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    match ids.into_iter().find(|id| !seen.insert(*id)) {
+        Some(twice) => Err(StoreError::DuplicateInBatch(twice)),
+        None => Ok(()),
+    }
+}
+
 /// What to do when an imported record's NHS number is already stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExistingRecords {

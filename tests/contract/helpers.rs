@@ -102,36 +102,47 @@ pub fn postgres_database(base: &str, db: &Path) -> String {
     static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
     if !made.contains(&name) {
-        let (base, create) = (base.to_string(), name.clone());
-        // on a thread of its own: a test may be running inside a runtime already
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                    .await
-                    .expect("PDS_TEST_POSTGRES reachable");
-                tokio::spawn(connection);
-                let exists = client
-                    .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&create])
-                    .await
-                    .unwrap()
-                    .is_some();
-                if !exists {
-                    client
-                        .batch_execute(&format!("CREATE DATABASE {create}"))
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .join()
-        .unwrap();
+        let exists = !pg(
+            base,
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+        )
+        .is_empty();
+        if !exists {
+            pg(base, &format!("CREATE DATABASE {name}"));
+        }
         made.push(name);
     }
     url
+}
+
+/// Runs SQL (simple query protocol: any statement, text results) on the PostgreSQL database
+/// at `url` and returns the rows. On a thread of its own: a test may be inside a runtime.
+pub fn pg(url: &str, sql: &str) -> Vec<tokio_postgres::SimpleQueryRow> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL reachable");
+            tokio::spawn(connection);
+            client
+                .simple_query(&sql)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
 }
 
 /// A running server process. Dropping it kills the process.

@@ -318,7 +318,7 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
         .collect();
     assert!(racing.into_iter().all(|t| t.join().unwrap()));
     // a schema from a later release: neither migrate nor serve touches it
-    sql(
+    pg(
         &url,
         "INSERT INTO pds_schema (version, name) VALUES (9999, 'from the future')",
     );
@@ -332,26 +332,6 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
         .unwrap();
     assert!(!serve.status.success());
     assert!(String::from_utf8_lossy(&serve.stderr).contains("newer"));
-}
-
-/// Runs one statement on `url`.
-fn sql(url: &str, statement: &str) {
-    let (url, statement) = (url.to_string(), statement.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client.batch_execute(&statement).await.unwrap();
-        })
-    })
-    .join()
-    .unwrap();
 }
 
 /// A PostgreSQL server of the test's own (initdb in a temporary directory), so that it can be
@@ -634,28 +614,13 @@ async fn a_database_server_killed_under_load_loses_no_acknowledged_change() {
 
 /// Tables in the database at `url`.
 fn tables(url: &str) -> i64 {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-                .query_one(
-                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0)
-        })
-    })
-    .join()
+    pg(
+        url,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    )[0]
+    .get(0)
+    .unwrap()
+    .parse()
     .unwrap()
 }
 

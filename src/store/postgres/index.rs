@@ -193,11 +193,5 @@ pub async fn check(client: &impl GenericClient) -> Result<Vec<String>, StoreErro
             r.get::<_, i64>(3) as u64,
         ));
     }
-    let missing = expected
-        .difference(&actual)
-        .map(|(k, id)| crate::domain::index::difference(true, k, *id));
-    let extra = actual
-        .difference(&expected)
-        .map(|(k, id)| crate::domain::index::difference(false, k, *id));
-    Ok(missing.chain(extra).collect())
+    Ok(crate::domain::index::differences(&expected, &actual))
 }

@@ -824,10 +824,7 @@ impl PatientStore for PgStore {
         records: &[Patient],
         existing: ExistingRecords,
     ) -> Result<(), StoreError> {
-        let mut seen = std::collections::HashSet::with_capacity(records.len());
-        if let Some(twice) = records.iter().find(|r| !seen.insert(r.id())) {
-            return Err(StoreError::DuplicateInBatch(twice.id()));
-        }
+        super::once_each(records.iter().map(Patient::id))?;
         let staged: Vec<Staged> = records.iter().map(Staged::new).collect();
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
@@ -847,10 +844,7 @@ impl PatientStore for PgStore {
         loop {
             match next() {
                 BulkStep::Batch(batch) => {
-                    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-                    if let Some(twice) = batch.iter().find(|s| !seen.insert(s.id)) {
-                        return Err(StoreError::DuplicateInBatch(twice.id));
-                    }
+                    super::once_each(batch.iter().map(|s| s.id))?;
                     load_batch(&txn, &batch, existing).await?;
                     stored += batch.len() as u64;
                 }

@@ -223,13 +223,7 @@ pub fn check(txn: &ReadTransaction) -> Result<Vec<String>, StoreError> {
             }
         }
     }
-    let missing = expected
-        .difference(&actual)
-        .map(|(k, id)| crate::domain::index::difference(true, k, *id));
-    let extra = actual
-        .difference(&expected)
-        .map(|(k, id)| crate::domain::index::difference(false, k, *id));
-    Ok(missing.chain(extra).collect())
+    Ok(crate::domain::index::differences(&expected, &actual))
 }
 
 fn parse_version(json: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {

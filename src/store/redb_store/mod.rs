@@ -280,10 +280,7 @@ impl PatientStore for RedbStore {
         records: &[Patient],
         existing: ExistingRecords,
     ) -> Result<(), StoreError> {
-        let mut seen = std::collections::HashSet::with_capacity(records.len());
-        if let Some(twice) = records.iter().find(|r| !seen.insert(r.id())) {
-            return Err(StoreError::DuplicateInBatch(twice.id()));
-        }
+        super::once_each(records.iter().map(Patient::id))?;
         let staged: Vec<Staged> = records.iter().map(Staged::new).collect();
         let txn = self.db()?.begin_write()?;
         Tables::open(&txn)?.import(&staged, existing)?;
