@@ -10,7 +10,7 @@ use crate::domain::identity::{self, DUPLICATE_THRESHOLD};
 use crate::domain::patch::Operation;
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role};
 use crate::env::{new_object_id, today};
-use crate::store::{Change, RecordWrite, SavedBody, SavedResponse};
+use crate::store::{Change, RecordWrite, SavedResponse};
 
 impl App {
     /// `POST /Patient`: a new patient in PDS's create shape. A likely existing record (a fuzzy
@@ -61,12 +61,7 @@ impl App {
                 let mut audit = audit_template.clone();
                 audit.patient = nhs.to_string();
                 audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
-                let response = SavedResponse {
-                    status: 201,
-                    etag: Some(record.version().etag()),
-                    location: Some(format!("{base}/Patient/{nhs}")),
-                    body: SavedBody::patient(&record),
-                };
+                let response = SavedResponse::created(&record, format!("{base}/Patient/{nhs}"));
                 Change {
                     writes: vec![RecordWrite::create(record)],
                     audit: vec![audit],

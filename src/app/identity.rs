@@ -9,10 +9,9 @@ use super::{ops_json, require_back_office, Answer, App, Request};
 use crate::domain::confidentiality::Label;
 use crate::domain::identity;
 use crate::domain::parameters::Parameters;
-use crate::domain::patch::{Operation, PatchContext};
+use crate::domain::patch::Operation;
 use crate::domain::{Patient, PdsError};
-use crate::env::{new_object_id, today};
-use crate::store::{Change, RecordWrite, SavedBody, SavedResponse};
+use crate::store::{Change, RecordWrite, SavedResponse};
 
 /// `$invalidate` or `$revalidate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,13 +67,7 @@ impl App {
         let reason = params.reason()?;
         let old = self.load_named("nhs-number", old_id).await?;
         self.refuse_unless_live(&old).await?;
-        let (new, (invalidated, ops)) = {
-            let mut new_id = new_object_id;
-            let mut ctx = PatchContext {
-                role: req.caller.role,
-                today: today(),
-                new_id: &mut new_id,
-            };
+        let (new, (invalidated, ops)) = super::with_context(req.caller.role, |ctx| {
             let new = identity::new_patient(
                 &data,
                 req.caller.role,
@@ -88,8 +81,8 @@ impl App {
                 Some(label) if label != Label::Unrestricted => identity::with_label(&new, label),
                 _ => new,
             };
-            (new, identity::invalidate(&old, &mut ctx, &self.schemas)?)
-        };
+            Ok::<_, PdsError>((new, identity::invalidate(&old, ctx, &self.schemas)?))
+        })?;
         let old_audit = req.audit(
             Operation::ChangeIdentity,
             Some(&old),
@@ -120,12 +113,7 @@ impl App {
                 let outcome = format!(
                     "Change of identity completed: {old_id} is invalidated; the new record is {nhs}"
                 );
-                let response = SavedResponse {
-                    status: 200,
-                    etag: None,
-                    location: None,
-                    body: SavedBody::parameters(outcome, &record),
-                };
+                let response = SavedResponse::operation(outcome, &record);
                 Change {
                     writes: vec![old_write.clone(), RecordWrite::create(record)],
                     identity_links: vec![(old_id, nhs)],
@@ -204,20 +192,10 @@ impl App {
                 .find_map(|v| Patient::from_stored(&v.json).ok())
                 .and_then(|p| p.doc().get("meta")?.get("security")?.get(0).cloned()),
         };
-        let (updated, ops) = {
-            let mut new_id = new_object_id;
-            let mut ctx = PatchContext {
-                role: req.caller.role,
-                today: today(),
-                new_id: &mut new_id,
-            };
-            match validity {
-                Validity::Invalidate => identity::invalidate(&current, &mut ctx, &self.schemas)?,
-                Validity::Revalidate => {
-                    identity::revalidate(&current, previous, &mut ctx, &self.schemas)?
-                }
-            }
-        };
+        let (updated, ops) = super::with_context(req.caller.role, |ctx| match validity {
+            Validity::Invalidate => identity::invalidate(&current, ctx, &self.schemas),
+            Validity::Revalidate => identity::revalidate(&current, previous, ctx, &self.schemas),
+        })?;
         let audit = req.audit(
             validity.operation(),
             Some(&current),
@@ -231,12 +209,7 @@ impl App {
             }
             Validity::Revalidate => format!("{id} is valid again"),
         };
-        let response = SavedResponse {
-            status: 200,
-            etag: None,
-            location: None,
-            body: SavedBody::parameters(outcome, &updated),
-        };
+        let response = SavedResponse::operation(outcome, &updated);
         let change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],

@@ -4,10 +4,9 @@ use super::idempotency::{remember, Key};
 use super::{answer, ops_json, require_back_office, Answer, App, Request};
 use crate::domain::confidentiality::{self, BeforeMerge, Label};
 use crate::domain::merge::{self, MergeRequest, Merged};
-use crate::domain::patch::{Operation, PatchContext};
+use crate::domain::patch::Operation;
 use crate::domain::{json, NhsNumber, Patient, PdsError};
-use crate::env::{new_object_id, today};
-use crate::store::{Change, RecordWrite, SavedBody, SavedResponse};
+use crate::store::{Change, RecordWrite, SavedResponse};
 
 /// An operation's JSON body (FHIR `Parameters`), strictly parsed.
 pub(crate) fn parameters_body(body: &[u8]) -> Result<serde_json::Value, PdsError> {
@@ -82,21 +81,15 @@ impl App {
                 "target {target_id} is invalidated"
             )));
         }
-        let merged = {
-            let mut new_id = new_object_id;
-            let mut ctx = PatchContext {
-                role: req.caller.role,
-                today: today(),
-                new_id: &mut new_id,
-            };
+        let merged = super::with_context(req.caller.role, |ctx| {
             merge::merge(
                 &source,
                 &target,
                 op.result_patient.as_ref(),
-                &mut ctx,
+                ctx,
                 &self.schemas,
-            )?
-        };
+            )
+        })?;
         if op.preview {
             let outcome = format!(
                 "Preview only, nothing was changed: {source_id} would be superseded by {target_id}{}",
@@ -147,15 +140,9 @@ impl App {
         }
         let target = self.load_named("target", target_id).await?;
         let label = self.label_after_unmerge(&target, source_id).await?;
-        let merged = {
-            let mut new_id = new_object_id;
-            let mut ctx = PatchContext {
-                role: req.caller.role,
-                today: today(),
-                new_id: &mut new_id,
-            };
-            merge::unmerge(&source, &target, label, &mut ctx, &self.schemas)?
-        };
+        let merged = super::with_context(req.caller.role, |ctx| {
+            merge::unmerge(&source, &target, label, ctx, &self.schemas)
+        })?;
         if op.preview {
             let outcome = format!(
                 "Preview only, nothing was changed: {source_id} would be live again{}",
@@ -220,12 +207,7 @@ impl App {
         } else {
             &merged.source
         };
-        let response = SavedResponse {
-            status: 200,
-            etag: None,
-            location: None,
-            body: SavedBody::parameters(outcome, result),
-        };
+        let response = SavedResponse::operation(outcome, result);
         let mut change = Change {
             writes: vec![
                 RecordWrite::update(before.0, merged.source),

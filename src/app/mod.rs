@@ -28,7 +28,7 @@ use serde_json::Value;
 pub use answer::Answer;
 
 use crate::auth::Caller;
-use crate::domain::patch::Operation;
+use crate::domain::patch::{Operation, PatchContext};
 use crate::domain::{ErrorCode, NhsNumber, Patient, PdsError, Role, Schemas};
 use crate::store::{AuditEntry, PatientStore, StoreError, StoredRecord};
 
@@ -80,6 +80,18 @@ impl App {
             )),
         }
     }
+}
+
+/// Runs `f` with the patch layer's context for `role`: today's date and fresh object ids for
+/// new list items — what the pure patch layer takes from outside.
+pub(crate) fn with_context<T>(role: Role, f: impl FnOnce(&mut PatchContext) -> T) -> T {
+    let mut new_id = crate::env::new_object_id;
+    let mut ctx = PatchContext {
+        role,
+        today: crate::env::today(),
+        new_id: &mut new_id,
+    };
+    f(&mut ctx)
 }
 
 /// Refuses callers without the back-office role (403 ACCESS_DENIED).

@@ -2,10 +2,9 @@
 
 use super::idempotency::{remember, Key};
 use super::{answer, ops_json, require_change_permission, Answer, App, Request};
-use crate::domain::patch::{self, PatchContext, PatchRequest};
+use crate::domain::patch::{self, PatchRequest};
 use crate::domain::{json, ErrorCode, NhsNumber, PdsError, Version};
-use crate::env::{new_object_id, today};
-use crate::store::{Change, RecordWrite, SavedBody, SavedResponse};
+use crate::store::{Change, RecordWrite, SavedResponse};
 
 /// The 403 PDS gives for an update to a number that was merged away.
 pub(crate) fn superseded() -> PdsError {
@@ -55,15 +54,9 @@ impl App {
             return Err(PdsError::version_mismatch(expected, stored.version));
         }
         let current = super::parse(&stored)?;
-        let updated = {
-            let mut new_id = new_object_id;
-            let mut ctx = PatchContext {
-                role,
-                today: today(),
-                new_id: &mut new_id,
-            };
-            patch::apply(&current, &request, &mut ctx, &self.schemas)?
-        };
+        let updated = super::with_context(role, |ctx| {
+            patch::apply(&current, &request, ctx, &self.schemas)
+        })?;
         if request.is_test_only() {
             // every test passed and nothing changes: no new version, no audit entry (a FHIR
             // server answers a no-op update with the record as it is)
@@ -80,12 +73,7 @@ impl App {
             ops_json(&request.ops),
             request.reason.as_deref(),
         );
-        let response = SavedResponse {
-            status: 200,
-            etag: Some(updated.version().etag()),
-            location: None,
-            body: SavedBody::patient(&updated),
-        };
+        let response = SavedResponse::updated(&updated);
         let change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],

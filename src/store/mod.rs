@@ -215,6 +215,37 @@ pub struct SavedResponse {
     pub body: SavedBody,
 }
 
+impl SavedResponse {
+    /// 200 with the record and its ETag (an update).
+    pub fn updated(record: &Patient) -> SavedResponse {
+        SavedResponse {
+            status: 200,
+            etag: Some(record.version().etag()),
+            location: None,
+            body: SavedBody::patient(record),
+        }
+    }
+
+    /// 201 with the new record, its ETag and where it is.
+    pub fn created(record: &Patient, location: String) -> SavedResponse {
+        SavedResponse {
+            status: 201,
+            location: Some(location),
+            ..SavedResponse::updated(record)
+        }
+    }
+
+    /// 200 with an operation's Parameters: its outcome and the record it left.
+    pub fn operation(outcome: String, result: &Patient) -> SavedResponse {
+        SavedResponse {
+            status: 200,
+            etag: None,
+            location: None,
+            body: SavedBody::parameters(outcome, result),
+        }
+    }
+}
+
 /// What a saved response's body shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
