@@ -307,51 +307,25 @@ fn token_keys(keys: &KeyConfig, store: &StoreArgs) -> Result<KeySet, String> {
             Err("no development key outside sandbox mode".into())
         });
     }
-    match store.location() {
-        Location::Redb(db) => {
-            let is_database = std::fs::metadata(&db).is_ok_and(|m| m.is_file() && m.len() > 0);
-            if !is_database {
-                let what = if db.exists() {
-                    "is not a database"
-                } else {
-                    "does not exist"
-                };
-                return Err(format!(
-                    "{} {what}: in sandbox mode tokens are signed with the development key of \
-                     the database the server runs on — give that database with --db (start it \
-                     once with `pds-facade serve --db {}`), or configure a signing key \
-                     (--jwt-hs256-secret-file)",
-                    db.display(),
-                    db.display()
-                ));
-            }
-            KeySet::resolve(keys, &db)
-        }
-        location @ Location::Postgres(_) => {
-            // the key lives in the database a server migrated; a token for a database no server
-            // ever used would change it (schema and key) as a side effect
-            let Location::Postgres(url) = &location else {
-                unreachable!()
-            };
+    let location = store.location();
+    let hint = "in sandbox mode tokens are signed with the development key of the database the \
+                server runs on — give that database (start a server on it once with \
+                `pds-facade serve`), or configure a signing key (--jwt-hs256-secret-file)";
+    match &location {
+        // not opened: the server that holds the file's lock may be running
+        Location::Redb(db) => match pds_facade::store::location::redb_file_problem(db) {
+            Some(what) => Err(format!("{location} {what}: {hint}")),
+            None => KeySet::resolve(keys, db),
+        },
+        // the key lives in the database a server migrated: opened as it is, so that a token
+        // for a database no server ever used does not change it (schema, key) as a side effect
+        Location::Postgres(_) => {
             let runtime = runtime();
             let key = runtime.block_on(async {
-                let pg = PgStore::connect_unmigrated(url, 1)
+                let opened = Opened::open_existing(&location, store.options())
                     .await
-                    .map_err(|e| format!("{location}: {e}"))?;
-                if pg
-                    .schema_version()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .is_none()
-                {
-                    return Err(format!(
-                        "{location} is not a pds-facade database yet: in sandbox mode tokens are \
-                         signed with the development key of the database the server runs on — \
-                         start a server on it once (`pds-facade serve --store …`), or configure a \
-                         signing key (--jwt-hs256-secret-file)"
-                    ));
-                }
-                Opened::Postgres(pg).dev_key(&location).await
+                    .map_err(|e| format!("{e}: {hint}"))?;
+                opened.dev_key(&location).await
             })?;
             KeySet::resolve_with(keys, || Ok(key))
         }

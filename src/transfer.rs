@@ -150,7 +150,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    async fn peek(&mut self) -> Result<Option<&Entry>, StoreError> {
+    /// Reads the next page when this one is used up (and the part is not done).
+    async fn fill(&mut self) -> Result<(), StoreError> {
         if self.page.is_empty() && !self.done {
             let page = self.snapshot.page(self.part, &self.after, PAGE).await?;
             match page.last() {
@@ -159,12 +160,16 @@ impl<'a> Reader<'a> {
             }
             self.page.extend(page);
         }
-        Ok(self.page.front())
+        Ok(())
     }
 
-    fn next(&mut self) -> Option<Entry> {
+    fn front(&self) -> Option<&Entry> {
+        self.page.front()
+    }
+
+    fn advance(&mut self) {
         self.read += 1;
-        self.page.pop_front()
+        self.page.pop_front();
     }
 }
 
@@ -189,35 +194,36 @@ pub async fn verify(
         let (mut left, mut right) = (Reader::new(&*a, part), Reader::new(&*b, part));
         let mut seen = Records::default();
         loop {
-            let (l, r) = (left.peek().await?.cloned(), right.peek().await?.cloned());
-            match (l, r) {
+            left.fill().await?;
+            right.fill().await?;
+            // which side moves on: the one whose key comes first, or both on the same key
+            let (l, r) = (left.front(), right.front());
+            let step = match (l, r) {
                 (None, None) => break,
-                (Some(l), None) => {
-                    comparison.differ(format!("only in the first: {}", l.describe()));
-                    left.next();
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(l), Some(r)) => order(&l.key(), &r.key()),
+            };
+            match (step, l, r) {
+                (Ordering::Less, Some(l), _) => {
+                    comparison.differ(format!("only in the first: {}", l.describe()))
                 }
-                (None, Some(r)) => {
-                    comparison.differ(format!("only in the second: {}", r.describe()));
-                    right.next();
+                (Ordering::Greater, _, Some(r)) => {
+                    comparison.differ(format!("only in the second: {}", r.describe()))
                 }
-                (Some(l), Some(r)) => match order(&l.key(), &r.key()) {
-                    Ordering::Less => {
-                        comparison.differ(format!("only in the first: {}", l.describe()));
-                        left.next();
+                (_, Some(l), Some(r)) => {
+                    if l != r {
+                        comparison.differ(format!("different: {}", l.describe()));
                     }
-                    Ordering::Greater => {
-                        comparison.differ(format!("only in the second: {}", r.describe()));
-                        right.next();
-                    }
-                    Ordering::Equal => {
-                        if l != r {
-                            comparison.differ(format!("different: {}", l.describe()));
-                        }
-                        progress.inc(seen.count(&l));
-                        left.next();
-                        right.next();
-                    }
-                },
+                    progress.inc(seen.count(l));
+                }
+                _ => unreachable!("a side without an entry comes after the other"),
+            }
+            if step != Ordering::Greater {
+                left.advance();
+            }
+            if step != Ordering::Less {
+                right.advance();
             }
         }
         comparison.parts.push((part, left.read, right.read));

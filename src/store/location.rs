@@ -65,6 +65,17 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// Why `path` cannot be an existing redb database, if it cannot: it `does not exist`, or it
+/// `is not a database` (a directory, an empty file).
+pub fn redb_file_problem(path: &std::path::Path) -> Option<&'static str> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => None,
+        Ok(_) => Some("is not a database"),
+        Err(_) if path.exists() => Some("is not a database"),
+        Err(_) => Some("does not exist"),
+    }
+}
+
 /// An open store of either kind.
 pub enum Opened {
     Redb(RedbStore),
@@ -99,18 +110,10 @@ impl Opened {
     /// explain — they may point at a replica, or run beside nodes of another release).
     pub async fn open_existing(location: &Location, options: Options) -> Result<Opened, String> {
         match location {
-            Location::Redb(path) => {
-                let is_database = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
-                if !is_database {
-                    let what = if path.exists() {
-                        "is not a database"
-                    } else {
-                        "does not exist"
-                    };
-                    return Err(format!("{location} {what}"));
-                }
-                Opened::open(location, options).await
-            }
+            Location::Redb(path) => match redb_file_problem(path) {
+                Some(what) => Err(format!("{location} {what}")),
+                None => Opened::open(location, options).await,
+            },
             Location::Postgres(url) => {
                 let pg = PgStore::connect_unmigrated(url, options.pool_size)
                     .await

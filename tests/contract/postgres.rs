@@ -688,3 +688,33 @@ fn a_database_server_that_cannot_be_reached_stops_start_up_clearly() {
         "gave up in good time"
     );
 }
+
+#[test]
+fn a_server_that_could_lose_acknowledged_commits_is_refused() {
+    let Some(base) = on_postgres("durability settings") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_database(base, &dir.path().join("lax.redb"));
+    let name = url.rsplit('/').next().unwrap();
+    pg(
+        base,
+        &format!("ALTER DATABASE {name} SET synchronous_commit = off"),
+    );
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--demo",
+            "--store",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "never said it was listening");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("synchronous_commit = off"), "{err}");
+    assert_eq!(tables(&url), 0, "nothing was written to it");
+}

@@ -4,7 +4,9 @@
 
 use deadpool_postgres::{GenericClient, Object};
 
-use super::{index, nhs, nhs_of, version_of, PgStore};
+use super::{
+    index, nhs, nhs_of, put_patients, record_columns, stored_record, version_of, PgStore, Rows,
+};
 use crate::store::dump::{After, Currents, Entry, Part, Restore, Snapshot};
 use crate::store::{RequestRecord, Staged, StoreError};
 
@@ -16,10 +18,11 @@ fn query(part: Part) -> &'static str {
             "SELECT nhs, version, doc FROM versions WHERE (nhs, version) > ($1, $2::bigint)
              ORDER BY nhs, version LIMIT $3"
         }
-        Part::Current => {
-            "SELECT nhs, version, doc, restricted, merged, invalidated FROM patients
-             WHERE nhs > $1 AND $2::bigint IS NOT NULL ORDER BY nhs LIMIT $3"
-        }
+        Part::Current => concat!(
+            "SELECT nhs, ",
+            record_columns!(),
+            " FROM patients WHERE nhs > $1 AND $2::bigint IS NOT NULL ORDER BY nhs LIMIT $3"
+        ),
         Part::Superseded => {
             "SELECT nhs, by_nhs FROM superseded WHERE nhs > $1 AND $2::bigint IS NOT NULL
              ORDER BY nhs LIMIT $3"
@@ -73,13 +76,7 @@ pub async fn page(
                 },
                 Part::Current => Entry::Current {
                     id: nhs_of(r.get(0))?,
-                    record: crate::store::StoredRecord {
-                        version: version_of(r.get(1))?,
-                        json: r.get(2),
-                        restricted: r.get(3),
-                        merged: r.get(4),
-                        invalidated: r.get(5),
-                    },
+                    record: stored_record(r, 1)?,
                 },
                 Part::Superseded => Entry::Superseded {
                     id: nhs_of(r.get(0))?,
@@ -263,7 +260,7 @@ impl Restore for PgRestore {
                 .await?;
         }
         if !currents.is_empty() {
-            put_current(client, &currents).await?;
+            put_patients(client, &Rows::of(currents.iter()), true).await?;
         }
         if !links.0.is_empty() {
             let s = run("INSERT INTO superseded (nhs, by_nhs)
@@ -302,7 +299,7 @@ impl Restore for PgRestore {
 
     async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
         if let Some(last) = self.currents.take()? {
-            put_current(self.client(), &[last]).await?;
+            put_patients(self.client(), &Rows::of([&last].into_iter()), true).await?;
         }
         let client = self.client();
         let records = index::rebuild(client).await?;
@@ -318,28 +315,4 @@ impl Restore for PgRestore {
         self.client.take();
         Ok(records)
     }
-}
-
-/// The current rows of records whose versions are all stored.
-async fn put_current(client: &Object, currents: &[Staged]) -> Result<(), StoreError> {
-    let ids: Vec<i64> = currents.iter().map(|s| nhs(s.id)).collect();
-    let versions: Vec<i32> = currents.iter().map(|s| s.version.get() as i32).collect();
-    let restricted: Vec<bool> = currents.iter().map(|s| s.restricted).collect();
-    let merged: Vec<bool> = currents.iter().map(|s| s.merged).collect();
-    let invalidated: Vec<bool> = currents.iter().map(|s| s.invalidated).collect();
-    let docs: Vec<&[u8]> = currents.iter().map(|s| s.json.as_slice()).collect();
-    let s = client
-        .prepare_cached(
-            "INSERT INTO patients (nhs, version, restricted, merged, invalidated, doc)
-             SELECT * FROM unnest($1::bigint[], $2::integer[], $3::boolean[], $4::boolean[],
-                                  $5::boolean[], $6::bytea[])",
-        )
-        .await?;
-    client
-        .execute(
-            &s,
-            &[&ids, &versions, &restricted, &merged, &invalidated, &docs],
-        )
-        .await?;
-    Ok(())
 }

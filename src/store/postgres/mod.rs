@@ -4,7 +4,7 @@
 //! The guarantees are the embedded store's: every change is one SQL transaction that checks
 //! the versions it expects (rows locked `FOR UPDATE`, in NHS-number order), writes the records,
 //! their history, their index keys, the audit entries and the idempotency record, and commits
-//! before anything is answered (`synchronous_commit` as the server has it: on, by default).
+//! before anything is answered (a server with `fsync` or `synchronous_commit` off is refused).
 //! Nothing lives in one node's memory: the idempotency record of a request id is claimed first
 //! in the transaction, so a duplicate on another node waits for it and then gets its answer;
 //! allocated NHS numbers are a table with a unique key, so two nodes never hand out the same
@@ -64,6 +64,26 @@ fn nhs_of(v: i64) -> Result<NhsNumber, StoreError> {
 
 fn version_of(v: i32) -> Result<Version, StoreError> {
     Version::new(v as u32).ok_or_else(|| StoreError::Corrupt(format!("version {v}")))
+}
+
+/// The columns every read of a record from `patients` selects, in this order (after any key
+/// columns): what [`stored_record`] reads. A macro, so that queries stay constant strings.
+macro_rules! record_columns {
+    () => {
+        "version, restricted, merged, invalidated, doc"
+    };
+}
+pub(crate) use record_columns;
+
+/// A record from the `record_columns!()` of `row`, starting at column `at`.
+fn stored_record(row: &tokio_postgres::Row, at: usize) -> Result<StoredRecord, StoreError> {
+    Ok(StoredRecord {
+        version: version_of(row.get(at))?,
+        restricted: row.get(at + 1),
+        merged: row.get(at + 2),
+        invalidated: row.get(at + 3),
+        json: row.get(at + 4),
+    })
 }
 
 impl PgStore {
@@ -344,23 +364,16 @@ fn compare_versions(current: &HashMap<i64, i32>, change: &Change) -> Result<(), 
     Ok(())
 }
 
-/// Writes the current record and the version of each staged write: `create` rows must be new
-/// (a number taken meanwhile by a concurrent writer fails the insert), the others replace the
-/// current row.
-async fn put_records(
+/// The current rows of `rows`: `create` rows must be new (a number taken meanwhile by a
+/// concurrent writer fails the insert), the others replace the current row.
+async fn put_patients(
     client: &impl GenericClient,
-    staged: &[&Staged],
+    rows: &Rows<'_>,
     create: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    if staged.is_empty() {
+    if rows.ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = staged.iter().map(|s| nhs(s.id)).collect();
-    let versions: Vec<i32> = staged.iter().map(|s| s.version.get() as i32).collect();
-    let restricted: Vec<bool> = staged.iter().map(|s| s.restricted).collect();
-    let merged: Vec<bool> = staged.iter().map(|s| s.merged).collect();
-    let invalidated: Vec<bool> = staged.iter().map(|s| s.invalidated).collect();
-    let docs: Vec<&[u8]> = staged.iter().map(|s| s.json.as_slice()).collect();
     let patients = client
         .prepare_cached(if create {
             "INSERT INTO patients (nhs, version, restricted, merged, invalidated, doc)
@@ -378,16 +391,39 @@ async fn put_records(
     client
         .execute(
             &patients,
-            &[&ids, &versions, &restricted, &merged, &invalidated, &docs],
+            &[
+                &rows.ids,
+                &rows.versions,
+                &rows.restricted,
+                &rows.merged,
+                &rows.invalidated,
+                &rows.docs,
+            ],
         )
         .await?;
+    Ok(())
+}
+
+/// The current record and the version of each staged write (see [`put_patients`]).
+async fn put_records(
+    client: &impl GenericClient,
+    staged: &[&Staged],
+    create: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = Rows::of(staged.iter().copied());
+    if rows.ids.is_empty() {
+        return Ok(());
+    }
+    put_patients(client, &rows, create).await?;
     let history = client
         .prepare_cached(
             "INSERT INTO versions (nhs, version, doc)
              SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bytea[])",
         )
         .await?;
-    client.execute(&history, &[&ids, &versions, &docs]).await?;
+    client
+        .execute(&history, &[&rows.ids, &rows.versions, &rows.docs])
+        .await?;
     Ok(())
 }
 
@@ -622,20 +658,17 @@ impl PatientStore for PgStore {
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(
-                "SELECT version, restricted, merged, invalidated, doc FROM patients WHERE nhs = $1",
-            )
+            .prepare_cached(concat!(
+                "SELECT ",
+                record_columns!(),
+                " FROM patients WHERE nhs = $1"
+            ))
             .await?;
-        let Some(row) = client.query_opt(&statement, &[&nhs(id)]).await? else {
-            return Ok(None);
-        };
-        Ok(Some(StoredRecord {
-            version: version_of(row.get(0))?,
-            restricted: row.get(1),
-            merged: row.get(2),
-            invalidated: row.get(3),
-            json: row.get(4),
-        }))
+        client
+            .query_opt(&statement, &[&nhs(id)])
+            .await?
+            .map(|row| stored_record(&row, 0))
+            .transpose()
     }
 
     async fn get_many(
@@ -644,24 +677,16 @@ impl PatientStore for PgStore {
     ) -> Result<Vec<(NhsNumber, StoredRecord)>, StoreError> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(
-                "SELECT nhs, version, restricted, merged, invalidated, doc FROM patients
-                 WHERE nhs = ANY($1)",
-            )
+            .prepare_cached(concat!(
+                "SELECT nhs, ",
+                record_columns!(),
+                " FROM patients WHERE nhs = ANY($1)"
+            ))
             .await?;
         let wanted: Vec<i64> = ids.iter().map(|n| nhs(*n)).collect();
         let mut found: HashMap<i64, StoredRecord> = HashMap::with_capacity(ids.len());
         for row in client.query(&statement, &[&wanted]).await? {
-            found.insert(
-                row.get(0),
-                StoredRecord {
-                    version: version_of(row.get(1))?,
-                    restricted: row.get(2),
-                    merged: row.get(3),
-                    invalidated: row.get(4),
-                    json: row.get(5),
-                },
-            );
+            found.insert(row.get(0), stored_record(&row, 1)?);
         }
         Ok(ids
             .iter()
