@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::case::OdsCode;
 use crate::domain::Role;
 
 /// PDS's scope for application-restricted access.
@@ -29,6 +30,10 @@ pub const SCOPES_HEALTHCARE_WORKER: [&str; 3] = [
 ];
 /// pds-facade's own scope for the National Back Office.
 pub const SCOPE_BACK_OFFICE: &str = "urn:pds-facade:back-office";
+/// pds-facade's own scope for Primary Care Support England.
+pub const SCOPE_PCSE: &str = "urn:pds-facade:pcse";
+/// pds-facade's own scope for GP practice staff (the token's `ods` claim names the practice).
+pub const SCOPE_PRACTICE: &str = "urn:pds-facade:practice";
 
 /// The scope a minted token carries for a role.
 pub fn scope_for(role: Role) -> &'static str {
@@ -36,6 +41,8 @@ pub fn scope_for(role: Role) -> &'static str {
         Role::ApplicationRestricted => SCOPE_APPLICATION_RESTRICTED,
         Role::HealthcareWorker => SCOPES_HEALTHCARE_WORKER[0],
         Role::BackOffice => SCOPE_BACK_OFFICE,
+        Role::Pcse => SCOPE_PCSE,
+        Role::Practice => SCOPE_PRACTICE,
     }
 }
 
@@ -46,6 +53,10 @@ pub fn role_from_scope(scope: &str) -> Option<Role> {
     let scopes: Vec<&str> = scope.split(' ').collect();
     if scopes.contains(&SCOPE_BACK_OFFICE) {
         Some(Role::BackOffice)
+    } else if scopes.contains(&SCOPE_PCSE) {
+        Some(Role::Pcse)
+    } else if scopes.contains(&SCOPE_PRACTICE) {
+        Some(Role::Practice)
     } else if scopes.iter().any(|s| SCOPES_HEALTHCARE_WORKER.contains(s)) {
         Some(Role::HealthcareWorker)
     } else if scopes.contains(&SCOPE_APPLICATION_RESTRICTED) {
@@ -61,6 +72,8 @@ pub struct Caller {
     pub role: Role,
     /// The token's `sub`, or `anonymous` for a sandbox request without a token.
     pub subject: String,
+    /// The practice a `practice` token acts for (its `ods` claim); `None` for other roles.
+    pub ods: Option<OdsCode>,
 }
 
 impl Caller {
@@ -68,6 +81,7 @@ impl Caller {
         Caller {
             role: Role::HealthcareWorker,
             subject: "anonymous".into(),
+            ods: None,
         }
     }
 }
@@ -80,6 +94,9 @@ struct TokenClaims {
     exp: u64,
     #[serde(default)]
     scope: String,
+    /// The practice's ODS code (required for the practice role).
+    #[serde(default)]
+    ods: Option<String>,
 }
 
 /// The longest a token may still be valid for by default (`--jwt-max-ttl`).
@@ -96,6 +113,8 @@ struct Claims {
     nbf: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ods: Option<String>,
 }
 
 /// Why a request was not authenticated; each becomes 401 ACCESS_DENIED.
@@ -327,14 +346,44 @@ impl KeySet {
             return Err(AuthError::InvalidToken);
         }
         let role = role_from_scope(&claims.scope).ok_or(AuthError::NoRole)?;
+        // a practice token names its practice, well formed; other roles act for no practice
+        let ods = match (role, claims.ods.as_deref().map(OdsCode::parse)) {
+            (Role::Practice, Some(Ok(ods))) => Some(ods),
+            (Role::Practice, _) => {
+                tracing::debug!("token rejected: a practice token without a valid ods claim");
+                return Err(AuthError::InvalidToken);
+            }
+            _ => None,
+        };
         Ok(Caller {
             role,
             subject: claims.sub,
+            ods,
         })
     }
 
     /// Mints a token for `role` with the HS256 key (the configured secret or the sandbox key).
     pub fn mint(&self, role: Role, subject: &str, ttl: Duration) -> Result<String, String> {
+        self.mint_for(role, subject, ttl, None)
+    }
+
+    /// [`KeySet::mint`] with the practice's ODS code (required for, and only for, the
+    /// practice role).
+    pub fn mint_for(
+        &self,
+        role: Role,
+        subject: &str,
+        ttl: Duration,
+        ods: Option<&str>,
+    ) -> Result<String, String> {
+        let ods = match (role, ods) {
+            (Role::Practice, Some(code)) => Some(OdsCode::parse(code)?.to_string()),
+            (Role::Practice, None) => {
+                return Err("a practice token names its practice: add --ods <ODS code>".into())
+            }
+            (_, Some(_)) => return Err("--ods goes only with --role practice".into()),
+            (_, None) => None,
+        };
         let (kid, key) = self.signer.as_ref().ok_or(
             "no HS256 secret is configured to sign with (RS256/ES256 tokens come from your identity provider)",
         )?;
@@ -356,6 +405,7 @@ impl KeySet {
             exp: now + ttl.as_secs(),
             nbf: None,
             aud: self.audience.clone(),
+            ods,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = kid.clone();
@@ -556,6 +606,68 @@ mod tests {
         assert_eq!(
             keys.authenticate(Some(format!("Bearer {no_scope}").as_bytes())),
             Err(AuthError::NoRole)
+        );
+    }
+
+    #[test]
+    fn practice_tokens_name_their_practice_and_case_roles_have_scopes() {
+        let (_dir, keys) = sandbox();
+        let as_caller = |t: String| keys.authenticate(Some(format!("Bearer {t}").as_bytes()));
+        let minute = Duration::from_secs(60);
+        let t = keys
+            .mint_for(Role::Practice, "gp-1", minute, Some("Y12345"))
+            .unwrap();
+        let c = as_caller(t).unwrap();
+        assert_eq!(
+            (c.role, c.ods.as_ref().map(|o| o.as_str())),
+            (Role::Practice, Some("Y12345"))
+        );
+        let c = as_caller(keys.mint(Role::Pcse, "pcse-1", minute).unwrap()).unwrap();
+        assert_eq!((c.role, c.ods), (Role::Pcse, None));
+        // minting refuses what the service would refuse
+        assert!(keys.mint(Role::Practice, "gp-1", minute).is_err());
+        assert!(keys
+            .mint_for(Role::Practice, "gp-1", minute, Some("y12345"))
+            .is_err());
+        assert!(keys
+            .mint_for(Role::Pcse, "p", minute, Some("Y12345"))
+            .is_err());
+        // a practice token without a well-formed ods claim is refused; other roles' ods is
+        // ignored (they act for no practice)
+        let (kid_key, now) = (
+            dev_key(_dir.path().join("x.redb").as_path()).unwrap(),
+            now_secs(),
+        );
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(&kid_key),
+            )
+            .unwrap()
+        };
+        for ods in [
+            serde_json::json!(null),
+            serde_json::json!("y1"),
+            serde_json::json!(12345),
+        ] {
+            let t = sign(
+                serde_json::json!({"sub": "a", "scope": SCOPE_PRACTICE, "exp": now + 60, "ods": ods}),
+            );
+            assert_eq!(as_caller(t), Err(AuthError::InvalidToken), "ods {ods}");
+        }
+        let t = sign(
+            serde_json::json!({"sub": "a", "scope": SCOPE_PCSE, "exp": now + 60, "ods": "Y12345"}),
+        );
+        assert_eq!(as_caller(t).unwrap().ods, None);
+        // the most privileged scope wins
+        assert_eq!(
+            role_from_scope(&format!("{SCOPE_PRACTICE} {SCOPE_PCSE}")),
+            Some(Role::Pcse)
+        );
+        assert_eq!(
+            role_from_scope(&format!("{} {SCOPE_PRACTICE}", SCOPES_HEALTHCARE_WORKER[0])),
+            Some(Role::Practice)
         );
     }
 

@@ -115,9 +115,12 @@ enum Command {
     /// Mint a bearer token with the configured HS256 key (in sandbox mode: the development key
     /// kept beside the database, as `serve` resolves it with the same flags).
     Token {
-        /// application-restricted, healthcare-worker or back-office.
+        /// application-restricted, healthcare-worker, back-office, practice or pcse.
         #[arg(long)]
         role: Role,
+        /// The practice's ODS code (with --role practice), e.g. Y12345.
+        #[arg(long)]
+        ods: Option<String>,
         /// The token subject (who acts; recorded in the audit trail).
         #[arg(long, default_value = "local-user")]
         sub: String,
@@ -259,11 +262,14 @@ fn main() -> ExitCode {
         },
         Command::Token {
             role,
+            ods,
             sub,
             ttl,
             store,
             keys,
-        } => match token_keys(&keys, &store).and_then(|k| k.mint(role, &sub, ttl.into())) {
+        } => match token_keys(&keys, &store)
+            .and_then(|k| k.mint_for(role, &sub, ttl.into(), ods.as_deref()))
+        {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS

@@ -177,6 +177,9 @@ fn order(a: &After, b: &After) -> Ordering {
     match (a, b) {
         (After::Number(a1, a2), After::Number(b1, b2)) => (a1, a2).cmp(&(b1, b2)),
         (After::Text(a), After::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+        (After::Resource(k1, i1, v1), After::Resource(k2, i2, v2)) => {
+            (k1.as_bytes(), i1.as_bytes(), v1).cmp(&(k2.as_bytes(), i2.as_bytes(), v2))
+        }
         _ => Ordering::Equal,
     }
 }

@@ -79,6 +79,7 @@ fn saved(saved: &SavedResponse, shown: &Map<String, Value>) -> Answer {
     let body = match &saved.body {
         SavedBody::Patient { .. } => to_bytes(shown),
         SavedBody::Parameters { outcome, .. } => parameters(outcome, shown),
+        SavedBody::Resource { .. } => to_bytes(shown),
     };
     Answer {
         status: saved.status,
@@ -104,7 +105,9 @@ impl App {
         role: Role,
         response: &SavedResponse,
     ) -> Result<Answer, PdsError> {
-        let (id, v) = response.body.record();
+        let corrupt_body =
+            || StoreError::Corrupt("a saved response names no patient record".into());
+        let (id, v) = response.body.record().ok_or_else(corrupt_body)?;
         let corrupt = || StoreError::Corrupt(format!("a saved response refers to {id} v{v}"));
         let id = NhsNumber::parse(id).map_err(|_| corrupt())?;
         let v = Version::new(v).ok_or_else(corrupt)?;

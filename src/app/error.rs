@@ -11,6 +11,13 @@ impl From<StoreError> for PdsError {
                 expected, current, ..
             } => PdsError::version_mismatch(expected, current),
             StoreError::RequestIdReused(id) => PdsError::request_id_reused(&id),
+            StoreError::ResourceConflict { kind, .. } => PdsError::new(
+                ErrorCode::ResourceVersionMismatch,
+                format!(
+                    "The {} changed while this request was being handled; read it again and retry",
+                    kind.name()
+                ),
+            ),
             StoreError::AlreadyExists(_) | StoreError::DuplicateInBatch(_) => {
                 PdsError::new(ErrorCode::InvalidValue, e.to_string())
             }

@@ -158,7 +158,10 @@ pub(crate) fn remember(key: &Key, response: SavedResponse) -> RequestRecord {
 
 /// The record of `change` its saved response shows.
 fn shown<'c>(change: &'c Change, saved: &SavedResponse) -> &'c crate::domain::Patient {
-    let (id, version) = saved.body.record();
+    let (id, version) = saved
+        .body
+        .record()
+        .expect("a change's saved response shows a patient record");
     change
         .writes
         .iter()

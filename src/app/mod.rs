@@ -117,6 +117,15 @@ pub fn require_change_permission(caller: &Caller) -> Result<(), PdsError> {
             "Your app has insufficient permissions to use this method. Please contact support.",
         ));
     }
+    if !caller.role.changes_patients() {
+        return Err(PdsError::new(
+            ErrorCode::AccessForbidden,
+            format!(
+                "The {} role reads patient records but does not change them: corrections are made by the National Back Office",
+                caller.role
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The patch layer: PDS domain values and rules. Pure — no I/O, no clocks, no randomness; the
 //! caller passes today's date and an id generator in.
 
+pub mod case;
 pub mod confidentiality;
 pub mod create_request;
 pub mod identity;

@@ -1,4 +1,5 @@
-//! Who is calling, as far as PDS rules care: the three PDS-style access modes.
+//! Who is calling, as far as PDS rules care: the three PDS-style access modes, and the two
+//! roles of the case work (a GP practice, Primary Care Support England).
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,13 +12,21 @@ pub enum Role {
     HealthcareWorker,
     /// National Back Office: everything, including corrections PDS does not offer publicly.
     BackOffice,
+    /// GP practice staff (the token names the practice's ODS code): raise incidents, read their
+    /// own cases and messages, read patients as a healthcare worker does; change no record.
+    Practice,
+    /// Primary Care Support England: triage every case and pass it to the NBO; read patients
+    /// as a healthcare worker does; change no record.
+    Pcse,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [
+    pub const ALL: [Role; 5] = [
         Role::ApplicationRestricted,
         Role::HealthcareWorker,
         Role::BackOffice,
+        Role::Practice,
+        Role::Pcse,
     ];
 
     /// The name used on the command line, in tokens' documentation and in errors.
@@ -26,7 +35,14 @@ impl Role {
             Role::ApplicationRestricted => "application-restricted",
             Role::HealthcareWorker => "healthcare-worker",
             Role::BackOffice => "back-office",
+            Role::Practice => "practice",
+            Role::Pcse => "pcse",
         }
+    }
+
+    /// The case-work roles read patients but change none through the PDS routes.
+    pub fn changes_patients(self) -> bool {
+        matches!(self, Role::HealthcareWorker | Role::BackOffice)
     }
 
     pub fn is_back_office(self) -> bool {
@@ -51,7 +67,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == s)
-            .ok_or_else(|| format!("unknown role '{s}' (expected application-restricted, healthcare-worker or back-office)"))
+            .ok_or_else(|| format!("unknown role '{s}' (expected application-restricted, healthcare-worker, back-office, practice or pcse)"))
     }
 }
 

@@ -6,6 +6,7 @@
 //! not part of it (they are rebuilt from the versions), nor is the sandbox development key.
 
 use crate::domain::{NhsNumber, Patient, Version};
+use crate::store::resource::ResourceVersion;
 use crate::store::{AuditEntry, RequestRecord, Staged, StoreError, StoredRecord};
 
 /// One kind of stored data.
@@ -23,6 +24,8 @@ pub enum Part {
     Audit,
     /// Idempotency records (by request id, byte order).
     Requests,
+    /// Every version of every Task and Communication (by kind, id, version).
+    Resources,
     /// The current record of each NHS number, with the flags the store keeps beside it (for
     /// export, and for verify to compare what GET and search go by).
     Current,
@@ -30,7 +33,7 @@ pub enum Part {
 
 impl Part {
     /// What verify compares: what a copy moves, and the current records it derives.
-    pub const COMPARED: [Part; 7] = [
+    pub const COMPARED: [Part; 8] = [
         Part::Versions,
         Part::Current,
         Part::Superseded,
@@ -38,16 +41,18 @@ impl Part {
         Part::Allocated,
         Part::Audit,
         Part::Requests,
+        Part::Resources,
     ];
 
     /// What a copy moves, in the order it moves it.
-    pub const COPIED: [Part; 6] = [
+    pub const COPIED: [Part; 7] = [
         Part::Versions,
         Part::Superseded,
         Part::IdentityLinks,
         Part::Allocated,
         Part::Audit,
         Part::Requests,
+        Part::Resources,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +64,7 @@ impl Part {
             Part::Audit => "audit entries",
             Part::Requests => "idempotency records",
             Part::Current => "current records",
+            Part::Resources => "cases and messages",
         }
     }
 }
@@ -71,6 +77,8 @@ pub enum After {
     Number(u64, u64),
     /// A request id.
     Text(String),
+    /// A resource: kind, id, version.
+    Resource(String, String, u32),
 }
 
 /// One stored item.
@@ -100,6 +108,7 @@ pub enum Entry {
         entry: AuditEntry,
     },
     Request(RequestRecord),
+    Resource(ResourceVersion),
 }
 
 impl Entry {
@@ -116,6 +125,7 @@ impl Entry {
             Entry::Allocated(n) => After::Number(n.as_u64(), 0),
             Entry::Audit { id, seq, .. } => After::Number(id.as_u64(), *seq),
             Entry::Request(r) => After::Text(r.request_id.clone()),
+            Entry::Resource(r) => After::Resource(r.kind.name().into(), r.id.clone(), r.version),
         }
     }
 
@@ -130,6 +140,7 @@ impl Entry {
             Entry::Allocated(n) => format!("the allocation of {n}"),
             Entry::Audit { id, seq, .. } => format!("audit entry {seq} of {id}"),
             Entry::Request(r) => format!("the idempotency record of request {}", r.request_id),
+            Entry::Resource(r) => format!("version {} of {} {}", r.version, r.kind.name(), r.id),
         }
     }
 }

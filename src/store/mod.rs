@@ -11,6 +11,7 @@ pub mod dump;
 pub mod location;
 pub mod postgres;
 pub mod redb_store;
+pub mod resource;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,14 @@ pub enum StoreError {
     /// A copy goes only into a store that holds nothing yet.
     #[error("{0} is not empty: a copy goes only into a new store")]
     NotEmpty(String),
+    /// A Task or Communication changed since the caller read it (or exists already).
+    #[error("{} {id} is at version {current:?}, not {expected:?}", .kind.name())]
+    ResourceConflict {
+        kind: resource::ResourceKind,
+        id: String,
+        expected: Option<u32>,
+        current: Option<u32>,
+    },
     /// A bulk load was abandoned by its source; nothing of it was kept.
     #[error("the load was abandoned; nothing of it was stored")]
     Aborted,
@@ -259,6 +268,12 @@ pub enum SavedBody {
         id: String,
         version: u32,
     },
+    /// A Task or Communication: `id` at `version`, of `kind`.
+    Resource {
+        kind: resource::ResourceKind,
+        id: String,
+        version: u32,
+    },
 }
 
 impl SavedBody {
@@ -277,12 +292,13 @@ impl SavedBody {
         }
     }
 
-    /// The record version the body shows.
-    pub fn record(&self) -> (&str, u32) {
+    /// The patient record version the body shows (none for a Task or Communication).
+    pub fn record(&self) -> Option<(&str, u32)> {
         match self {
             SavedBody::Patient { id, version } | SavedBody::Parameters { id, version, .. } => {
-                (id, *version)
+                Some((id, *version))
             }
+            SavedBody::Resource { .. } => None,
         }
     }
 }
@@ -387,6 +403,8 @@ pub struct Change {
     /// `(old, new)`: a change of identity, sealed (only the back office ever sees it).
     pub identity_links: Vec<(NhsNumber, NhsNumber)>,
     pub audit: Vec<AuditEntry>,
+    /// Tasks and Communications written with the records (a correction and its case).
+    pub resources: Vec<resource::ResourceWrite>,
     pub request: Option<RequestRecord>,
     /// Idempotency records saved before this time (Unix seconds) may be forgotten.
     pub forget_requests_before: u64,
@@ -498,6 +516,23 @@ pub trait PatientStore: Send + Sync + 'static {
 
     /// Begins loading a copy of another store into this one, which must hold nothing yet.
     async fn restore(&self) -> Result<Box<dyn dump::Restore>, StoreError>;
+
+    /// The current version of a Task or Communication.
+    async fn resource(
+        &self,
+        kind: resource::ResourceKind,
+        id: &str,
+    ) -> Result<Option<resource::ResourceVersion>, StoreError>;
+
+    /// Every version of a Task or Communication, newest first.
+    async fn resource_history(
+        &self,
+        kind: resource::ResourceKind,
+        id: &str,
+    ) -> Result<Vec<resource::ResourceVersion>, StoreError>;
+
+    /// The ids indexed under one key, in sort order (see [`resource::IndexQuery`]).
+    async fn resource_ids(&self, query: &resource::IndexQuery) -> Result<Vec<String>, StoreError>;
 
     /// Follows merges from `id` to the surviving record (itself when not superseded).
     async fn survivor(&self, id: NhsNumber) -> Result<NhsNumber, StoreError> {

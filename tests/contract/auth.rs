@@ -300,3 +300,48 @@ async fn rs256_and_es256_keys_and_no_algorithm_confusion() {
         .await
         .expect(401, "ACCESS_DENIED");
 }
+
+/// The case-work roles read patients as a healthcare worker does (restricted records redacted)
+/// and change none through the PDS routes: a correction is the NBO's, asked for as a case.
+#[tokio::test]
+async fn practice_and_pcse_read_like_a_healthcare_worker_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let hcw = server.api_as("healthcare-worker");
+    for api in [server.api_as_practice("Y12345"), server.api_as("pcse")] {
+        for id in [FULL, RESTRICTED] {
+            let (mine, theirs) = (api.get_patient(id).await, hcw.get_patient(id).await);
+            assert_eq!(mine.status, 200);
+            assert_eq!(
+                mine.body, theirs.body,
+                "{id} as a healthcare worker sees it"
+            );
+        }
+        let version = api.get_patient(FULL).await.version();
+        let refused = api
+            .patch(
+                FULL,
+                version,
+                json!({"patches": [{"op": "replace", "path": "/gender", "value": "other"}]}),
+            )
+            .await;
+        refused.expect(403, "ACCESS_DENIED");
+        assert!(refused
+            .diagnostics()
+            .unwrap()
+            .contains("does not change them"));
+        assert_eq!(
+            api.get_patient(FULL).await.version(),
+            version,
+            "nothing written"
+        );
+    }
+    // a practice token must name its practice
+    let out = std::process::Command::new(BIN)
+        .args(["token", "--role", "practice"])
+        .args(store_of(&dir.path().join("pds.redb")))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ods"));
+}

@@ -218,6 +218,14 @@ impl Server {
         }
     }
 
+    /// A client with a practice token (`token --role practice --ods ODS`).
+    pub fn api_as_practice(&self, ods: &str) -> Api {
+        Api {
+            token: Some(mint(&self.db, "practice", &["--ods", ods])),
+            ..self.api()
+        }
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod backoffice;
+mod case_store;
 mod cli;
 mod crash;
 mod faults;

@@ -42,6 +42,7 @@ fn query(part: Part) -> &'static str {
             "SELECT request_id, fingerprint, saved_at, response FROM requests
              WHERE request_id COLLATE \"C\" > $1 ORDER BY request_id COLLATE \"C\" LIMIT $2"
         }
+        Part::Resources => unreachable!("read by resources::page"),
     }
 }
 
@@ -51,6 +52,14 @@ pub async fn page(
     after: &After,
     limit: usize,
 ) -> Result<Vec<Entry>, StoreError> {
+    if part == Part::Resources {
+        let after = match after {
+            After::Resource(k, i, v) => Some((k.as_str(), i.as_str(), *v)),
+            _ => None,
+        };
+        let page = super::resources::page(client, after, limit).await?;
+        return Ok(page.into_iter().map(Entry::Resource).collect());
+    }
     let statement = client.prepare_cached(query(part)).await?;
     let limit = limit as i64;
     let rows = if part == Part::Requests {
@@ -93,6 +102,7 @@ pub async fn page(
                     entry: serde_json::from_slice(r.get::<_, &[u8]>(2))
                         .map_err(|e| StoreError::Corrupt(format!("an audit entry: {e}")))?,
                 },
+                Part::Resources => unreachable!("read by resources::page"),
                 Part::Requests => {
                     let fingerprint: Vec<u8> = r.get(1);
                     Entry::Request(RequestRecord {
@@ -178,7 +188,8 @@ impl PgRestore {
                 "SELECT EXISTS (SELECT 1 FROM versions) OR EXISTS (SELECT 1 FROM patients)
                      OR EXISTS (SELECT 1 FROM allocated) OR EXISTS (SELECT 1 FROM audit)
                      OR EXISTS (SELECT 1 FROM requests) OR EXISTS (SELECT 1 FROM superseded)
-                     OR EXISTS (SELECT 1 FROM identity_links)",
+                     OR EXISTS (SELECT 1 FROM identity_links)
+                     OR EXISTS (SELECT 1 FROM resources)",
                 &[],
             )
             .await?
@@ -213,6 +224,7 @@ impl Restore for PgRestore {
         let mut allocated = Vec::new();
         let mut audit = (Vec::new(), Vec::new(), Vec::new());
         let mut requests = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut resources = Vec::new();
         for entry in entries {
             match entry {
                 Entry::Version { id, version, json } => {
@@ -239,6 +251,7 @@ impl Restore for PgRestore {
                 }
                 // derived from the versions, never copied
                 Entry::Current { .. } => {}
+                Entry::Resource(r) => resources.push(r),
                 Entry::Request(r) => {
                     requests.0.push(r.request_id);
                     requests.1.push(r.fingerprint.to_vec());
@@ -293,6 +306,9 @@ impl Restore for PgRestore {
             client
                 .execute(&s, &[&requests.0, &requests.1, &requests.2, &requests.3])
                 .await?;
+        }
+        for r in &resources {
+            super::resources::restore(client, r).await?;
         }
         Ok(())
     }

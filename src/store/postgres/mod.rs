@@ -14,6 +14,7 @@
 mod dump;
 mod error;
 pub mod index;
+mod resources;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use deadpool_postgres::{
 };
 use tokio_postgres::NoTls;
 
+use super::resource::{IndexQuery, ResourceKind, ResourceVersion};
 use super::{
     stage, AllocatingChange, AuditEntry, BulkStep, Change, Committed, ExistingRecords,
     PatientStore, RequestRecord, SavedResponse, Staged, StoreError, StoredRecord,
@@ -607,7 +609,9 @@ async fn run_change(
         return Ok(Outcome::Rollback(Committed::Replayed(saved)));
     }
     compare_versions(&current, change)?;
+    resources::check(txn, &change.resources).await?;
     write_change(txn, change, staged).await?;
+    resources::write(txn, &change.resources).await?;
     Ok(Outcome::Commit(Committed::Applied))
 }
 
@@ -926,6 +930,26 @@ impl PatientStore for PgStore {
             .await?;
         index::check(&txn).await
     }
+
+    async fn resource(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<ResourceVersion>, StoreError> {
+        resources::current(&self.pool.get().await?, kind, id).await
+    }
+
+    async fn resource_history(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Vec<ResourceVersion>, StoreError> {
+        resources::history_of(&self.pool.get().await?, kind, id).await
+    }
+
+    async fn resource_ids(&self, query: &IndexQuery) -> Result<Vec<String>, StoreError> {
+        resources::ids(&self.pool.get().await?, query).await
+    }
 }
 
 /// [`run_change`] once the request id is claimed (an allocation claims it itself).
@@ -935,6 +959,8 @@ async fn run_after_claim(
     staged: &[Staged],
 ) -> Result<Outcome<Committed>, Failure> {
     compare_versions(&lock_versions(txn, change).await?, change)?;
+    resources::check(txn, &change.resources).await?;
     write_change(txn, change, staged).await?;
+    resources::write(txn, &change.resources).await?;
     Ok(Outcome::Commit(Committed::Applied))
 }

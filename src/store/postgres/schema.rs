@@ -21,7 +21,35 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "idempotency records in byte order (copy and verify read them so)",
         "CREATE INDEX requests_in_byte_order ON requests ((request_id COLLATE \"C\"));",
     ),
+    (4, "cases and messages (Task, Communication)", RESOURCES),
 ];
+
+/// Tasks and Communications (see [`crate::store::resource`]): the current version of each,
+/// every version (the stored [`ResourceVersion`](crate::store::resource::ResourceVersion) as
+/// JSON: the document, its audit entry, its index entries), and the current versions' index
+/// entries, read in byte order of `sort` as redb reads them.
+const RESOURCES: &str = r#"
+CREATE TABLE resources (
+    kind    text COLLATE "C" NOT NULL,
+    id      text COLLATE "C" NOT NULL,
+    version integer NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE TABLE resource_versions (
+    kind    text COLLATE "C" NOT NULL,
+    id      text COLLATE "C" NOT NULL,
+    version integer NOT NULL,
+    body    bytea   NOT NULL,
+    PRIMARY KEY (kind, id, version)
+);
+CREATE TABLE resource_index (
+    kind text COLLATE "C" NOT NULL,
+    key  text COLLATE "C" NOT NULL,
+    sort text COLLATE "C" NOT NULL,
+    id   text COLLATE "C" NOT NULL,
+    PRIMARY KEY (kind, key, sort, id)
+);
+"#;
 
 /// Every per-patient table is keyed first by the NHS number (`nhs`, bigint): the column a
 /// distributed engine shards them on. Documents are kept as the exact bytes written (`bytea`),

@@ -121,6 +121,25 @@ pub fn page(
             }
             Ok(out)
         }
+        Part::Resources => {
+            let Ok(table) = txn.open_table(RESOURCE_VERSIONS) else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            let range = match after {
+                After::Resource(k, i, v) => table.range::<(&str, &str, u32)>((
+                    Bound::Excluded((k.as_str(), i.as_str(), *v)),
+                    Bound::Unbounded,
+                ))?,
+                _ => table.range::<(&str, &str, u32)>(..)?,
+            };
+            for item in range.take(limit) {
+                out.push(Entry::Resource(
+                    item?.1.value().map_err(StoreError::Corrupt)?,
+                ));
+            }
+            Ok(out)
+        }
         Part::Requests => {
             let table = txn.open_table(REQUESTS)?;
             let from = match after {
@@ -162,7 +181,10 @@ fn is_empty(db: &Database) -> Result<bool, StoreError> {
         && txn.open_table(AUDIT)?.is_empty()?
         && txn.open_table(REQUESTS)?.is_empty()?
         && txn.open_table(SUPERSEDED)?.is_empty()?
-        && txn.open_table(IDENTITY_LINKS)?.is_empty()?)
+        && txn.open_table(IDENTITY_LINKS)?.is_empty()?
+        && txn
+            .open_table(RESOURCES)
+            .map_or(Ok(true), |t| t.is_empty())?)
 }
 
 pub struct RedbRestore {
@@ -242,6 +264,7 @@ impl Restore for RedbRestore {
                         self.last_seq = self.last_seq.max(seq);
                     }
                     Entry::Request(r) => save_request(&mut tables, &r)?,
+                    Entry::Resource(r) => tables.restore_resource(&r)?,
                     // derived from the versions, never copied
                     Entry::Current { .. } => {}
                 }

@@ -14,6 +14,7 @@ mod codec;
 mod dump;
 mod error;
 mod index;
+mod resources;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ pub use error::OpenError;
 use tables::*;
 use writer::{answer, fail, writer_loop, Handle, Job};
 
+use super::resource::{IndexQuery, ResourceKind, ResourceVersion};
 use super::{
     durable, stage, writer_gone, AllocatingChange, AuditEntry, BulkStep, Change, Committed,
     ExistingRecords, PatientStore, Reply, RequestRecord, Staged, StoreError, StoredRecord,
@@ -359,5 +361,25 @@ impl PatientStore for RedbStore {
 
     async fn check_indexes(&self) -> Result<Vec<String>, StoreError> {
         index::check(&self.db()?.begin_read()?)
+    }
+
+    async fn resource(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<ResourceVersion>, StoreError> {
+        resources::current(&self.db()?.begin_read()?, kind, id)
+    }
+
+    async fn resource_history(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Vec<ResourceVersion>, StoreError> {
+        resources::history(&self.db()?.begin_read()?, kind, id)
+    }
+
+    async fn resource_ids(&self, query: &IndexQuery) -> Result<Vec<String>, StoreError> {
+        resources::ids(&self.db()?.begin_read()?, query)
     }
 }

@@ -6,6 +6,7 @@ use super::codec::{JsonCodec, Record, RecordCodec, RequestCodec};
 use super::index::Indexes;
 use crate::domain::index::IndexKey;
 use crate::domain::{NhsNumber, Patient, Version};
+use crate::store::resource::{IndexEntry, ResourceVersion};
 use crate::store::{AuditEntry, ExistingRecords, Staged, StoreError};
 
 /// NHS number → current record (header + JSON, see [`RecordCodec`]).
@@ -26,6 +27,15 @@ pub const REQUESTS: TableDefinition<&str, RequestCodec> = TableDefinition::new("
 /// (saved at, X-Request-ID) → (), to forget old idempotency records cheaply.
 pub const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("requests_by_time");
+/// (kind, id) → the current version of a Task or Communication.
+pub const RESOURCES: TableDefinition<(&str, &str), u32> = TableDefinition::new("resources");
+/// (kind, id, version) → every version of a Task or Communication, with its audit entry and
+/// index entries.
+pub const RESOURCE_VERSIONS: TableDefinition<(&str, &str, u32), JsonCodec<ResourceVersion>> =
+    TableDefinition::new("resource_versions");
+/// (kind, key, sort, id) → (): the current versions' index entries, read in sort order.
+pub const RESOURCE_INDEX: TableDefinition<(&str, &str, &str, &str), ()> =
+    TableDefinition::new("resource_index");
 /// Store facts: `format`, and the counters below.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -47,6 +57,11 @@ pub struct Tables<'t> {
     pub requests_by_time: redb::Table<'t, (u64, &'static str), ()>,
     pub meta: redb::Table<'t, &'static str, &'static [u8]>,
     pub indexes: Indexes<'t>,
+    pub resources: redb::Table<'t, (&'static str, &'static str), u32>,
+    pub resource_versions:
+        redb::Table<'t, (&'static str, &'static str, u32), JsonCodec<ResourceVersion>>,
+    pub resource_index:
+        redb::Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>,
 }
 
 impl<'t> Tables<'t> {
@@ -62,7 +77,51 @@ impl<'t> Tables<'t> {
             requests_by_time: txn.open_table(REQUESTS_BY_TIME)?,
             meta: txn.open_table(META)?,
             indexes: Indexes::open(txn)?,
+            resources: txn.open_table(RESOURCES)?,
+            resource_versions: txn.open_table(RESOURCE_VERSIONS)?,
+            resource_index: txn.open_table(RESOURCE_INDEX)?,
         })
+    }
+
+    /// The current version number of a Task or Communication.
+    pub fn resource_version(&self, kind: &str, id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self.resources.get((kind, id))?.map(|g| g.value()))
+    }
+
+    /// Stores a resource version as the current one: its index entries replace `old_index`.
+    pub fn put_resource(
+        &mut self,
+        new: &ResourceVersion,
+        old_index: &[IndexEntry],
+    ) -> Result<(), StoreError> {
+        let (kind, id) = (new.kind.name(), new.id.as_str());
+        for e in old_index {
+            self.resource_index
+                .remove((kind, e.key.as_str(), e.sort.as_str(), id))?;
+        }
+        for e in &new.index {
+            self.resource_index
+                .insert((kind, e.key.as_str(), e.sort.as_str(), id), ())?;
+        }
+        self.resources.insert((kind, id), new.version)?;
+        self.resource_versions
+            .insert((kind, id, new.version), Ok(new.clone()))?;
+        Ok(())
+    }
+
+    /// Stores a copied resource version: the current one so far (versions come in order).
+    pub fn restore_resource(&mut self, v: &ResourceVersion) -> Result<(), StoreError> {
+        let previous = match v.version.checked_sub(1) {
+            Some(p) if p > 0 => self
+                .resource_versions
+                .get((v.kind.name(), v.id.as_str(), p))?
+                .map(|g| g.value().map_err(StoreError::Corrupt))
+                .transpose()?
+                .map(|p| p.index)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.put_resource(v, &previous)
     }
 
     /// Stores a version as the record's current one, with its index keys.

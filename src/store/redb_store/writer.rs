@@ -424,6 +424,10 @@ fn check_versions(tables: &Tables, change: &Change) -> Result<(), StoreError> {
             (Some(_), Some(_)) => {}
         }
     }
+    for w in &change.resources {
+        let current = tables.resource_version(w.new.kind.name(), &w.new.id)?;
+        crate::store::resource::check_expected(w, current)?;
+    }
     Ok(())
 }
 
@@ -451,6 +455,9 @@ fn write_change(tables: &mut Tables, change: &Change, staged: &[Staged]) -> Resu
     }
     for (old, new) in &change.identity_links {
         tables.identity_links.insert(old.as_u64(), new.as_u64())?;
+    }
+    for w in &change.resources {
+        tables.put_resource(&w.new, &w.old_index)?;
     }
     Ok(())
 }
