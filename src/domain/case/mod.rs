@@ -8,6 +8,7 @@
 pub mod kind;
 pub mod lifecycle;
 pub mod ods;
+pub mod task;
 
 pub use kind::{CaseKind, DueDays, KINDS};
 pub use lifecycle::{Needs, Status, TRANSITIONS};
