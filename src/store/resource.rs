@@ -121,8 +121,7 @@ pub fn check_expected(
     current: Option<u32>,
 ) -> Result<(), super::StoreError> {
     match (current, write.expected) {
-        (None, None) => Ok(()),
-        (a, b) if a == b => Ok(()),
+        (current, expected) if current == expected => Ok(()),
         (current, expected) => Err(super::StoreError::ResourceConflict {
             kind: write.new.kind,
             id: write.new.id.clone(),

@@ -1,7 +1,7 @@
 //! A case as a FHIR R4 `Task`: raising one from a practice's request, the facts read back from
 //! it, the index entries it is found under, and who may read it.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::kind::Patients;
 use super::{
@@ -406,15 +406,16 @@ pub fn view(task: &Value, role: Role) -> Value {
         return task.clone();
     }
     let mut shown = task.clone();
-    if let Some(Value::Array(out)) = shown.get_mut("output") {
-        out.retain(|o| {
-            !(part_code(o) == Some(part::CORRECTION)
-                && o.pointer("/type/text").and_then(Value::as_str) == Some("change-identity"))
-        });
-        if out.is_empty() {
-            shown
-                .as_object_mut()
-                .map(|m: &mut Map<String, Value>| m.remove("output"));
+    let Some(Value::Array(out)) = shown.get_mut("output") else {
+        return shown;
+    };
+    out.retain(|o| {
+        !(part_code(o) == Some(part::CORRECTION)
+            && o.pointer("/type/text").and_then(Value::as_str) == Some("change-identity"))
+    });
+    if out.is_empty() {
+        if let Some(m) = shown.as_object_mut() {
+            m.remove("output");
         }
     }
     shown

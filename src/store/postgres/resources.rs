@@ -110,12 +110,21 @@ pub async fn put(
 /// Stores a copied version: the current one so far (versions come in order).
 pub async fn restore(client: &impl GenericClient, v: &ResourceVersion) -> Result<(), StoreError> {
     let previous = if v.version > 1 {
-        history_of(client, v.kind, &v.id)
-            .await?
-            .into_iter()
-            .find(|p| p.version + 1 == v.version)
-            .map(|p| p.index)
-            .unwrap_or_default()
+        let statement = client
+            .prepare_cached(
+                "SELECT body FROM resource_versions WHERE kind = $1 AND id = $2 AND version = $3",
+            )
+            .await?;
+        let row = client
+            .query_opt(
+                &statement,
+                &[&v.kind.name(), &v.id, &(v.version as i32 - 1)],
+            )
+            .await?;
+        match row {
+            Some(r) => decode(r.get(0))?.index,
+            None => Vec::new(),
+        }
     } else {
         Vec::new()
     };

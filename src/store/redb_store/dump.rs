@@ -122,7 +122,9 @@ pub fn page(
             Ok(out)
         }
         Part::Resources => {
-            let Ok(table) = txn.open_table(RESOURCE_VERSIONS) else {
+            let Some(table) =
+                super::resources::missing_is_empty(txn.open_table(RESOURCE_VERSIONS))?
+            else {
                 return Ok(Vec::new());
             };
             let mut out = Vec::new();
@@ -182,8 +184,7 @@ fn is_empty(db: &Database) -> Result<bool, StoreError> {
         && txn.open_table(REQUESTS)?.is_empty()?
         && txn.open_table(SUPERSEDED)?.is_empty()?
         && txn.open_table(IDENTITY_LINKS)?.is_empty()?
-        && txn
-            .open_table(RESOURCES)
+        && super::resources::missing_is_empty(txn.open_table(RESOURCES))?
             .map_or(Ok(true), |t| t.is_empty())?)
 }
 

@@ -10,7 +10,7 @@ use crate::store::resource::{IndexQuery, ResourceKind, ResourceVersion};
 use crate::store::StoreError;
 
 /// `None` where the table was never created (nothing of the kind is stored).
-fn missing_is_empty<T>(opened: Result<T, TableError>) -> Result<Option<T>, StoreError> {
+pub(super) fn missing_is_empty<T>(opened: Result<T, TableError>) -> Result<Option<T>, StoreError> {
     match opened {
         Ok(t) => Ok(Some(t)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
