@@ -10,3 +10,12 @@ pub fn today() -> time::Date {
 pub fn new_object_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_ascii_uppercase()
 }
+
+/// Now, in UTC, as FHIR instants are written (RFC 3339, whole seconds).
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}

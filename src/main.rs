@@ -225,6 +225,11 @@ struct ServeArgs {
     /// (default: http://<listen address>/personal-demographics/FHIR/R4).
     #[arg(long)]
     base_url: Option<String>,
+    /// Days a kind of case has from logging to its due date, `KIND=DAYS` (repeatable), e.g.
+    /// `--case-due duplicate-nhs-number=49`; the others keep their defaults (duplicate and
+    /// confused records 70, see GET /CodeSystem/case-kind).
+    #[arg(long = "case-due", value_name = "KIND=DAYS")]
+    case_due: Vec<String>,
     #[command(flatten)]
     keys: KeyConfig,
 }
@@ -357,8 +362,16 @@ fn serve(args: ServeArgs) -> ExitCode {
         rate_limit,
         allocation_range,
         base_url,
+        case_due,
         keys: key_config,
     } = args;
+    let case_due = match pds_facade::domain::case::DueDays::with(&case_due) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --case-due: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key_config = &key_config;
     let (idempotency_window, request_timeout): (std::time::Duration, std::time::Duration) =
         (idempotency_window.into(), request_timeout.into());
@@ -402,11 +415,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if demo {
-        if let Err(code) = runtime.block_on(load_demo(opened.store())) {
-            return code;
+    let demo_loaded = if demo {
+        match runtime.block_on(load_demo(opened.store())) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
         }
-    }
+    } else {
+        false
+    };
     let store = opened.into_shared();
     let mode = if keys.is_sandbox() {
         "sandbox (requests without a token act as healthcare-worker)"
@@ -417,6 +433,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     let mut state = Settings::new(store, keys);
     state.app.idempotency_window = idempotency_window;
     state.app.allocation_range = allocation_range;
+    state.app.case_due = case_due;
+    if demo_loaded {
+        match runtime.block_on(state.app.insert_demo_cases()) {
+            Ok(n) => tracing::info!(cases = n, "demo cases loaded"),
+            Err(e) => {
+                eprintln!("error: cannot load demo cases: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     state.request_timeout = request_timeout;
     state.client_timeout = client_timeout.into();
     let rate_limit = rate_limit.unwrap_or(if state.keys.is_sandbox() { 0 } else { 50 });
@@ -451,7 +477,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn load_demo(store: &dyn PatientStore) -> Result<(), ExitCode> {
+/// Loads the demo patients into an empty database; `false` when it was not empty.
+async fn load_demo(store: &dyn PatientStore) -> Result<bool, ExitCode> {
     let count = store.count().await.map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::FAILURE
@@ -461,7 +488,7 @@ async fn load_demo(store: &dyn PatientStore) -> Result<(), ExitCode> {
             records = count,
             "database is not empty; demo data not loaded"
         );
-        return Ok(());
+        return Ok(false);
     }
     let schemas = Schemas::compile();
     let records = pds_facade::demo::patients()
@@ -483,7 +510,7 @@ async fn load_demo(store: &dyn PatientStore) -> Result<(), ExitCode> {
             ExitCode::FAILURE
         })?;
     tracing::info!(records = patients.len(), "demo patients loaded");
-    Ok(())
+    Ok(true)
 }
 
 /// Ctrl-C or SIGTERM.

@@ -59,6 +59,11 @@ pub(crate) fn version(
     Ok(to_bytes(&view::for_role(patient.doc(), role, redact)))
 }
 
+/// Any JSON value's bytes (Bundles, Tasks, Communications).
+pub(crate) fn json_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).expect("a JSON value serialises")
+}
+
 pub(crate) fn to_bytes(doc: &Map<String, Value>) -> Vec<u8> {
     serde_json::to_vec(doc).expect("a JSON map serialises")
 }
@@ -105,6 +110,9 @@ impl App {
         role: Role,
         response: &SavedResponse,
     ) -> Result<Answer, PdsError> {
+        if matches!(response.body, SavedBody::Resource { .. }) {
+            return self.replayed_resource(role, response).await;
+        }
         let corrupt_body =
             || StoreError::Corrupt("a saved response names no patient record".into());
         let (id, v) = response.body.record().ok_or_else(corrupt_body)?;

@@ -17,10 +17,20 @@ impl App {
     /// trace scoring at least [`DUPLICATE_THRESHOLD`]) answers SINGLE_MATCH / MULTIPLE_MATCHES;
     /// otherwise the record is stored under a newly allocated NHS number (201). Once per
     /// request id: a retry allocates nothing.
-    pub async fn create(&self, req: &Request<'_>, body: &[u8]) -> Result<Answer, PdsError> {
+    /// `case` (the `case` query parameter) records the allocation on an NBO case.
+    pub async fn create(
+        &self,
+        req: &Request<'_>,
+        body: &[u8],
+        case: Option<&str>,
+    ) -> Result<Answer, PdsError> {
         require_change_permission(req.caller)?;
-        let key = Key::new(req, "POST", "/Patient", "", body);
-        self.once(req, &key, || self.do_create(req, &key, body))
+        let target = match case {
+            None => "/Patient".to_string(),
+            Some(c) => format!("/Patient?case={c}"),
+        };
+        let key = Key::new(req, "POST", &target, "", body);
+        self.once(req, &key, || self.do_create(req, &key, body, case))
             .await
     }
 
@@ -29,7 +39,15 @@ impl App {
         req: &Request<'_>,
         key: &Key,
         body: &[u8],
+        case: Option<&str>,
     ) -> Result<Answer, PdsError> {
+        let case = match case {
+            None => None,
+            Some(c) => {
+                let id = crate::domain::case::task::case_of(&json!({ "case": c }))?;
+                self.open_case(req, id).await?
+            }
+        };
         let body = parameters_body(body)?;
         let role = req.caller.role;
         let new = {
@@ -62,13 +80,17 @@ impl App {
                 audit.patient = nhs.to_string();
                 audit.patch = Some(json!([{"op": "add", "path": "", "value": record.doc()}]));
                 let response = SavedResponse::created(&record, format!("{base}/Patient/{nhs}"));
-                Change {
+                let mut change = Change {
                     writes: vec![RecordWrite::create(record)],
                     audit: vec![audit],
                     request: Some(remember(&key, response)),
                     forget_requests_before: forget,
                     ..Change::default()
+                };
+                if let Some(case) = &case {
+                    case.attach(&mut change);
                 }
+                change
             }),
         )
         .await

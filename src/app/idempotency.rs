@@ -34,6 +34,12 @@ impl Key {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
+        // a practice's token acts for its practice: the same subject for another practice is
+        // someone else (hashed only when present, so other roles' fingerprints are unchanged)
+        if let Some(ods) = &req.caller.ods {
+            h.update(b"ods");
+            h.update(ods.as_str().as_bytes());
+        }
         h.update(body);
         Key {
             request_id: req.request_id.to_string(),

@@ -58,7 +58,10 @@ impl App {
         body: &[u8],
     ) -> Result<Answer, PdsError> {
         let body = parameters_body(body)?;
-        let params = Parameters::parse(&body, &["nhs-number", "patient", "reason"])?;
+        let params = Parameters::parse(&body, &["case", "nhs-number", "patient", "reason"])?;
+        let case = self
+            .open_case(req, crate::domain::case::task::case_of(&body)?)
+            .await?;
         let old_id = params.required_nhs_number("nhs-number")?;
         let data = params
             .resource("patient")?
@@ -114,14 +117,18 @@ impl App {
                     "Change of identity completed: {old_id} is invalidated; the new record is {nhs}"
                 );
                 let response = SavedResponse::operation(outcome, &record);
-                Change {
+                let mut change = Change {
                     writes: vec![old_write.clone(), RecordWrite::create(record)],
                     identity_links: vec![(old_id, nhs)],
                     audit: vec![old_audit, new_audit],
                     request: Some(remember(&key, response)),
                     forget_requests_before: forget,
                     ..Change::default()
+                };
+                if let Some(case) = &case {
+                    case.attach(&mut change);
                 }
+                change
             }),
         )
         .await
@@ -169,7 +176,8 @@ impl App {
         body: &[u8],
     ) -> Result<Answer, PdsError> {
         let body = parameters_body(body)?;
-        let params = Parameters::parse(&body, &["nhs-number", "reason"])?;
+        let params = Parameters::parse(&body, &["case", "nhs-number", "reason"])?;
+        let case = crate::domain::case::task::case_of(&body)?;
         let id = params.required_nhs_number("nhs-number")?;
         let reason = params.reason()?;
         let current = self.load_named("nhs-number", id).await?;
@@ -210,13 +218,17 @@ impl App {
             Validity::Revalidate => format!("{id} is valid again"),
         };
         let response = SavedResponse::operation(outcome, &updated);
-        let change = Change {
+        let case = self.open_case(req, case).await?;
+        let mut change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],
             request: Some(remember(key, response)),
             forget_requests_before: self.forget_before(),
             ..Change::default()
         };
+        if let Some(case) = case {
+            case.attach(&mut change);
+        }
         self.commit(req.caller.role, change).await
     }
 }

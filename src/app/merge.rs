@@ -222,6 +222,9 @@ impl App {
             Operation::Merge => change.supersede.push((source_id, target_id)),
             _ => change.unsupersede.push(source_id),
         }
+        if let Some(case) = self.open_case(req, op.case.clone()).await? {
+            case.attach(&mut change);
+        }
         self.commit(req.caller.role, change).await
     }
 

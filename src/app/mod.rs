@@ -11,7 +11,9 @@
 //! runs — never both, never a call a use case could forget.
 
 pub mod answer;
+pub mod case;
 pub mod create;
+mod demo_cases;
 pub mod error;
 pub mod idempotency;
 pub mod identity;
@@ -42,6 +44,8 @@ pub struct App {
     pub base_url: String,
     /// New NHS numbers come from these first-nine-digit prefixes (inclusive).
     pub allocation_range: (u64, u64),
+    /// How many days each kind of case has from logging to its due date.
+    pub case_due: crate::domain::case::DueDays,
 }
 
 /// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
@@ -59,6 +63,7 @@ impl App {
             idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
             base_url: "http://localhost/personal-demographics/FHIR/R4".into(),
             allocation_range: DEFAULT_ALLOCATION_RANGE,
+            case_due: crate::domain::case::DueDays::default(),
         }
     }
 

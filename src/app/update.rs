@@ -50,6 +50,7 @@ impl App {
             return Err(PdsError::bare(ErrorCode::InvalidatedResource));
         }
         let request = PatchRequest::parse(&body, &self.schemas)?;
+        let case = crate::domain::case::task::case_of(&body)?;
         if stored.version != expected {
             return Err(PdsError::version_mismatch(expected, stored.version));
         }
@@ -74,13 +75,17 @@ impl App {
             request.reason.as_deref(),
         );
         let response = SavedResponse::updated(&updated);
-        let change = Change {
+        let case = self.open_case(req, case).await?;
+        let mut change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],
             request: Some(remember(key, response)),
             forget_requests_before: self.forget_before(),
             ..Change::default()
         };
+        if let Some(case) = case {
+            case.attach(&mut change);
+        }
         self.commit(role, change).await
     }
 }

@@ -26,13 +26,16 @@ pub struct MergeRequest {
     /// The target as it should read after the merge (server fields are kept from the target).
     pub result_patient: Option<Value>,
     pub reason: String,
+    /// The case the correction is recorded on (`case` part: `Task/<id>`).
+    pub case: Option<String>,
 }
 
 impl MergeRequest {
     /// Parses `Parameters` (`source-patient-identifier`, `target-patient-identifier` as
     /// `valueIdentifier` with the NHS number system, `preview`, `result-patient`, `reason`).
     pub fn parse(body: &Value, needs_target: bool) -> Result<MergeRequest, PdsError> {
-        const KNOWN: [&str; 5] = [
+        const KNOWN: [&str; 6] = [
+            "case",
             "source-patient-identifier",
             "target-patient-identifier",
             "preview",
@@ -54,6 +57,7 @@ impl MergeRequest {
             preview,
             result_patient,
             reason,
+            case: super::case::task::case_of(body)?,
         })
     }
 }

@@ -53,6 +53,9 @@ pub enum ErrorCode {
     SingleMatch,
     /// An allocation found several likely existing records.
     MultipleMatches,
+    /// A case cannot make this move from its status, or not for this role (409): PDS has no
+    /// case work, so its update code is used, told apart by the status and `business-rule`.
+    CaseConflict,
 }
 
 /// How one code is presented: `(code, HTTP status, issue.code, severity, display)`.
@@ -121,6 +124,7 @@ impl ErrorCode {
             UnknownError => info("UNKNOWN_ERROR", 500, "unknown", "error", "Unknown Error"),
             SingleMatch => info("SINGLE_MATCH", 200, "value", "error", "Single match found"),
             MultipleMatches => info("MULTIPLE_MATCHES", 200, "value", "error", "Multiple matches found"),
+            CaseConflict => info("INVALID_UPDATE", 409, "business-rule", "error", "Update is invalid"),
             TooManyMatches => info("TOO_MANY_MATCHES", 200, "multiple-matches", "information", "Too Many Matches"),
         }
     }

@@ -24,7 +24,7 @@ use crate::auth::Caller;
     security((), ("bearer" = [])),
     summary = "Create a patient and allocate an NHS number",
     description = "A Patient in PDS's create shape (usual name, home address, gender, birth date and the UKCore-RegisteringAuthority extension, which is checked and not stored; optional telecom etc.; no id, identifier or meta). Problems are reported in PDS's order: missing name, address, gender, birthDate, an address without a period (MISSING_VALUE); bad values (INVALID_VALUE, TOO_MANY_VALUES_SUBMITTED, ADDITIONAL_PROPERTIES for an unknown property); PDS's create rules (INVALID_CREATE: address lines 1 and 4 or 2 and 4, no end date on the usual name, valid e-mail); then the extension. First a duplicate check — a fuzzy trace on family, given name, birth date and gender; a record scoring at least 0.9 is a likely match: one → 200 OperationOutcome SINGLE_MATCH naming its NHS number, several → 200 MULTIPLE_MATCHES. Otherwise 201 with the new Patient (version 1, ETag, Location) under an NHS number from the configured allocation range, allocated in the same transaction as the record and never reused. A retry with the same X-Request-ID returns the first answer and allocates nothing.",
-    params(docs::RequestHeaders),
+    params(docs::RequestHeaders, docs::CaseParam),
     request_body(content = docs::PatientCreateRequest, content_type = "application/fhir+json", example = json!(docs::example_create())),
     responses(
         (status = 201, description = "Created", body = docs::Patient, content_type = "application/fhir+json",
@@ -44,12 +44,28 @@ pub async fn create(
     caller: Caller,
     request_id: RequestId,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     require_change_permission(&caller)?;
+    let mut case = None;
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "case" if case.is_none() => case = Some(v.into_owned()),
+            other => {
+                return Err(ApiError(crate::domain::PdsError::new(
+                    crate::domain::ErrorCode::AdditionalProperties,
+                    format!(
+                        "Invalid parameter - '{}'; POST /Patient takes only case",
+                        crate::domain::outcome::clip(other)
+                    ),
+                )))
+            }
+        }
+    }
     let bytes = operation_body(&headers, body)?;
     let req = request(&caller, &request_id, &headers);
-    Ok(answer(app.app.create(&req, &bytes).await?))
+    Ok(answer(app.app.create(&req, &bytes, case.as_deref()).await?))
 }
 
 #[utoipa::path(

@@ -4,6 +4,7 @@
 
 pub mod backoffice;
 pub mod caller;
+pub mod case;
 pub mod error;
 pub mod headers;
 pub mod history;
@@ -114,6 +115,15 @@ pub fn router(state: AppState) -> Router {
             "/Patient/$unmerge",
             axum::routing::post(backoffice::unmerge),
         )
+        .route("/Task", get(case::search_tasks).post(case::create_task))
+        .route("/Task/{id}", get(case::read_task).patch(case::patch_task))
+        .route("/Task/{id}/_history", get(case::task_history))
+        .route("/Communication", get(case::search_communications))
+        .route(
+            "/Communication/{id}",
+            get(case::read_communication).patch(case::patch_communication),
+        )
+        .route("/CodeSystem/case-kind", get(case::case_kinds))
         .route("/_audit", get(backoffice::audit))
         .route("/_ping", get(ping))
         .method_not_allowed_fallback(method_not_allowed)

@@ -162,6 +162,121 @@ pub mod docs {
     #[derive(ToSchema)]
     pub struct Bundle {}
 
+    /// A FHIR R4 Task: a data-quality case.
+    #[derive(ToSchema)]
+    pub struct Task {}
+
+    /// A FHIR R4 Communication: a message to a GP practice.
+    #[derive(ToSchema)]
+    pub struct Communication {}
+
+    /// A FHIR R4 CodeSystem.
+    #[derive(ToSchema)]
+    pub struct CodeSystem {}
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Path)]
+    #[allow(dead_code)]
+    pub struct ResourceIdParam {
+        /// The resource's id.
+        #[param(
+            pattern = "^[A-Za-z0-9\\-.]{1,64}$",
+            example = "5b0c7c3e-8f6a-4c49-9d1e-6f3f0c1a2b3c"
+        )]
+        id: String,
+    }
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct CaseParam {
+        /// Back office: the case this correction is recorded on (`Task/<id>`), written in the
+        /// same transaction; the case must be `accepted` or `in-progress`.
+        case: Option<String>,
+    }
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct TaskSearchParams {
+        /// Comma-separated statuses (`requested`, `received`, `on-hold`, `accepted`, `in-progress`, `completed`, `rejected`, `cancelled`).
+        status: Option<String>,
+        /// A `case-kind` code.
+        code: Option<String>,
+        /// `pcse` or `nbo`.
+        owner: Option<String>,
+        /// The practice that raised it (ODS code).
+        requester: Option<String>,
+        /// An NHS number the case is about.
+        patient: Option<String>,
+        /// `true`: open cases past their due date.
+        overdue: Option<bool>,
+        /// `due` (default) or `-due`.
+        _sort: Option<String>,
+        /// 1-500, default 100.
+        _count: Option<u32>,
+    }
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct MessageSearchParams {
+        /// The practice's ODS code.
+        recipient: Option<String>,
+        /// `in-progress` (unread) or `completed` (read).
+        status: Option<String>,
+        /// `Task/<id>`.
+        about: Option<String>,
+        /// 1-500, default 100.
+        _count: Option<u32>,
+    }
+
+    /// The error answers of the case work routes.
+    #[derive(utoipa::IntoResponses)]
+    #[allow(dead_code)]
+    pub enum CaseErrors {
+        #[response(status = 400, description = "MISSING_VALUE, INVALID_VALUE, ADDITIONAL_PROPERTIES (unknown property or search parameter), INVALID_UPDATE (a fixed element changed, a list entry changed or removed, a failed JSON Patch), TOO_MANY_VALUES_SUBMITTED, UNSUPPORTED_SERVICE (content type)", content_type = "application/fhir+json", example = json!(example_merge_400()))]
+        BadRequest(OperationOutcome),
+        #[response(status = 401, description = "ACCESS_DENIED (bad token)", content_type = "application/fhir+json", example = json!(example_401()))]
+        Unauthorised(OperationOutcome),
+        #[response(status = 403, description = "ACCESS_DENIED (not a practice, PCSE or the NBO; a practice acting for another)", content_type = "application/fhir+json", example = json!(example_403_role()))]
+        Forbidden(OperationOutcome),
+        #[response(status = 404, description = "RESOURCE_NOT_FOUND (no such case or message, or not one the caller may read)", content_type = "application/fhir+json", example = json!(example_404()))]
+        NotFound(OperationOutcome),
+        #[response(status = 409, description = "RESOURCE_VERSION_MISMATCH (If-Match not current); INVALID_UPDATE with issue code business-rule (a move the role may not make, naming those it may; a closed case)", content_type = "application/fhir+json", example = json!(example_409()))]
+        Conflict(OperationOutcome),
+        #[response(status = 412, description = "PRECONDITION_FAILED (If-Match missing or malformed)", content_type = "application/fhir+json", example = json!(example_412()))]
+        Precondition(OperationOutcome),
+        #[response(status = 422, description = "X-Request-ID re-used for a different request", content_type = "application/fhir+json", example = json!(example_422()))]
+        RequestIdReused(OperationOutcome),
+        #[response(status = 500, description = "UNKNOWN_ERROR", content_type = "application/fhir+json", example = json!(example_500()))]
+        Unknown(OperationOutcome),
+        #[response(status = 503, description = "SERVICE_UNAVAILABLE (retry with the same X-Request-ID)", content_type = "application/fhir+json", example = json!(example_503()))]
+        Unavailable(OperationOutcome),
+    }
+
+    pub fn example_task_create() -> Value {
+        json!({
+            "resourceType": "Task",
+            "code": {"coding": [{"system": crate::domain::case::CASE_KIND_SYSTEM, "code": "duplicate-nhs-number"}]},
+            "for": {"identifier": {"system": crate::domain::case::NHS_NUMBER_SYSTEM, "value": "9991000003"}},
+            "description": "The patient has two NHS numbers",
+            "input": [
+                {"type": {"coding": [{"system": crate::domain::case::CASE_PART_SYSTEM, "code": "other-nhs-number"}]},
+                 "valueIdentifier": {"system": crate::domain::case::NHS_NUMBER_SYSTEM, "value": "9991000011"}},
+                {"type": {"coding": [{"system": crate::domain::case::CASE_PART_SYSTEM, "code": "evidence"}]},
+                 "valueString": "Same name, birth date and address on both"}
+            ]
+        })
+    }
+
+    pub fn example_task_patch() -> Value {
+        json!([
+            {"op": "replace", "path": "/status", "value": "on-hold"},
+            {"op": "add", "path": "/note/-", "value": {"text": "Please send the patient's previous address"}}
+        ])
+    }
+
     /// A FHIR R4 Parameters resource.
     #[derive(ToSchema)]
     pub struct Parameters {}
@@ -361,12 +476,15 @@ pub mod docs {
           super::history::history, super::history::version,
           super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit,
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
+          super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
+          super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,
           super::ping),
-    components(schemas(docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
+    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),
          (name = "Identity", description = "NHS number allocation, changes of identity, invalidation"),
+         (name = "Case work", description = "Data-quality cases from GP practices through PCSE to the National Back Office, and the messages practices are sent"),
          (name = "Service", description = "Operational endpoints")),
     modifiers(&BearerAuth),
 )]

@@ -128,6 +128,36 @@ impl DueDays {
     }
 }
 
+/// The `case-kind` CodeSystem as the service publishes it (`GET /CodeSystem/case-kind`), with
+/// each kind's default days to resolve as a property.
+pub fn code_system(due: &DueDays) -> serde_json::Value {
+    let concepts: Vec<serde_json::Value> = KINDS
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "code": r.1,
+                "display": r.2,
+                "definition": r.5,
+                "property": [{"code": "days-to-resolve", "valueInteger": due.days(r.0)}],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "resourceType": "CodeSystem",
+        "id": "case-kind",
+        "url": super::CASE_KIND_SYSTEM,
+        "name": "CaseKind",
+        "title": "Kinds of data-quality case",
+        "status": "active",
+        "content": "complete",
+        "caseSensitive": true,
+        "count": concepts.len(),
+        "property": [{"code": "days-to-resolve", "type": "integer",
+                      "description": "Days from logging to the due date (Task.restriction.period.end)"}],
+        "concept": concepts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

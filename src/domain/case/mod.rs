@@ -5,9 +5,12 @@
 //! The rules are tables: the kinds of case with their due dates ([`KINDS`]), and who may move
 //! a case from which status to which ([`TRANSITIONS`]).
 
+pub mod edit;
 pub mod kind;
 pub mod lifecycle;
+pub mod message;
 pub mod ods;
+pub mod query;
 pub mod task;
 
 pub use kind::{CaseKind, DueDays, KINDS};

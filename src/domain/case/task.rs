@@ -299,6 +299,53 @@ pub fn ods_of(reference: &Value) -> Option<OdsCode> {
     OdsCode::parse(id.get("value")?.as_str()?).ok()
 }
 
+/// The case a correction names: `"Task/<id>"` or `{"reference": "Task/<id>"}` beside
+/// `patches`, or a `case` Parameters part (`valueReference` or `valueString`).
+pub fn case_of(body: &Value) -> Result<Option<String>, PdsError> {
+    let value = match body.get("resourceType").and_then(Value::as_str) {
+        Some("Parameters") => body
+            .get("parameter")
+            .and_then(Value::as_array)
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.get("name").and_then(Value::as_str) == Some("case"))
+            })
+            .map(|p| {
+                p.get("valueReference")
+                    .or_else(|| p.get("valueString"))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            }),
+        _ => body.get("case").cloned(),
+    };
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let text = match &value {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => o.get("reference").and_then(Value::as_str),
+        _ => None,
+    };
+    let id = text
+        .map(|t| t.strip_prefix("Task/").unwrap_or(t))
+        .filter(|id| valid_id(id))
+        .ok_or_else(|| {
+            PdsError::new(
+                ErrorCode::InvalidValue,
+                "case must name a case: Task/<id> (a string, or a Reference)",
+            )
+        })?;
+    Ok(Some(id.to_string()))
+}
+
+/// A FHIR id: 1–64 letters, digits, `-` and `.`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+}
+
 /// What the service reads back from a stored Task.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
@@ -369,6 +416,7 @@ impl Facts {
     /// and `open` while it is not closed (the overdue queue).
     pub fn index_keys(&self, reach: &[String]) -> Vec<String> {
         let mut keys = vec![
+            "all".to_string(),
             format!("status={}", self.status.code()),
             format!("code={}", self.kind.code()),
             format!("owner={}", self.owner.code()),
@@ -398,20 +446,23 @@ impl Facts {
     }
 }
 
-/// The Task as `role` may see it. The NBO sees everything; others do not see the corrections
-/// of a change of identity (they name the new NHS number: nothing may link the old one to it
-/// for anyone but the NBO).
+/// The Task as `role` may see it. The NBO sees everything; others do not see what a change
+/// of identity's case produced — its corrections, resolution and follow-on actions may name
+/// the new NHS number, and nothing may link the old one to it for anyone but the NBO.
 pub fn view(task: &Value, role: Role) -> Value {
     if role.is_back_office() {
         return task.clone();
     }
     let mut shown = task.clone();
+    let identity = task.pointer("/code/coding/0/code").and_then(Value::as_str)
+        == Some(CaseKind::ChangeOfIdentity.code());
     let Some(Value::Array(out)) = shown.get_mut("output") else {
         return shown;
     };
     out.retain(|o| {
-        !(part_code(o) == Some(part::CORRECTION)
-            && o.pointer("/type/text").and_then(Value::as_str) == Some("change-identity"))
+        !(identity
+            || part_code(o) == Some(part::CORRECTION)
+                && o.pointer("/type/text").and_then(Value::as_str) == Some("change-identity"))
     });
     if out.is_empty() {
         if let Some(m) = shown.as_object_mut() {
