@@ -510,6 +510,8 @@ struct Checks {
     fhir_outcome: Validator,
     fhir_bundle: Validator,
     fhir_parameters: Validator,
+    /// Task, Communication, CodeSystem (case work).
+    fhir_case: Vec<(&'static str, Validator)>,
     openapi: Value,
 }
 
@@ -535,6 +537,10 @@ fn checks() -> &'static Checks {
             fhir_outcome: fhir_for("OperationOutcome"),
             fhir_bundle: fhir_for("Bundle"),
             fhir_parameters: fhir_for("Parameters"),
+            fhir_case: ["Task", "Communication", "CodeSystem"]
+                .into_iter()
+                .map(|k| (k, fhir_for(k)))
+                .collect(),
             openapi: load_json(&Path::new(ROOT).join("openapi/openapi.json")),
         }
     })
@@ -663,6 +669,20 @@ fn check_conformance(method: &str, path: &str, reply: &Reply, raw: &[u8]) {
                 reply.body
             );
             let e = errors(fhir, &reply.body);
+            assert!(
+                e.is_empty(),
+                "{method} {path}: {kind} is not valid FHIR R4: {e:?}\n{}",
+                reply.body
+            );
+        }
+        Some(kind @ ("Task" | "Communication" | "CodeSystem")) => {
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/fhir+json"),
+                "{method} {path}"
+            );
+            let v = &c.fhir_case.iter().find(|(k, _)| *k == kind).unwrap().1;
+            let e = errors(v, &reply.body);
             assert!(
                 e.is_empty(),
                 "{method} {path}: {kind} is not valid FHIR R4: {e:?}\n{}",

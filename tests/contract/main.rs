@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod backoffice;
 mod case_store;
+mod cases;
 mod cli;
 mod crash;
 mod faults;
