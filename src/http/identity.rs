@@ -33,6 +33,8 @@ use crate::auth::Caller;
         (status = 400, description = "MISSING_VALUE, INVALID_VALUE, ADDITIONAL_PROPERTIES, INVALID_CREATE, INVALID_UPDATE, TOO_FEW/TOO_MANY_VALUES_SUBMITTED, UNSUPPORTED_SERVICE (content type)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_search_400())),
         (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "INVALID_METHOD (application-restricted); FORBIDDEN_UPDATE (e.g. a GP set by other than the back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403())),
+        (status = 404, description = "RESOURCE_NOT_FOUND (the `case` named does not exist)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
+        (status = 409, description = "INVALID_UPDATE (business-rule): the `case` named is not with the NBO (accepted or in progress)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
         (status = 413, description = "Request body over 1 MiB", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_413())),
         (status = 422, description = "X-Request-ID re-used for a different request", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_422())),
         (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),

@@ -146,7 +146,7 @@ pub mod docs {
         Forbidden(OperationOutcome),
         #[response(status = 404, description = "RESOURCE_NOT_FOUND (a named record)", content_type = "application/fhir+json", example = json!(example_404()))]
         NotFound(OperationOutcome),
-        #[response(status = 409, description = "RESOURCE_VERSION_MISMATCH (a record changed meanwhile; retry)", content_type = "application/fhir+json", example = json!(example_409()))]
+        #[response(status = 409, description = "RESOURCE_VERSION_MISMATCH (a record changed meanwhile; retry); INVALID_UPDATE with issue code business-rule (the `case` named is not with the NBO)", content_type = "application/fhir+json", example = json!(example_409()))]
         Conflict(OperationOutcome),
         #[response(status = 413, description = "Request body over 1 MiB", content_type = "application/fhir+json", example = json!(example_413()))]
         TooLarge(OperationOutcome),
