@@ -116,12 +116,13 @@ fn too_large() -> PdsError {
     )
 }
 
+/// A response that already says what went wrong: FHIR JSON, or one of the console's HTML pages.
 fn is_fhir(response: &Response) -> bool {
-    response
+    let ct = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        == Some(FHIR_JSON)
+        .and_then(|v| v.to_str().ok());
+    ct == Some(FHIR_JSON) || ct == Some(super::console::HTML)
 }
 
 /// The OperationOutcome for an error some layer produced without one.

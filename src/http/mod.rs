@@ -5,6 +5,7 @@
 pub mod backoffice;
 pub mod caller;
 pub mod case;
+pub mod console;
 pub mod error;
 pub mod headers;
 pub mod history;
@@ -86,6 +87,7 @@ impl Settings {
 pub fn router(state: AppState) -> Router {
     let timeout = state.request_timeout;
     let client_timeout = state.client_timeout;
+    let state_for_console = state.clone();
     let fhir = Router::new()
         .route(
             "/Patient",
@@ -130,10 +132,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .external_url_unchecked("/openapi.json", openapi::openapi_json());
+    let console = console::router(state_for_console);
     Router::new()
         .merge(fhir.clone())
         .nest(PDS_BASE, fhir)
         .merge(docs)
+        .merge(console)
         .fallback(unknown_path)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

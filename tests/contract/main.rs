@@ -7,6 +7,7 @@ mod backoffice;
 mod case_store;
 mod cases;
 mod cli;
+mod console;
 mod crash;
 mod faults;
 mod get;
