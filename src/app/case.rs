@@ -185,7 +185,12 @@ pub(crate) fn task_version(
     })
 }
 
-fn message_version(id: &str, doc: Value, version: u32, audit: ResourceAudit) -> ResourceVersion {
+pub(crate) fn message_version(
+    id: &str,
+    doc: Value,
+    version: u32,
+    audit: ResourceAudit,
+) -> ResourceVersion {
     let facts = MessageFacts::of(&doc).expect("the service's own message");
     ResourceVersion {
         kind: ResourceKind::Communication,

@@ -1,4 +1,4 @@
-//! The demo database's open cases: one of each kind, raised days or weeks ago and moved on
+//! The demo database's open cases: two of each kind, raised days or weeks ago and moved on
 //! through the same rules as the API's (`edit::check`), so the console shows a real queue —
 //! some new, some waiting for a practice, some with the NBO, some overdue — at first start.
 
@@ -6,8 +6,9 @@ use serde_json::{json, Value};
 
 use super::App;
 use crate::domain::case::edit::{self, Editor};
+use crate::domain::case::message::{Category, Message};
 use crate::domain::case::task::NewCase;
-use crate::domain::case::{CaseKind, OdsCode};
+use crate::domain::case::{CaseKind, OdsCode, Owner};
 use crate::domain::{NhsNumber, PdsError, Role};
 use crate::store::resource::{ResourceAudit, ResourceWrite};
 use crate::store::Change;
@@ -87,6 +88,70 @@ const CASES: &[DemoCase] = &[
         40,
         "accepted",
         "A death registration could not be matched automatically",
+    ),
+    (
+        CaseKind::DuplicateNhsNumber,
+        Some(20),
+        Some(21),
+        50,
+        "received",
+        "Registered twice after moving house: two NHS numbers on the practice system",
+    ),
+    (
+        CaseKind::ConfusedRecord,
+        Some(22),
+        None,
+        66,
+        "accepted",
+        "Test results of another patient appear on this record",
+    ),
+    (
+        CaseKind::IncorrectDemographics,
+        Some(23),
+        None,
+        35,
+        "in-progress",
+        "The gender on the record is not the one the patient gave",
+    ),
+    (
+        CaseKind::IncorrectDeathStatus,
+        Some(24),
+        None,
+        1,
+        "requested",
+        "The record shows an informal death notice; the patient rang the surgery today",
+    ),
+    (
+        CaseKind::ChangeOfIdentity,
+        Some(25),
+        None,
+        18,
+        "received",
+        "Gender re-assignment: the patient has asked for a new NHS number",
+    ),
+    (
+        CaseKind::SensitiveFlag,
+        Some(26),
+        None,
+        16,
+        "accepted",
+        "Court order: the patient's whereabouts must not be disclosed",
+    ),
+    (
+        CaseKind::NhsNumberAllocation,
+        None,
+        None,
+        6,
+        "received",
+        "A patient arrived from overseas and has no NHS number",
+    ),
+    (
+        CaseKind::CivilRegistration,
+        Some(27),
+        None,
+        10,
+        "requested",
+        "A birth registration names a different family name than the record",
     ),
 ];
 
@@ -172,6 +237,7 @@ impl App {
                 audit("create", Role::Practice, &at),
             )?;
             let mut write = ResourceWrite::create(version.clone());
+            let mut question = None;
             for (step, (to, note)) in path_to(status).into_iter().enumerate() {
                 let when = instant(raised + time::Duration::hours(20 * (step as i64 + 1)));
                 let role = if to == "in-progress" {
@@ -183,6 +249,9 @@ impl App {
                 after["status"] = json!(to);
                 if let Some(n) = note {
                     after["note"] = json!([{"text": n}]);
+                    if to == "on-hold" {
+                        question = Some((n, when.clone()));
+                    }
                 }
                 let editor = Editor {
                     role,
@@ -205,6 +274,26 @@ impl App {
                 version = nv;
             }
             self.write_demo(write).await?;
+            // the practice was sent the question, as the API sends it
+            if let Some((text, when)) = question {
+                let msg = Message {
+                    category: Category::InformationRequest,
+                    recipient: &requester,
+                    subject: patient,
+                    about: Some(&id),
+                    sender: Owner::Pcse,
+                    text,
+                    actions: &[],
+                };
+                let mid = format!("demo-message-{}", i + 1);
+                let v = super::case::message_version(
+                    &mid,
+                    msg.to_doc(&mid, &when),
+                    1,
+                    audit("create-message", Role::Pcse, &when),
+                );
+                self.write_demo(ResourceWrite::create(v)).await?;
+            }
         }
         Ok(CASES.len())
     }
