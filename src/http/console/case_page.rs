@@ -371,7 +371,10 @@ fn move_forms(session: &Session, task: &Value, f: &Facts) -> Markup {
                     input type="hidden" name="to" value=(to.code());
                     @match needs(*to) {
                         Needs::InformationRequest => { (textarea(&format!("note-{}", to.code()), "Your question to the practice", None, true)) }
-                        Needs::Answer => { (textarea(&format!("note-{}", to.code()), "Your answer", Some("The information PCSE asked for"), true)) }
+                        Needs::Answer => {
+                            @let label = if role == Role::Practice { "Your answer" } else { "The practice's answer" };
+                            (textarea(&format!("note-{}", to.code()), label, Some("The information PCSE asked for"), true))
+                        }
                         Needs::Completion => {
                             (textarea("resolution", "Resolution", Some("What was done, e.g. the records were merged"), true))
                             (textarea("actions", "Follow-on actions for the practices", Some("One per line, e.g. Re-register the patient under NHS number …"), true))
