@@ -96,6 +96,29 @@ fn patched(doc: &Value, patch: &json_patch::Patch) -> Result<Value, PdsError> {
     Ok(out)
 }
 
+/// The next stored version of a case edited through the caller's `seen` view: the edit's
+/// document with the outputs the view hid kept, in order, before those the edit added
+/// (outputs are append-only, so those are the ones past the view's).
+fn with_hidden_outputs(stored: &Value, seen: &Value, mut edited: Value) -> Value {
+    let list = |d: &Value| {
+        d.get("output")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let shown = list(seen).len();
+    let mut outputs = list(stored);
+    outputs.extend(list(&edited).into_iter().skip(shown));
+    if let Some(o) = edited.as_object_mut() {
+        if outputs.is_empty() {
+            o.remove("output");
+        } else {
+            o.insert("output".into(), Value::Array(outputs));
+        }
+    }
+    edited
+}
+
 /// A change made at the If-Match version, or refused: someone else changed the resource since
 /// the caller read it.
 fn at_version(current: &ResourceVersion, expected: Version) -> Result<(), PdsError> {
@@ -241,6 +264,32 @@ pub(crate) struct OpenCase {
 }
 
 impl OpenCase {
+    /// A correction may be recorded on this case: it changes the case's own patients (or only
+    /// creates records), and a change of identity goes on a change-of-identity case alone —
+    /// anywhere else its outcome would reach the new record's practice beside the old number.
+    pub(crate) fn check(
+        &self,
+        change_of_identity: bool,
+        records: &[NhsNumber],
+    ) -> Result<(), PdsError> {
+        if change_of_identity && self.facts.kind != CaseKind::ChangeOfIdentity {
+            return Err(PdsError::new(
+                ErrorCode::CaseConflict,
+                format!(
+                    "A change of identity is recorded on a change-of-identity case, not on a {} case",
+                    self.facts.kind.code()
+                ),
+            ));
+        }
+        if let Some(other) = records.iter().find(|r| !self.facts.patients.contains(r)) {
+            return Err(PdsError::new(
+                ErrorCode::CaseConflict,
+                format!("{other} is not a patient of this case: a correction is recorded on the case it resolves"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds the case's next version to `change`: an output for each record version the change
     /// writes, the case `in-progress` if it was only `accepted`.
     pub(crate) fn attach(&self, change: &mut Change) {
@@ -309,10 +358,55 @@ impl App {
         require_case_role(caller)?;
         let current = self.current(ResourceKind::Task, id).await?;
         let facts = Facts::of(&current.doc).map_err(corrupt(ResourceKind::Task, id))?;
-        if !facts.readable_by(caller.role, caller.ods.as_ref(), &current.reach) {
+        if !self.may_read_case(caller, &facts, &current).await? {
             return Err(not_found());
         }
         Ok((current, facts))
+    }
+
+    /// Whether `caller` may read the case. A practice other than the requester reaches a case
+    /// through its patients' records as they are now — not as they were when the case was last
+    /// written: a record restricted since no longer lets its practice in.
+    async fn may_read_case(
+        &self,
+        caller: &Caller,
+        facts: &Facts,
+        v: &ResourceVersion,
+    ) -> Result<bool, PdsError> {
+        if !facts.readable_by(caller.role, caller.ods.as_ref(), &v.reach) {
+            return Ok(false);
+        }
+        match (caller.role, &caller.ods) {
+            (Role::Practice, Some(ods)) if *ods != facts.requester => Ok(self
+                .reach(&facts.patients)
+                .await?
+                .iter()
+                .any(|r| r == ods.as_str())),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether `caller` may read the message: as [`MessageFacts::readable_by`], and for PCSE
+    /// not one about a patient whose record is restricted now (its recipient may be the
+    /// patient's practice, a hidden field).
+    async fn may_read_message(
+        &self,
+        caller: &Caller,
+        facts: &MessageFacts,
+    ) -> Result<bool, PdsError> {
+        if !facts.readable_by(caller.role, caller.ods.as_ref()) {
+            return Ok(false);
+        }
+        if caller.role != Role::Pcse {
+            return Ok(true);
+        }
+        let Some(subject) = facts.subject else {
+            return Ok(true);
+        };
+        Ok(match self.store.get(subject).await? {
+            Some(stored) => !(stored.restricted || super::parse(&stored)?.is_restricted()),
+            None => true,
+        })
     }
 
     async fn readable_message(
@@ -324,7 +418,7 @@ impl App {
         let current = self.current(ResourceKind::Communication, id).await?;
         let facts =
             MessageFacts::of(&current.doc).map_err(corrupt(ResourceKind::Communication, id))?;
-        if !facts.readable_by(caller.role, caller.ods.as_ref()) {
+        if !self.may_read_message(caller, &facts).await? {
             return Err(not_found());
         }
         Ok((current, facts))
@@ -332,10 +426,23 @@ impl App {
 
     /// The practice a patient is registered with, as a case may name it: never a restricted
     /// record's, whose GP is a hidden field (PCSE reads every case and message).
+    ///
+    /// A number merged away counts as its survivor: if the survivor is restricted, the
+    /// merged-away record's practice is not named either (it would point at the patient).
     async fn visible_practice(&self, nhs: NhsNumber) -> Result<Option<OdsCode>, PdsError> {
         let Some(stored) = self.store.get(nhs).await? else {
             return Ok(None);
         };
+        if stored.merged {
+            let survivor = self.store.survivor(nhs).await?;
+            if survivor != nhs {
+                if let Some(s) = self.store.get(survivor).await? {
+                    if s.restricted || super::parse(&s)?.is_restricted() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
         let record = super::parse(&stored)?;
         Ok(if record.is_restricted() {
             None
@@ -573,7 +680,7 @@ impl App {
                 continue;
             };
             let facts = Facts::of(&v.doc).map_err(corrupt(ResourceKind::Task, &id))?;
-            if facts.readable_by(caller.role, caller.ods.as_ref(), &v.reach) {
+            if self.may_read_case(caller, &facts, &v).await? {
                 found.push((facts.due, v));
             }
         }
@@ -601,7 +708,10 @@ impl App {
             let patch = json_patch_of(&body_json(body)?)?;
             let (current, facts) = self.readable_case(req.caller, id).await?;
             at_version(&current, expected)?;
-            let after = patched(&current.doc, &patch)?;
+            // the patch works on what the caller may see: a `test` or `copy` cannot reach a
+            // hidden output; what it adds is put back beside the hidden ones
+            let seen = task::view(&current.doc, req.caller.role);
+            let after = patched(&seen, &patch)?;
             let now = crate::env::now();
             let editor = Editor {
                 role: req.caller.role,
@@ -609,7 +719,8 @@ impl App {
                 subject: &req.caller.subject,
                 now: &now,
             };
-            let edit = edit::check(&current.doc, &after, &editor, current.version + 1)?;
+            let mut edit = edit::check(&seen, &after, &editor, current.version + 1)?;
+            edit.doc = with_hidden_outputs(&current.doc, &seen, edit.doc);
             let mut messages = Vec::new();
             match edit.moved {
                 Some((_, _, Needs::InformationRequest)) => {
@@ -700,7 +811,7 @@ impl App {
             .map(|(_, n, _)| *n)
             .collect();
         let mut out = Vec::new();
-        if facts.kind == CaseKind::ChangeOfIdentity && !new_identity.is_empty() {
+        if facts.kind == CaseKind::ChangeOfIdentity {
             for old in &facts.patients {
                 let o = old.to_string();
                 if resolution.contains(&o) || edit.actions.iter().any(|a| a.contains(&o)) {
@@ -830,7 +941,7 @@ impl App {
             };
             let facts =
                 MessageFacts::of(&v.doc).map_err(corrupt(ResourceKind::Communication, &id))?;
-            if facts.readable_by(caller.role, caller.ods.as_ref()) {
+            if self.may_read_message(caller, &facts).await? {
                 found.push((facts.sent, v));
             }
         }

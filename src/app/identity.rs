@@ -68,6 +68,9 @@ impl App {
             .ok_or_else(|| PdsError::missing_value("patient"))?
             .clone();
         let reason = params.reason()?;
+        if let Some(case) = &case {
+            case.check(true, &[old_id])?;
+        }
         let old = self.load_named("nhs-number", old_id).await?;
         self.refuse_unless_live(&old).await?;
         let (new, (invalidated, ops)) = super::with_context(req.caller.role, |ctx| {
@@ -219,6 +222,9 @@ impl App {
         };
         let response = SavedResponse::operation(outcome, &updated);
         let case = self.open_case(req, case).await?;
+        if let Some(case) = &case {
+            case.check(false, &[id])?;
+        }
         let mut change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],

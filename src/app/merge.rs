@@ -223,6 +223,7 @@ impl App {
             _ => change.unsupersede.push(source_id),
         }
         if let Some(case) = self.open_case(req, op.case.clone()).await? {
+            case.check(false, &[source_id, target_id])?;
             case.attach(&mut change);
         }
         self.commit(req.caller.role, change).await

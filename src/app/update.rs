@@ -76,6 +76,9 @@ impl App {
         );
         let response = SavedResponse::updated(&updated);
         let case = self.open_case(req, case).await?;
+        if let Some(case) = &case {
+            case.check(false, &[id])?;
+        }
         let mut change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],

@@ -766,7 +766,10 @@ async fn a_restricted_patients_case_reveals_nothing_hidden() {
     .await;
 
     // told: the requester only
-    let told = entries(&pcse.get(&format!("/Communication?about=Task/{id}")).await);
+    // PCSE no longer sees messages about a record restricted now (the recipient could be its
+    // practice); the NBO sees who was told
+    assert!(entries(&pcse.get(&format!("/Communication?about=Task/{id}")).await).is_empty());
+    let told = entries(&bo.get(&format!("/Communication?about=Task/{id}")).await);
     let recipients: BTreeSet<String> = told
         .iter()
         .map(|m| {
@@ -1107,6 +1110,32 @@ async fn a_change_of_identity_case_links_nothing_for_anyone_else() {
             assert!(!text.contains(&new), "{path} links the new number: {text}");
         }
     }
+    // a patch works on what its caller sees: nothing can be copied out of, or tested against,
+    // the hidden corrections — a right guess and a wrong one get the same answer
+    let v: u32 = nbo_view["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let copy = json!([note("x"), {"op": "copy", "from": "/output/1/valueReference/reference", "path": "/note/0/text"}]);
+    let right = json!([{"op": "test", "path": "/output/1/valueReference/reference", "value": format!("Patient/{new}/_history/1")}, note("y")]);
+    let wrong = json!([{"op": "test", "path": "/output/1/valueReference/reference", "value": "Patient/9000000009/_history/1"}, note("y")]);
+    for api in [&pcse, &practice] {
+        for ops in [&copy, &right, &wrong] {
+            let r = patch_task(api, &id, v, ops.clone()).await;
+            assert_eq!(r.status, 400, "{ops}: {}", r.body);
+            assert!(!r.body.to_string().contains(&new));
+        }
+        assert_eq!(
+            patch_task(api, &id, v, right.clone()).await.body["issue"][0]["diagnostics"],
+            patch_task(api, &id, v, wrong.clone()).await.body["issue"][0]["diagnostics"]
+        );
+    }
+    // a note added through the view keeps the hidden corrections
+    step(&pcse, &id, json!([note("Checked the adoption order")])).await;
+    let after = bo.get(&format!("/Task/{id}")).await.body;
+    assert_eq!(corrections(&after), corrections(&nbo_view));
+    let nbo_view = after;
     let r = patch_task(
         &bo,
         &id,
@@ -1137,7 +1166,13 @@ async fn a_change_of_identity_case_links_nothing_for_anyone_else() {
         ]),
     )
     .await;
-    let all = entries(&pcse.get("/Communication?_count=500").await);
+    // PCSE does not see the outcome at all: beside the case, it would link the numbers
+    let pcse_sees = entries(&pcse.get("/Communication?_count=500").await);
+    assert!(!pcse_sees
+        .iter()
+        .any(|m| m["category"][0]["coding"][0]["code"] == "case-outcome"
+            && m["recipient"][0]["identifier"]["value"] == new_gp));
+    let all = entries(&bo.get("/Communication?_count=500").await);
     let outcome: Vec<&Value> = all
         .iter()
         .filter(|m| m["category"][0]["coding"][0]["code"] == "case-outcome")
@@ -1150,4 +1185,101 @@ async fn a_change_of_identity_case_links_nothing_for_anyone_else() {
         "no message names both numbers"
     );
     assert!(outcome[0].get("about").is_none());
+}
+
+/// A correction goes on the case it resolves: a change of identity only on a change-of-identity
+/// case, and only for the case's own patients.
+#[tokio::test]
+async fn a_correction_is_recorded_only_on_its_own_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let (bo, pcse) = (server.api_as("back-office"), server.api_as("pcse"));
+    let (p, q) = (nhs(18), nhs(19));
+    let practice = server.api_as_practice(&gp_of(&bo, &p).await);
+    let id = id_of(
+        &raised(
+            &practice,
+            &case_body("duplicate-nhs-number", Some(&p), Some(&q)),
+        )
+        .await,
+    );
+    step(&pcse, &id, json!([to("received")])).await;
+    step(&pcse, &id, json!([to("accepted")])).await;
+    let identity = json!({"resourceType": "Patient", "name": [{"use": "usual", "given": ["Alex"], "family": "Wren"}],
+        "gender": "unknown", "birthDate": "1990-05-05",
+        "address": [{"use": "home", "line": ["1 Quay Street", "Hull"], "postalCode": "HU1 1AA"}]});
+    bo.operation("$change-identity", json!([{"name": "nhs-number", "valueIdentifier": ident(&p)},
+            {"name": "patient", "resource": identity}, {"name": "reason", "valueString": "adoption"}, case_param(&id)]))
+        .await
+        .expect(409, "INVALID_UPDATE");
+    let stranger = nhs(20);
+    bo.patch(
+        &stranger,
+        1,
+        json!({"patches": [{"op": "replace", "path": "/gender", "value": "unknown"}],
+                                  "reason": "r", "case": format!("Task/{id}")}),
+    )
+    .await
+    .expect(409, "INVALID_UPDATE");
+    assert_eq!(bo.get_patient(&stranger).await.version(), 1);
+    assert_eq!(bo.get_patient(&p).await.version(), 1, "no new identity");
+    assert!(corrections(&bo.get(&format!("/Task/{id}")).await.body).is_empty());
+}
+
+/// A practice reaches a case through its patients' records as they are now: once a record is
+/// restricted, its practice no longer reads the case, and PCSE no longer sees the messages
+/// about it.
+#[tokio::test]
+async fn a_record_restricted_later_closes_its_cases_to_its_practice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let (bo, pcse) = (server.api_as("back-office"), server.api_as("pcse"));
+    let p = nhs(21);
+    let gp = gp_of(&bo, &p).await;
+    let raiser = server.api_as_practice("Y12345");
+    let its_practice = server.api_as_practice(&gp);
+    let id = id_of(
+        &raised(
+            &raiser,
+            &case_body("incorrect-demographics", Some(&p), None),
+        )
+        .await,
+    );
+    assert_eq!(its_practice.get(&format!("/Task/{id}")).await.status, 200);
+    step(&pcse, &id, json!([to("received")])).await;
+    step(
+        &pcse,
+        &id,
+        json!([to("on-hold"), note("When did the patient register?")]),
+    )
+    .await;
+    assert_eq!(
+        entries(&pcse.get(&format!("/Communication?about=Task/{id}")).await).len(),
+        1
+    );
+
+    let r = bo
+        .patch_current_because(
+            &p,
+            json!([{"op": "replace", "path": "/meta/security/0/code", "value": "R"}]),
+            "at risk",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    its_practice
+        .get(&format!("/Task/{id}"))
+        .await
+        .expect(404, "RESOURCE_NOT_FOUND");
+    assert!(!ids(&entries(&its_practice.get("/Task").await)).contains(&id));
+    assert_eq!(
+        raiser.get(&format!("/Task/{id}")).await.status,
+        200,
+        "the requester still reads it"
+    );
+    assert!(entries(&pcse.get(&format!("/Communication?about=Task/{id}")).await).is_empty());
+    assert_eq!(
+        entries(&raiser.get("/Communication?recipient=Y12345").await).len(),
+        1,
+        "its own message stays"
+    );
 }

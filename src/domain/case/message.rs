@@ -91,6 +91,8 @@ pub struct MessageFacts {
     /// `Task/<id>`.
     pub about: Option<String>,
     pub sent: String,
+    /// The patient it is about (`subject`), if it names one.
+    pub subject: Option<crate::domain::NhsNumber>,
 }
 
 impl MessageFacts {
@@ -117,6 +119,10 @@ impl MessageFacts {
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("sent"))?
                 .to_string(),
+            subject: doc
+                .pointer("/subject/identifier/value")
+                .and_then(Value::as_str)
+                .and_then(|n| crate::domain::NhsNumber::parse(n).ok()),
         })
     }
 
@@ -141,10 +147,14 @@ impl MessageFacts {
         keys
     }
 
-    /// PCSE and the NBO read every message; a practice those addressed to it.
+    /// The NBO reads every message, PCSE every message about a case, a practice those
+    /// addressed to it. A change of identity's outcome (sent about no case, to the new
+    /// record's practice) is the recipient's and the NBO's alone: beside the case it would
+    /// link the old number to the new.
     pub fn readable_by(&self, role: Role, ods: Option<&OdsCode>) -> bool {
         match role {
-            Role::Pcse | Role::BackOffice => true,
+            Role::BackOffice => true,
+            Role::Pcse => self.about.is_some(),
             Role::Practice => ods == Some(&self.recipient),
             _ => false,
         }
