@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod backoffice;
+mod browser;
 mod case_store;
 mod cases;
 mod cli;
