@@ -54,6 +54,11 @@ impl App {
         if stored.version != expected {
             return Err(PdsError::version_mismatch(expected, stored.version));
         }
+        // the case is checked even for a patch that changes nothing
+        let case = self.open_case(req, case).await?;
+        if let Some(case) = &case {
+            case.check(false, &[id])?;
+        }
         let current = super::parse(&stored)?;
         let updated = super::with_context(role, |ctx| {
             patch::apply(&current, &request, ctx, &self.schemas)
@@ -75,10 +80,6 @@ impl App {
             request.reason.as_deref(),
         );
         let response = SavedResponse::updated(&updated);
-        let case = self.open_case(req, case).await?;
-        if let Some(case) = &case {
-            case.check(false, &[id])?;
-        }
         let mut change = Change {
             writes: vec![RecordWrite::update(&current, updated)],
             audit: vec![audit],

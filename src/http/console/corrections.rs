@@ -171,7 +171,7 @@ fn forms(session: &Session, task: &Value, facts: &Facts, recs: &[Value]) -> Mark
             (reason("gp"))
             button type="submit" { "Correct the GP" }
         }
-        @if facts.kind == CaseKind::ChangeOfIdentity || !recs.is_empty() {
+        @if facts.kind == CaseKind::ChangeOfIdentity && !recs.is_empty() {
             form.panel method="post" action=(action("change-identity")) id="change-identity" {
                 (form_head(session, "change-identity", "change-identity", "Change of identity"))
                 p.hint { "A new record under a new NHS number; the old record is sealed. Only the NBO can link the two." }
