@@ -276,7 +276,7 @@ impl OpenCase {
             return Err(PdsError::new(
                 ErrorCode::CaseConflict,
                 format!(
-                    "A change of identity is recorded on a change-of-identity case, not on a {} case",
+                    "A change of identity is recorded on a change-of-identity case, not on this case ({})",
                     self.facts.kind.code()
                 ),
             ));

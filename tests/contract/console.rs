@@ -377,3 +377,124 @@ async fn secured_mode_signs_in_with_a_pasted_token() {
     assert_eq!(inbox.status, 200);
     assert!(inbox.body.contains("Inbox"));
 }
+
+/// The NBO's correction forms do what they say, through PDS's rules, recorded on the case.
+#[tokio::test]
+async fn the_nbo_corrects_a_record_through_its_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let (bo, pcse) = (server.api_as("back-office"), server.api_as("pcse"));
+    let p = pds_facade::demo::nhs_numbers()[28].to_string();
+    let body = serde_json::json!({"resourceType": "Task",
+        "code": {"coding": [{"system": "urn:pds-facade:fhir:CodeSystem:case-kind", "code": "incorrect-demographics"}]},
+        "for": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": p}},
+        "description": "Wrong family name and practice"});
+    let r = server
+        .api_as_practice("Y12345")
+        .post_with("/Task", &body, &request_id())
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    for (v, to) in [(1, "received"), (2, "accepted")] {
+        let ops =
+            serde_json::json!([{"op": "replace", "path": "/status", "value": to}]).to_string();
+        let m = format!("W/\"{v}\"");
+        let rid = request_id();
+        let r = pcse
+            .send(
+                "PATCH",
+                &format!("/Task/{id}"),
+                &[
+                    ("X-Request-ID", &rid),
+                    ("If-Match", &m),
+                    ("Content-Type", "application/json-patch+json"),
+                ],
+                Some(ops),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mut nbo = Console::new(&server);
+    nbo.sign_in("back-office", "").await;
+    let page = nbo.get(&format!("/console/cases/{id}")).await;
+    let csrf = page.hidden("csrf");
+    let path = |what: &str| format!("/console/cases/{id}/correct/{what}");
+
+    let r = nbo
+        .post(
+            &path("demographics"),
+            &[
+                ("csrf", &csrf),
+                ("patient-demographics", &p),
+                ("field", "family"),
+                ("value", "Ashworth"),
+                ("reason-demographics", "Deed poll seen"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let record = bo.get_patient(&p).await.body;
+    assert_eq!(record["name"][0]["family"], "Ashworth", "{record}");
+    let r = nbo
+        .post(
+            &path("gp"),
+            &[
+                ("csrf", &csrf),
+                ("patient-gp", &p),
+                ("ods", "Y22222"),
+                ("reason-gp", "Registered elsewhere"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let record = bo.get_patient(&p).await.body;
+    assert_eq!(record["generalPractitioner"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        record["generalPractitioner"][0]["identifier"]["value"],
+        "Y22222"
+    );
+    let task = bo.get(&format!("/Task/{id}")).await.body;
+    let recorded = task["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"]["coding"][0]["code"] == "correction")
+        .count();
+    assert_eq!(recorded, 2, "{task}");
+
+    // a reason is needed; a merge preview only for the case's own records
+    let r = nbo
+        .post(
+            &path("gp"),
+            &[("csrf", &csrf), ("patient-gp", &p), ("ods", "Y33333")],
+        )
+        .await;
+    assert!(r.body.contains("role=\"alert\""), "{}", r.body);
+    assert_eq!(
+        bo.get_patient(&p).await.body["generalPractitioner"][0]["identifier"]["value"],
+        "Y22222"
+    );
+    let r = nbo
+        .post(
+            &path("merge-preview"),
+            &[
+                ("csrf", &csrf),
+                ("target", RESTRICTED),
+                ("reason-merge", "x"),
+            ],
+        )
+        .await;
+    assert!(
+        r.body.contains("role=\"alert\"") && !r.body.contains("Merge the records"),
+        "{}",
+        r.body
+    );
+    // a redirect never carries what the request made up
+    let r = nbo
+        .post(
+            "/console/cases/a%0Ab/move",
+            &[("csrf", &csrf), ("to", "received")],
+        )
+        .await;
+    assert!(r.status < 500, "{}", r.status);
+}

@@ -432,7 +432,8 @@ pub async fn move_case(
         .and_then(|v| v.parse().ok())
         .and_then(Version::new);
     let Some(version) = version else {
-        return see_other(&format!("/console/cases/{id}"));
+        let e = PdsError::missing_value("version");
+        return case_response(&state, &session, &id, Some(&e), StatusCode::OK).await;
     };
     let patch = Value::Array(ops).to_string();
     match state

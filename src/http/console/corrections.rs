@@ -314,13 +314,22 @@ async fn merge_preview(
         return see_other("/console/");
     };
     let target = fields.get("target").unwrap_or_default().to_string();
-    let Some(source) = facts
+    let source = facts
         .patients
         .iter()
         .map(NhsNumber::to_string)
-        .find(|p| *p != target)
-    else {
-        return see_other(&format!("/console/cases/{id}"));
+        .find(|p| *p != target);
+    let refusal = if !facts.status.takes_corrections() {
+        Some("Corrections are made once the case has been passed to the NBO")
+    } else if !facts.patients.iter().any(|p| p.to_string() == target) {
+        Some("Choose which of the case's two records survives")
+    } else {
+        None
+    };
+    let (Some(source), None) = (source, refusal) else {
+        let why = refusal.unwrap_or("Choose which of the case's two records survives");
+        let e = PdsError::new(crate::domain::ErrorCode::InvalidValue, why);
+        return case_response(state, session, id, Some(&e), StatusCode::OK).await;
     };
     let mut with_source: Vec<(String, String)> = vec![
         ("target".into(), target.clone()),
@@ -463,15 +472,18 @@ async fn patch_record(
             Value::Array(ops)
         }
         "gp" => {
+            // PDS's list rules: the old registration removed (a test of it immediately before)
+            // and the new one added, not the list replaced whole
             let ods = fields.get("ods").ok_or_else(|| missing("ods"))?;
-            let gp = json!([{"type": "Organization", "identifier": {"system": ODS_SYSTEM, "value": ods,
-                             "period": {"start": crate::domain::case::task::date(crate::env::today())}}}]);
-            let op = if record.get("generalPractitioner").is_some() {
-                "replace"
-            } else {
-                "add"
-            };
-            json!([{"op": op, "path": "/generalPractitioner", "value": gp}])
+            let gp = json!({"type": "Organization", "identifier": {"system": ODS_SYSTEM, "value": ods,
+                            "period": {"start": crate::domain::case::task::date(crate::env::today())}}});
+            match record.pointer("/generalPractitioner/0") {
+                Some(old) => json!([
+                    {"op": "test", "path": "/generalPractitioner/0", "value": old},
+                    {"op": "remove", "path": "/generalPractitioner/0"},
+                    {"op": "add", "path": "/generalPractitioner/-", "value": gp}]),
+                None => json!([{"op": "add", "path": "/generalPractitioner", "value": [gp]}]),
+            }
         }
         _ => {
             let field = fields.get("field").unwrap_or_default();
@@ -480,12 +492,19 @@ async fn patch_record(
                 .as_array()
                 .and_then(|n| n.iter().position(|n| n["use"] == "usual"))
                 .unwrap_or(0);
+            // a name is changed in place, after a test naming which one (PDS's list rule)
+            let which = match record.pointer(&format!("/name/{name}/id")) {
+                Some(id) => json!({"op": "test", "path": format!("/name/{name}/id"), "value": id}),
+                None => {
+                    json!({"op": "test", "path": format!("/name/{name}"), "value": record["name"][name]})
+                }
+            };
             match field {
                 "family" => {
-                    json!([{"op": "replace", "path": format!("/name/{name}/family"), "value": value}])
+                    json!([which, {"op": "replace", "path": format!("/name/{name}/family"), "value": value}])
                 }
                 "given" => {
-                    json!([{"op": "replace", "path": format!("/name/{name}/given"), "value": value.split_whitespace().collect::<Vec<_>>()}])
+                    json!([which, {"op": "replace", "path": format!("/name/{name}/given"), "value": value.split_whitespace().collect::<Vec<_>>()}])
                 }
                 "birthDate" => json!([{"op": "replace", "path": "/birthDate", "value": value}]),
                 _ => json!([{"op": "replace", "path": "/gender", "value": value}]),

@@ -106,6 +106,17 @@ pub fn form_keys(session: &Session) -> Markup {
 
 /// A labelled text area.
 pub fn textarea(name: &str, label: &str, hint: Option<&str>, required: bool) -> Markup {
+    textarea_with(name, label, hint, required, "")
+}
+
+/// A labelled text area holding `value` (a refused form shown again keeps what was typed).
+pub fn textarea_with(
+    name: &str,
+    label: &str,
+    hint: Option<&str>,
+    required: bool,
+    value: &str,
+) -> Markup {
     let id = format!("f-{name}");
     let hint_id = format!("{id}-hint");
     html! {
@@ -113,7 +124,7 @@ pub fn textarea(name: &str, label: &str, hint: Option<&str>, required: bool) -> 
             label for=(id) { (label) }
             @if let Some(h) = hint { p.hint id=(hint_id) { (h) } }
             textarea id=(id) name=(name) rows="3" required[required]
-                aria-describedby=[hint.map(|_| hint_id.clone())] {}
+                aria-describedby=[hint.map(|_| hint_id.clone())] { (value) }
         }
     }
 }

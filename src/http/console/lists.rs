@@ -399,11 +399,13 @@ pub async fn mark_read(
         Ok(p) => p,
         Err(refused) => return *refused,
     };
-    let version = fields
+    let Some(version) = fields
         .get("version")
         .and_then(|v| v.parse().ok())
         .and_then(Version::new)
-        .unwrap_or_else(|| Version::new(1).expect("1 is a version"));
+    else {
+        return failed(&session, "Messages", &PdsError::missing_value("version"));
+    };
     let patch =
         serde_json::json!([{"op": "replace", "path": "/status", "value": "completed"}]).to_string();
     match state

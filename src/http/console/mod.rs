@@ -221,8 +221,14 @@ pub(crate) fn body_of(answer: &crate::app::Answer) -> Value {
 }
 
 /// Redirect after a successful post (so a reload does not post again).
+///
+/// Only to a path made of safe characters: an id or anchor from a request that is not one
+/// (a newline, a non-ASCII letter) would make an invalid `Location`, so it goes to the start.
 pub(crate) fn see_other(to: &str) -> Response {
-    Redirect::to(to).into_response()
+    let safe = to
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.#".contains(&b));
+    Redirect::to(if safe { to } else { "/console/" }).into_response()
 }
 
 async fn home(State(state): State<AppState>, session: Session) -> Response {

@@ -130,10 +130,8 @@ fn secure(headers: &HeaderMap) -> bool {
 pub fn set_cookie(headers: &HeaderMap, token: Option<&str>) -> HeaderValue {
     let secure = if secure(headers) { "; Secure" } else { "" };
     let value = match token {
-        Some(t) => format!(
-            "{COOKIE_NAME}={t}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            SANDBOX_TTL.as_secs()
-        ),
+        // a session cookie: gone when the browser closes (the token's own expiry still holds)
+        Some(t) => format!("{COOKIE_NAME}={t}; Path=/console; HttpOnly; SameSite=Strict{secure}"),
         None => {
             format!("{COOKIE_NAME}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
         }
@@ -156,9 +154,9 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
     match (header(ORIGIN.as_str()), header(HOST.as_str())) {
         (Some("null"), _) => false,
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host)),
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host)
+        }),
         (Some(_), None) => false,
         (None, _) => true,
     }
