@@ -1283,3 +1283,129 @@ async fn a_record_restricted_later_closes_its_cases_to_its_practice() {
         "its own message stays"
     );
 }
+
+/// Every move from every open status, for every role: those the life cycle allows succeed
+/// (each on a fresh case), every other is refused with the case unchanged; a closed case
+/// takes no move at all.
+#[tokio::test]
+async fn every_move_for_every_role() {
+    const ALL: [&str; 8] = [
+        "requested",
+        "received",
+        "on-hold",
+        "accepted",
+        "in-progress",
+        "completed",
+        "rejected",
+        "cancelled",
+    ];
+    // (from, to, roles allowed), written out from the issue, not read from the code
+    const ALLOWED: &[(&str, &str, &[&str])] = &[
+        ("requested", "received", &["pcse", "back-office"]),
+        ("received", "on-hold", &["pcse", "back-office"]),
+        ("on-hold", "received", &["practice", "pcse", "back-office"]),
+        ("received", "accepted", &["pcse", "back-office"]),
+        ("accepted", "in-progress", &["back-office"]),
+        ("in-progress", "completed", &["back-office"]),
+        ("requested", "rejected", &["pcse", "back-office"]),
+        ("received", "rejected", &["pcse", "back-office"]),
+        ("on-hold", "rejected", &["pcse", "back-office"]),
+        ("accepted", "rejected", &["back-office"]),
+        ("in-progress", "rejected", &["back-office"]),
+        ("requested", "cancelled", &["pcse", "back-office"]),
+        ("received", "cancelled", &["pcse", "back-office"]),
+        ("on-hold", "cancelled", &["pcse", "back-office"]),
+        ("accepted", "cancelled", &["back-office"]),
+        ("in-progress", "cancelled", &["back-office"]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let bo = server.api_as("back-office");
+    let p = nhs(29);
+    let ods = gp_of(&bo, &p).await;
+    let roles = [
+        ("practice", server.api_as_practice(&ods)),
+        ("pcse", server.api_as("pcse")),
+        ("back-office", server.api_as("back-office")),
+        ("healthcare-worker", server.api()),
+    ];
+    let practice = &roles[0].1;
+    // what a move must bring
+    let ops = |target: &str| -> Value {
+        let mut ops = vec![to(target)];
+        match target {
+            "on-hold" | "received" => ops.push(note("the question or the answer")),
+            "completed" => {
+                ops.push(output("resolution", "Corrected"));
+                ops.push(output("follow-on-action", "Update the practice record"));
+            }
+            "rejected" | "cancelled" => ops.push(
+                json!({"op": "add", "path": "/statusReason", "value": {"text": "Not needed"}}),
+            ),
+            _ => {}
+        }
+        Value::Array(ops)
+    };
+    // a fresh case brought to `status` by the back office
+    let at = |status: &'static str| {
+        let (bo, practice, p) = (&bo, practice, p.clone());
+        async move {
+            let id = id_of(
+                &raised(
+                    practice,
+                    &case_body("incorrect-demographics", Some(&p), None),
+                )
+                .await,
+            );
+            let path: &[&str] = match status {
+                "requested" => &[],
+                "received" => &["received"],
+                "on-hold" => &["received", "on-hold"],
+                "accepted" => &["received", "accepted"],
+                "in-progress" => &["received", "accepted", "in-progress"],
+                "completed" => &["received", "accepted", "in-progress", "completed"],
+                "rejected" => &["rejected"],
+                _ => &["cancelled"],
+            };
+            for s in path {
+                step(bo, &id, ops(s)).await;
+            }
+            id
+        }
+    };
+    for from in ALL {
+        let id = at(from).await;
+        let version = bo.get(&format!("/Task/{id}")).await.version();
+        for (role, api) in &roles {
+            for to in ALL.into_iter().filter(|t| *t != from) {
+                let allowed = ALLOWED
+                    .iter()
+                    .any(|(f, t, rs)| *f == from && *t == to && rs.contains(role));
+                if allowed {
+                    let fresh = at(from).await;
+                    let v = bo.get(&format!("/Task/{fresh}")).await.version();
+                    let r = patch_task(api, &fresh, v, ops(to)).await;
+                    assert_eq!(r.status, 200, "{role} {from} → {to}: {}", r.body);
+                    assert_eq!(r.body["status"], to);
+                } else {
+                    let r = patch_task(api, &id, version, ops(to)).await;
+                    let expected = if *role == "healthcare-worker" {
+                        403
+                    } else {
+                        409
+                    };
+                    assert_eq!(
+                        r.status, expected,
+                        "{role} {from} → {to} should be refused: {}",
+                        r.body
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            bo.get(&format!("/Task/{id}")).await.version(),
+            version,
+            "{from}: refused moves changed nothing"
+        );
+    }
+}
