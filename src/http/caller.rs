@@ -20,6 +20,7 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
         let caller = state.keys.authenticate(header).map_err(ApiError::from)?;
+        session_urid(&parts.headers, &caller)?;
         if let Some(limiter) = &state.rate_limit {
             // the token's subject identifies a client; without a token, the peer address
             let client = match (header, parts.extensions.get::<ConnectInfo<SocketAddr>>()) {
@@ -47,4 +48,26 @@ impl From<AuthError> for ApiError {
             other => ApiError::new(ErrorCode::AccessDenied, other.to_string()),
         }
     }
+}
+
+/// PDS validates `NHSD-Session-URID` (the user's role profile) for user-restricted access:
+/// digits only, or 400 INVALID_VALUE; application-restricted access ignores it.
+fn session_urid(headers: &axum::http::HeaderMap, caller: &Caller) -> Result<(), ApiError> {
+    if caller.role == crate::domain::Role::ApplicationRestricted {
+        return Ok(());
+    }
+    let Some(value) = headers.get("nhsd-session-urid") else {
+        return Ok(());
+    };
+    let v = value.to_str().unwrap_or_default();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::InvalidValue,
+        format!(
+            "Invalid value - '{}' in header 'NHSD-Session-URID'. Refer to the guidance for this header in our API Specification https://digital.nhs.uk/developer/api-catalogue/personal-demographics-service-fhir",
+            crate::domain::outcome::clip(v)
+        ),
+    ))
 }

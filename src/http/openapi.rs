@@ -58,6 +58,22 @@ pub mod docs {
         #[serde(rename = "X-Correlation-ID")]
         #[param(required = false, example = "11C46F5F-CDEF-4865-94B2-0EE0EDCC26DA")]
         x_correlation_id: String,
+        /// Optional: the user's role profile id (CIS2 URID), digits only; a malformed value
+        /// is 400 INVALID_VALUE for every role but application-restricted (which ignores it).
+        #[serde(rename = "NHSD-Session-URID")]
+        #[param(required = false, pattern = "^[0-9]+$", example = "555254240100")]
+        nhsd_session_urid: String,
+    }
+
+    #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Header)]
+    #[allow(dead_code)]
+    pub struct IfNoneMatchHeader {
+        /// Conditional read: the version the client holds, `W/"<versionId>"`; 304 with no
+        /// body when it is the current one.
+        #[serde(rename = "If-None-Match")]
+        #[param(required = false, example = "W/\"1\"")]
+        if_none_match: String,
     }
 
     #[derive(Deserialize, IntoParams)]

@@ -54,10 +54,12 @@ pub fn body_rejection(e: BytesRejection) -> ApiError {
     security((), ("bearer" = [])),
     summary = "Get a patient by NHS number",
     description = "Returns the patient's current record. For a restricted (sensitive) record, address, telecom, contact, GP, pharmacy and place of birth are removed for every role but the National Back Office.",
-    params(docs::NhsNumberParam, docs::RequestHeaders),
+    params(docs::NhsNumberParam, docs::RequestHeaders, docs::IfNoneMatchHeader),
     responses(
         (status = 200, description = "The patient", body = docs::Patient, content_type = "application/fhir+json", 
             headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`")), example = json!(docs::example_patient())),
+        (status = 304, description = "Not modified: `If-None-Match` names the current version; no body",
+            headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`"))),
         (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
@@ -71,9 +73,29 @@ pub async fn get_patient(
     caller: Caller,
     _request_id: RequestId,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    Ok(answer(app.app.read(&caller, id).await?))
+    let found = app.app.read(&caller, id).await?;
+    // conditional read: the client's copy is current, so no body (RFC 9110 §13.1.2)
+    if let (Some(etag), Some(held)) = (&found.etag, headers.get(axum::http::header::IF_NONE_MATCH))
+    {
+        let held = held.to_str().unwrap_or_default();
+        // weak comparison: W/"2" and "2" name the same version
+        let weak = |t: &str| t.trim().trim_start_matches("W/").to_string();
+        if held
+            .split(',')
+            .any(|t| weak(t) == weak(etag) || t.trim() == "*")
+        {
+            let mut r =
+                axum::response::IntoResponse::into_response(axum::http::StatusCode::NOT_MODIFIED);
+            if let Ok(v) = axum::http::HeaderValue::from_str(etag) {
+                r.headers_mut().insert(axum::http::header::ETAG, v);
+            }
+            return Ok(r);
+        }
+    }
+    Ok(answer(found))
 }
 
 #[utoipa::path(

@@ -184,3 +184,92 @@ async fn every_demo_patient_is_served_and_valid() {
     let compound = api.get_patient(COMPOUND_GIVEN).await.body;
     assert_eq!(compound["name"][0]["given"][0], "Mary Ann");
 }
+
+/// Conditional read: `If-None-Match` with the current version → 304 and no body; an older
+/// version → the record.
+#[tokio::test]
+async fn conditional_read_answers_not_modified_for_the_current_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let rid = request_id();
+    let r = api
+        .send(
+            "GET",
+            &format!("/Patient/{FULL}"),
+            &[("X-Request-ID", &rid), ("If-None-Match", "W/\"1\"")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.body, serde_json::Value::Null, "no body");
+    assert_eq!(r.header("etag"), Some("W/\"1\""));
+    let r = api
+        .send(
+            "GET",
+            &format!("/Patient/{FULL}"),
+            &[("X-Request-ID", &rid), ("If-None-Match", "\"1\"")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 304, "weak comparison");
+    let changed = api
+        .patch_current(
+            FULL,
+            serde_json::json!([{"op": "replace", "path": "/birthDate", "value": "2010-10-23"}]),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let r = api
+        .send(
+            "GET",
+            &format!("/Patient/{FULL}"),
+            &[
+                ("X-Request-ID", &request_id()),
+                ("If-None-Match", "W/\"1\""),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.version(), 2);
+}
+
+/// `NHSD-Session-URID` is checked as PDS checks it for user-restricted access.
+#[tokio::test]
+async fn a_malformed_session_urid_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let get = |urid: &'static str| {
+        let api = &api;
+        async move {
+            api.send(
+                "GET",
+                &format!("/Patient/{FULL}"),
+                &[("X-Request-ID", &request_id()), ("NHSD-Session-URID", urid)],
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(get("555254240100").await.status, 200);
+    get("invalid").await.expect(400, "INVALID_VALUE").expect_diagnostics(
+        "Invalid value - 'invalid' in header 'NHSD-Session-URID'. Refer to the guidance for this header in our API Specification https://digital.nhs.uk/developer/api-catalogue/personal-demographics-service-fhir",
+    );
+    get("").await.expect(400, "INVALID_VALUE");
+    // application-restricted access ignores it
+    let app = server.api_as("application-restricted");
+    let r = app
+        .send(
+            "GET",
+            &format!("/Patient/{FULL}"),
+            &[
+                ("X-Request-ID", &request_id()),
+                ("NHSD-Session-URID", "invalid"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
