@@ -404,7 +404,7 @@ impl App {
             return Ok(true);
         };
         Ok(match self.store.get(subject).await? {
-            Some(stored) => !(stored.restricted || super::parse(&stored)?.is_restricted()),
+            Some(stored) => !stored.restricted,
             None => true,
         })
     }
@@ -437,7 +437,7 @@ impl App {
             let survivor = self.store.survivor(nhs).await?;
             if survivor != nhs {
                 if let Some(s) = self.store.get(survivor).await? {
-                    if s.restricted || super::parse(&s)?.is_restricted() {
+                    if s.restricted {
                         return Ok(None);
                     }
                 }

@@ -10,7 +10,8 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use super::layout::{
-    days_between, form_keys, input, kind_name, nhs_input, page, status_tag, textarea, when,
+    days_between, form_keys, input, kind_name, nhs_input, overdue, page, status_tag, text,
+    textarea, when,
 };
 use super::session::Session;
 use super::{
@@ -18,9 +19,9 @@ use super::{
 };
 use crate::domain::case::kind::Patients;
 use crate::domain::case::lifecycle::{moves, Needs, TRANSITIONS};
-use crate::domain::case::task::{part_code, Facts};
+use crate::domain::case::task::{self, part_code, Facts};
 use crate::domain::case::{
-    part, CaseKind, Status, CASE_KIND_SYSTEM, CASE_PART_SYSTEM, NHS_NUMBER_SYSTEM, ODS_SYSTEM,
+    part, CaseKind, Status, CASE_KIND_SYSTEM, NHS_NUMBER_SYSTEM, ODS_SYSTEM,
 };
 use crate::domain::{PdsError, Role, Version};
 use crate::http::AppState;
@@ -129,7 +130,6 @@ pub async fn raise(
         return super::see_other("/console/cases/new");
     };
     let nhs = |n: &str| json!({"system": NHS_NUMBER_SYSTEM, "value": n.split_whitespace().collect::<String>()});
-    let part_type = |code: &str| json!({"coding": [{"system": CASE_PART_SYSTEM, "code": code}]});
     let mut task = json!({
         "resourceType": "Task",
         "code": {"coding": [{"system": CASE_KIND_SYSTEM, "code": kind.code()}]},
@@ -140,10 +140,12 @@ pub async fn raise(
     }
     let mut inputs = Vec::new();
     if let Some(o) = fields.get("other") {
-        inputs.push(json!({"type": part_type(part::OTHER_NHS_NUMBER), "valueIdentifier": nhs(o)}));
+        inputs.push(
+            json!({"type": task::part_type(part::OTHER_NHS_NUMBER), "valueIdentifier": nhs(o)}),
+        );
     }
     if let Some(e) = fields.get("evidence") {
-        inputs.push(json!({"type": part_type(part::EVIDENCE), "valueString": e}));
+        inputs.push(json!({"type": task::part_type(part::EVIDENCE), "valueString": e}));
     }
     if !inputs.is_empty() {
         task["input"] = Value::Array(inputs);
@@ -231,16 +233,9 @@ pub async fn case_response(
     )
 }
 
-fn text<'a>(t: &'a Value, pointer: &str) -> &'a str {
-    t.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 fn summary(task: &Value, f: &Facts) -> Markup {
     let today = crate::env::today();
-    let overdue =
-        !f.status.is_closed() && f.due.as_str() < crate::domain::case::task::date(today).as_str();
+    let overdue = overdue(f);
     html! {
         dl.summary {
             dt { "Status" } dd { (status_tag(f.status))
@@ -420,12 +415,11 @@ pub async fn move_case(
     if let Some(r) = fields.get(&format!("reason-{to}")) {
         ops.push(json!({"op": "add", "path": "/statusReason", "value": {"text": r}}));
     }
-    let part_type = |code: &str| json!({"coding": [{"system": CASE_PART_SYSTEM, "code": code}]});
     if let Some(r) = fields.get("resolution") {
-        ops.push(json!({"op": "add", "path": "/output/-", "value": {"type": part_type(part::RESOLUTION), "valueString": r}}));
+        ops.push(json!({"op": "add", "path": "/output/-", "value": {"type": task::part_type(part::RESOLUTION), "valueString": r}}));
     }
     for a in fields.lines("actions") {
-        ops.push(json!({"op": "add", "path": "/output/-", "value": {"type": part_type(part::FOLLOW_ON_ACTION), "valueString": a}}));
+        ops.push(json!({"op": "add", "path": "/output/-", "value": {"type": task::part_type(part::FOLLOW_ON_ACTION), "valueString": a}}));
     }
     let version = fields
         .get("version")

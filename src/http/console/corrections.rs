@@ -11,7 +11,7 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use super::case_page::case_response;
-use super::layout::{form_keys, input, page, textarea};
+use super::layout::{form_keys, input, page, text, textarea};
 use super::session::Session;
 use super::{
     body_of, error_text, html_page, posted, records, request, see_other, status_of, Fields,
@@ -22,12 +22,6 @@ use crate::domain::case::{CaseKind, NHS_NUMBER_SYSTEM, ODS_SYSTEM};
 use crate::domain::patient::DEATH_NOTIFICATION_URL;
 use crate::domain::{NhsNumber, PdsError, Version};
 use crate::http::AppState;
-
-fn text<'a>(t: &'a Value, pointer: &str) -> &'a str {
-    t.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
 
 /// The records of the case's patients as the NBO sees them, in the case's order.
 async fn records_of(state: &AppState, session: &Session, facts: &Facts) -> Vec<Value> {
@@ -203,6 +197,11 @@ fn death_index(p: &Value) -> Option<usize> {
         .position(|e| e["url"] == DEATH_NOTIFICATION_URL)
 }
 
+/// The `case` part that records a correction on case `id`.
+fn case_part(id: &str) -> Value {
+    json!({"name": "case", "valueReference": {"reference": format!("Task/{id}")}})
+}
+
 fn ident(n: &str) -> Value {
     json!({"system": NHS_NUMBER_SYSTEM, "value": n.split_whitespace().collect::<String>()})
 }
@@ -223,7 +222,7 @@ pub async fn correct(
         Ok(p) => p,
         Err(refused) => return *refused,
     };
-    let case_part = json!({"name": "case", "valueReference": {"reference": format!("Task/{id}")}});
+    let case_part = case_part(&id);
     let done = match what.as_str() {
         "merge-preview" => return merge_preview(&state, &session, &id, &fields, &rid).await,
         "merge" => {
@@ -341,7 +340,7 @@ async fn merge_preview(
             .map(|r| ("reason-merge".to_string(), r.to_string())),
     );
     let fields = Fields(with_source);
-    let case_part = json!({"name": "case", "valueReference": {"reference": format!("Task/{id}")}});
+    let case_part = case_part(id);
     let preview = match merge_params(&fields, true, &case_part) {
         Ok(p) => {
             state

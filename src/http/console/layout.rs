@@ -2,6 +2,7 @@
 //! hidden fields of a form, an error box).
 
 use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
 
 use super::session::Session;
 use crate::domain::case::{CaseKind, Status};
@@ -172,4 +173,17 @@ pub fn days_between(from: &str, to: time::Date) -> Option<i64> {
 /// A date-time shown as "2026-12-03 10:15".
 pub fn when(instant: &str) -> String {
     instant.get(..16).unwrap_or(instant).replace('T', " ")
+}
+
+/// The string at `pointer` in a resource, or "" (pages show what is there).
+pub fn text<'a>(t: &'a Value, pointer: &str) -> &'a str {
+    t.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// An open case past its due date.
+pub fn overdue(f: &crate::domain::case::task::Facts) -> bool {
+    !f.status.is_closed()
+        && f.due.as_str() < crate::domain::case::task::date(crate::env::today()).as_str()
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::layout::{days_between, form_keys, kind_name, page, status_tag, when};
+use super::layout::{days_between, form_keys, kind_name, overdue, page, status_tag, text, when};
 use super::session::Session;
 use super::{body_of, error_text, html_page, posted, request, see_other, status_of};
 use crate::domain::case::task::{part_code, Facts};
@@ -50,12 +50,6 @@ fn today() -> time::Date {
     crate::env::today()
 }
 
-fn text<'a>(t: &'a Value, pointer: &str) -> &'a str {
-    t.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 fn patients_cell(f: &Facts) -> Markup {
     html! {
         @for (i, p) in f.patients.iter().enumerate() {
@@ -64,10 +58,6 @@ fn patients_cell(f: &Facts) -> Markup {
         }
         @if f.patients.is_empty() { span.muted { "no NHS number yet" } }
     }
-}
-
-fn overdue(f: &Facts) -> bool {
-    !f.status.is_closed() && f.due.as_str() < crate::domain::case::task::date(today()).as_str()
 }
 
 fn due_cell(f: &Facts) -> Markup {
