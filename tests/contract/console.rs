@@ -234,6 +234,11 @@ async fn sign_in_gives_a_strict_cookie_and_every_form_needs_its_token() {
     let r = c.post("/console/cases", &bad).await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("role=\"alert\""), "{}", r.body);
+    assert!(
+        r.body.contains(">x</textarea>"),
+        "what was typed is kept: {}",
+        r.body
+    );
     assert_eq!(task_total(&server).await, before + 1);
 
     // signed out: the cookie is cleared and the pages ask to sign in again

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::layout::{
     days_between, form_keys, input, kind_name, nhs_input, overdue, page, status_tag, text,
-    textarea, when,
+    textarea, textarea_with, when,
 };
 use super::session::Session;
 use super::{
@@ -107,8 +107,8 @@ fn case_form(
                     }
                     _ => {}
                 }
-                (textarea("description", "What is wrong", Some("What you found and where; no more personal detail than the NBO needs"), true))
-                (textarea("evidence", "Evidence (optional)", Some("e.g. documents seen, dates, who confirmed it"), false))
+                (textarea_with("description", "What is wrong", Some("What you found and where; no more personal detail than the NBO needs"), true, &v("description")))
+                (textarea_with("evidence", "Evidence (optional)", Some("e.g. documents seen, dates, who confirmed it"), false, &v("evidence")))
                 button type="submit" { "Send the report" }
             }
         },
