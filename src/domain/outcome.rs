@@ -56,6 +56,9 @@ pub enum ErrorCode {
     /// A case cannot make this move from its status, or not for this role (409): PDS has no
     /// case work, so its update code is used, told apart by the status and `business-rule`.
     CaseConflict,
+    /// The client asked (`Accept`, `_format`) for a format other than JSON. PDS answers only
+    /// FHIR JSON and has no code of its own for this: its UNSUPPORTED_SERVICE, with HTTP's 406.
+    NotAcceptable,
 }
 
 /// How one code is presented: `(code, HTTP status, issue.code, severity, display)`.
@@ -125,6 +128,7 @@ impl ErrorCode {
             SingleMatch => info("SINGLE_MATCH", 200, "value", "error", "Single match found"),
             MultipleMatches => info("MULTIPLE_MATCHES", 200, "value", "error", "Multiple matches found"),
             CaseConflict => info("INVALID_UPDATE", 409, "business-rule", "error", "Update is invalid"),
+            NotAcceptable => info("UNSUPPORTED_SERVICE", 406, "not-supported", "error", "Unsupported Service"),
             TooManyMatches => info("TOO_MANY_MATCHES", 200, "multiple-matches", "information", "Too Many Matches"),
         }
     }

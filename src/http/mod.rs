@@ -11,6 +11,7 @@ pub mod headers;
 pub mod history;
 pub mod identity;
 mod middleware;
+pub mod negotiate;
 pub mod openapi;
 pub mod patient;
 pub mod rate_limit;
@@ -127,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/CodeSystem/case-kind", get(case::case_kinds))
         .route("/_audit", get(backoffice::audit))
+        .route_layer(axum::middleware::from_fn(negotiate::negotiate))
+        // health checks answer whatever the prober accepts
         .route("/_ping", get(ping))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -554,11 +554,18 @@ pub fn openapi_json() -> Value {
         "More than 100 request headers, or more than 16 KiB of them",
         "Invalid value - more than 100 request headers",
     );
+    // FHIR routes answer only in JSON (`Accept`, `_format`)
+    let not_acceptable = transport(
+        ErrorCode::NotAcceptable,
+        "UNSUPPORTED_SERVICE: `Accept` or `_format` asks for something other than JSON",
+        "Not acceptable - this service answers only in JSON (application/fhir+json or application/json); the Accept header asked for 'application/fhir+xml'",
+    );
     for (path, item) in doc["paths"].as_object_mut().expect("paths") {
         for op in item.as_object_mut().expect("path item").values_mut() {
             if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
                 if path != "/_ping" {
                     responses.insert("429".into(), too_many.clone());
+                    responses.insert("406".into(), not_acceptable.clone());
                 }
                 responses.insert("408".into(), slow.clone());
                 responses.insert("431".into(), headers.clone());

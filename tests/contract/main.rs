@@ -11,6 +11,7 @@ mod cli;
 mod console;
 mod crash;
 mod faults;
+mod fhir;
 mod get;
 mod identity;
 mod patch;
