@@ -8,6 +8,7 @@ use super::merge::parameters_body;
 use super::{ops_json, require_back_office, Answer, App, Request};
 use crate::domain::confidentiality::Label;
 use crate::domain::identity;
+use crate::domain::operation;
 use crate::domain::parameters::Parameters;
 use crate::domain::patch::Operation;
 use crate::domain::{Patient, PdsError};
@@ -58,7 +59,7 @@ impl App {
         body: &[u8],
     ) -> Result<Answer, PdsError> {
         let body = parameters_body(body)?;
-        let params = Parameters::parse(&body, &["case", "nhs-number", "patient", "reason"])?;
+        let params = Parameters::parse(&body, &operation::CHANGE_IDENTITY.names())?;
         let case = self
             .open_case(req, crate::domain::case::task::case_of(&body)?)
             .await?;
@@ -179,7 +180,14 @@ impl App {
         body: &[u8],
     ) -> Result<Answer, PdsError> {
         let body = parameters_body(body)?;
-        let params = Parameters::parse(&body, &["case", "nhs-number", "reason"])?;
+        let params = Parameters::parse(
+            &body,
+            &match validity {
+                Validity::Invalidate => &operation::INVALIDATE,
+                Validity::Revalidate => &operation::REVALIDATE,
+            }
+            .names(),
+        )?;
         let case = crate::domain::case::task::case_of(&body)?;
         let id = params.required_nhs_number("nhs-number")?;
         let reason = params.reason()?;

@@ -34,15 +34,12 @@ impl MergeRequest {
     /// Parses `Parameters` (`source-patient-identifier`, `target-patient-identifier` as
     /// `valueIdentifier` with the NHS number system, `preview`, `result-patient`, `reason`).
     pub fn parse(body: &Value, needs_target: bool) -> Result<MergeRequest, PdsError> {
-        const KNOWN: [&str; 6] = [
-            "case",
-            "source-patient-identifier",
-            "target-patient-identifier",
-            "preview",
-            "result-patient",
-            "reason",
-        ];
-        let params = Parameters::parse(body, &KNOWN)?;
+        let signature = if needs_target {
+            &super::operation::MERGE
+        } else {
+            &super::operation::UNMERGE
+        };
+        let params = Parameters::parse(body, &signature.names())?;
         let source = params.required_nhs_number("source-patient-identifier")?;
         let target = params.nhs_number("target-patient-identifier")?;
         if needs_target && target.is_none() {

@@ -9,6 +9,7 @@ pub mod index;
 pub mod json;
 pub mod merge;
 pub mod nhs_number;
+pub mod operation;
 pub mod outcome;
 pub mod parameters;
 pub mod patch;

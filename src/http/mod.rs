@@ -4,6 +4,7 @@
 
 pub mod backoffice;
 pub mod caller;
+pub mod capability;
 pub mod case;
 pub mod console;
 pub mod error;
@@ -128,6 +129,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/CodeSystem/case-kind", get(case::case_kinds))
         .route("/_audit", get(backoffice::audit))
+        .route("/metadata", get(capability::metadata))
+        .route(
+            "/OperationDefinition/{id}",
+            get(capability::read_operation_definition),
+        )
         .route_layer(axum::middleware::from_fn(negotiate::negotiate))
         // health checks answer whatever the prober accepts
         .route("/_ping", get(ping))

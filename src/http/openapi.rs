@@ -297,6 +297,45 @@ pub mod docs {
     #[derive(ToSchema)]
     pub struct Parameters {}
 
+    /// A FHIR R4 CapabilityStatement (`GET /metadata`).
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct CapabilityStatement {
+        /// `CapabilityStatement`
+        #[schema(example = "CapabilityStatement")]
+        #[serde(rename = "resourceType")]
+        resource_type: String,
+        /// `4.0.1`
+        #[serde(rename = "fhirVersion")]
+        fhir_version: String,
+        /// `active`
+        status: String,
+        /// `instance`
+        kind: String,
+        format: Vec<String>,
+        rest: Vec<serde_json::Value>,
+    }
+
+    /// A FHIR R4 OperationDefinition.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct OperationDefinition {
+        /// `OperationDefinition`
+        #[serde(rename = "resourceType")]
+        resource_type: String,
+        id: String,
+        url: String,
+        name: String,
+        status: String,
+        kind: String,
+        code: String,
+        resource: Vec<String>,
+        system: bool,
+        r#type: bool,
+        instance: bool,
+        parameter: Vec<serde_json::Value>,
+    }
+
     /// A patient's audit trail.
     #[derive(ToSchema)]
     #[allow(dead_code)]
@@ -494,8 +533,8 @@ pub mod docs {
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
           super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
           super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,
-          super::ping),
-    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
+          super::ping, super::capability::metadata, super::capability::read_operation_definition),
+    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::CapabilityStatement, docs::OperationDefinition)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),
@@ -527,6 +566,12 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// [`openapi_json`], built once: the capability statement is derived from it.
+pub fn document() -> &'static Value {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(openapi_json)
 }
 
 /// The OpenAPI document as served at `/openapi.json` and committed at `openapi/openapi.json`.

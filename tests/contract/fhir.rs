@@ -95,3 +95,93 @@ async fn only_json_is_served_and_anything_else_is_406() {
         .await;
     assert_eq!(ping.status, 200);
 }
+
+#[tokio::test]
+async fn metadata_is_a_capability_statement_read_without_a_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    for base in ["", "/personal-demographics/FHIR/R4"] {
+        let r = api
+            .send("GET", &format!("{base}/metadata"), &[], None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["resourceType"], "CapabilityStatement");
+        assert_eq!(r.body["fhirVersion"], "4.0.1");
+        assert_eq!(r.body["kind"], "instance");
+    }
+    let cs = api.send("GET", "/metadata", &[], None).await.body;
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    let merge = patient["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "merge")
+        .unwrap();
+    let definition = merge["definition"].as_str().unwrap();
+    let id = definition.rsplit('/').next().unwrap();
+    assert_eq!(id, "Patient-merge");
+    // every other route keeps PDS's X-Request-ID rule
+    api.send("GET", &format!("/OperationDefinition/{id}"), &[], None)
+        .await
+        .expect(400, "MISSING_VALUE");
+    let od = api.get(&format!("/OperationDefinition/{id}")).await;
+    assert_eq!(od.status, 200, "{}", od.body);
+    assert_eq!(od.body["resourceType"], "OperationDefinition");
+    assert_eq!(od.body["url"], definition);
+    let reason = od.body["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "reason")
+        .unwrap();
+    assert_eq!(
+        (reason["min"].as_u64(), reason["type"].as_str()),
+        (Some(1), Some("string"))
+    );
+    api.get("/OperationDefinition/Patient-teleport")
+        .await
+        .expect(404, "RESOURCE_NOT_FOUND");
+    let cs = api
+        .send(
+            "GET",
+            "/metadata",
+            &[("Accept", "application/fhir+xml")],
+            None,
+        )
+        .await;
+    cs.expect(406, "UNSUPPORTED_SERVICE");
+}
+
+/// `PDS_TEST_FHIRCLIENT`: a Python with SMART on FHIR's `fhirclient` installed (`.ci/run`
+/// sets one up); without it the test says so and passes.
+#[tokio::test]
+async fn fhirclient_prepares_and_reads_through_its_strict_models() {
+    let Some(python) = std::env::var("PDS_TEST_FHIRCLIENT")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        eprintln!("fhirclient test not run: set PDS_TEST_FHIRCLIENT to a Python with fhirclient");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let base = format!("{}/personal-demographics/FHIR/R4", server.base);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(std::path::Path::new(ROOT).join("tests/fhirclient/check.py"))
+            .args([&base, FULL])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run PDS_TEST_FHIRCLIENT={python}: {e}"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "fhirclient failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
