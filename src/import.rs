@@ -119,6 +119,7 @@ pub fn validate_records(
 ) -> Result<Vec<Patient>, Vec<Problem>> {
     let mut good = Vec::with_capacity(records.len());
     let mut problems = Vec::new();
+    let now = crate::env::now();
     for (location, mut doc) in records {
         if doc.get("resourceType").and_then(Value::as_str) != Some("Patient") {
             problems.push(Problem {
@@ -140,7 +141,7 @@ pub fn validate_records(
             assign_missing_ids(m, new_id);
         }
         match Patient::parse(doc, schemas, today) {
-            Ok(p) => good.push(p),
+            Ok(p) => good.push(p.stamped_unless_dated(&now)),
             Err(e) => problems.push(Problem {
                 location: Some(location),
                 reason: e.to_string(),

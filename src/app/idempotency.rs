@@ -112,7 +112,8 @@ impl App {
     /// Hands a change to the store and awaits its durable outcome (no thread waits for the
     /// fsync), then answers with its saved response — rendered from the record in hand when it
     /// was applied, or again from the store when it was a retry of a change already made.
-    pub(crate) async fn commit(&self, role: Role, change: Change) -> Result<Answer, PdsError> {
+    pub(crate) async fn commit(&self, role: Role, mut change: Change) -> Result<Answer, PdsError> {
+        stamp(&mut change, &crate::env::now());
         let saved = &change
             .request
             .as_ref()
@@ -132,6 +133,13 @@ impl App {
         role: Role,
         build: AllocatingChange,
     ) -> Result<Answer, PdsError> {
+        // one time for every build, so the change rebuilt to answer is the one committed
+        let now = crate::env::now();
+        let build: AllocatingChange = std::sync::Arc::new(move |nhs| {
+            let mut change = build(nhs);
+            stamp(&mut change, &now);
+            change
+        });
         let (committed, nhs): (Committed, NhsNumber) = self
             .store
             .commit_allocating(self.allocation_range, build.clone())
@@ -149,6 +157,13 @@ impl App {
             }
             Committed::Replayed(original) => self.replayed(role, &original).await,
         }
+    }
+}
+
+/// Dates every record version a change writes (`meta.lastUpdated`).
+pub(crate) fn stamp(change: &mut Change, at: &str) {
+    for write in &mut change.writes {
+        write.record.stamp(at);
     }
 }
 

@@ -4,9 +4,10 @@ use serde_json::{json, Value};
 
 use super::{answer, require_back_office, Answer, App};
 use crate::auth::Caller;
+use crate::domain::subset::Subset;
 use crate::domain::view::RecordHistory;
 use crate::domain::{ErrorCode, NhsNumber, PdsError, Version};
-use crate::store::{AuditEntry, StoredRecord};
+use crate::store::{AuditEntry, StoreError, StoredRecord};
 
 impl App {
     /// The record a read of `id` shows: the survivor's, when `id` was merged into another.
@@ -32,14 +33,24 @@ impl App {
         Ok(record)
     }
 
-    /// `GET /Patient/{id}`: the current record as the caller may see it, with its ETag.
-    pub async fn read(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+    /// `GET /Patient/{id}`: the current record as the caller may see it, with its ETag; with
+    /// `_summary` / `_elements`, the part of that asked for.
+    pub async fn read(
+        &self,
+        caller: &Caller,
+        id: NhsNumber,
+        subset: &Subset,
+    ) -> Result<Answer, PdsError> {
         let record = self.load_current(id, caller).await?;
         let version = record.version;
-        Ok(Answer::record(
-            version,
-            answer::current(record, caller.role)?,
-        ))
+        let shown = answer::current(record, caller.role)?;
+        if *subset == Subset::Full {
+            return Ok(Answer::record(version, shown));
+        }
+        let doc: serde_json::Map<String, Value> =
+            serde_json::from_slice(&shown).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let part = subset.apply(&doc).unwrap_or(doc);
+        Ok(Answer::record(version, answer::to_bytes(&part)))
     }
 
     /// Every version of a record, newest first, as a FHIR `history` Bundle. Other roles see
@@ -63,13 +74,20 @@ impl App {
             let resource: Value =
                 serde_json::from_slice(&answer::version(v, caller.role, redact)?).expect("JSON");
             let first = v.version == Version::FIRST;
+            let mut response = json!({"status": if first { "201 Created" } else { "200 OK" }, "etag": v.version.etag()});
+            if let Some(at) = resource["meta"]["lastUpdated"].as_str() {
+                response["lastModified"] = json!(at);
+            }
             entries.push(json!({
+                "fullUrl": format!("{}/Patient/{id}", self.base_url),
                 "resource": resource,
                 "request": {"method": if first { "POST" } else { "PATCH" }, "url": format!("Patient/{id}")},
-                "response": {"status": if first { "201 Created" } else { "200 OK" }, "etag": v.version.etag()},
+                "response": response,
             }));
         }
-        let bundle = json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries});
+        let bundle = json!({"resourceType": "Bundle", "type": "history", "total": entries.len(),
+            "link": [{"relation": "self", "url": format!("{}/Patient/{id}/_history", self.base_url)}],
+            "entry": entries});
         Ok(Answer::ok(serde_json::to_vec(&bundle).expect("JSON")))
     }
 

@@ -32,7 +32,8 @@ impl App {
                 "[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"
             ))
             .expect("timestamp");
-        let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "timestamp": timestamp, "total": hits.len()});
+        let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "timestamp": timestamp, "total": hits.len(),
+            "link": [{"relation": "self", "url": self.search_url(pairs)}]});
         if !hits.is_empty() {
             let entries: Vec<Value> = hits
                 .iter()
@@ -46,6 +47,24 @@ impl App {
             bundle["entry"] = Value::Array(entries);
         }
         Ok(Answer::ok(serde_json::to_vec(&bundle).expect("JSON")))
+    }
+}
+
+impl App {
+    /// The search as understood, for the Bundle's `self` link: the parameters given (those
+    /// with no name or no value are ignored, as by the search), the deprecated
+    /// `address-postcode` under its current name.
+    fn search_url(&self, pairs: &[(String, String)]) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs.iter().filter(|(k, v)| !k.is_empty() && !v.is_empty()) {
+            let k = if k == "address-postcode" {
+                "address-postalcode"
+            } else {
+                k
+            };
+            query.append_pair(k, v);
+        }
+        format!("{}/Patient?{}", self.base_url, query.finish())
     }
 }
 

@@ -18,6 +18,7 @@ pub mod role;
 pub mod rules;
 pub mod schema;
 pub mod search;
+pub mod subset;
 pub mod version;
 pub mod view;
 

@@ -71,6 +71,10 @@ impl Patient {
         let Value::Object(mut doc) = as_value else {
             unreachable!()
         };
+        // a part of a record, as a read with `_elements` returns it, is not a record
+        if doc.get("meta").and_then(|m| m.get("tag")).is_some() {
+            return Err(PdsError::invalid_value("SUBSETTED", "meta/tag"));
+        }
         let id_str = doc["id"].as_str().unwrap_or_default();
         let id = NhsNumber::parse(id_str).map_err(|_| PdsError::invalid_value(id_str, "id"))?;
         let version = match doc
@@ -124,6 +128,27 @@ impl Patient {
         self
     }
 
+    /// This version as written at `at` (an RFC 3339 instant): `meta.lastUpdated`, kept with
+    /// the version, so a read and every history entry say when the record changed.
+    pub fn stamp(&mut self, at: &str) {
+        if let Some(Value::Object(m)) = self.doc.get_mut("meta") {
+            m.insert("lastUpdated".into(), Value::String(at.to_string()));
+        }
+    }
+
+    /// [`Patient::stamp`] unless the record says already when it was last changed (an
+    /// imported record keeps its source's time).
+    pub fn stamped_unless_dated(mut self, at: &str) -> Patient {
+        if self.last_updated().is_none() {
+            self.stamp(at);
+        }
+        self
+    }
+
+    pub fn last_updated(&self) -> Option<&str> {
+        self.doc.get("meta")?.get("lastUpdated")?.as_str()
+    }
+
     /// Restricted (sensitive) records: confidentiality R, or V which is treated at least as
     /// strictly (reference §5).
     pub fn is_restricted(&self) -> bool {
@@ -157,6 +182,17 @@ impl Patient {
     pub(crate) fn from_parts(doc: Map<String, Value>, id: NhsNumber, version: Version) -> Patient {
         Patient { doc, id, version }
     }
+}
+
+/// `meta.lastUpdated` of a stored record, read from its bytes without parsing the document
+/// (the GET path sends stored bytes as they are). Sound for bytes this program wrote: compact
+/// JSON in which `"lastUpdated":"` can only be that key (inside a string every `"` is escaped),
+/// and the Patient schema has no other element of that name.
+pub fn last_updated_of(json: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"lastUpdated\":\"";
+    let start = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = json[start..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&json[start..start + len]).ok()
 }
 
 pub(crate) fn set_version(doc: &mut Map<String, Value>, version: Version) {

@@ -49,7 +49,8 @@ pub async fn history(
     params(docs::NhsNumberParam, ("vid" = String, Path, description = "The version (`meta.versionId`)", pattern = "^[1-9][0-9]*$"), docs::RequestHeaders),
     responses(
         (status = 200, description = "That version", body = docs::Patient, content_type = "application/fhir+json",
-            headers(("ETag" = String, description = "`W/\"<vid>\"`")), example = json!(docs::example_patient())),
+            headers(("ETag" = String, description = "`W/\"<vid>\"`"),
+                ("Last-Modified" = String, description = "When the version was written (`meta.lastUpdated`)")), example = json!(docs::example_patient())),
         (status = 400, description = "INVALID_RESOURCE_ID; INVALID_VALUE (vid); MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
@@ -67,5 +68,7 @@ pub async fn version(
     crate::app::require_back_office(&caller)?;
     let id = parse_id(&id)?;
     let vid = Version::parse(&vid).ok_or_else(|| ApiError(PdsError::invalid_value(&vid, "vid")))?;
-    Ok(answer(app.app.read_version(&caller, id, vid).await?))
+    Ok(super::render::record(
+        app.app.read_version(&caller, id, vid).await?,
+    ))
 }

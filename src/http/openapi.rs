@@ -66,6 +66,22 @@ pub mod docs {
     }
 
     #[derive(Deserialize, IntoParams)]
+    #[into_params(parameter_in = Query)]
+    #[allow(dead_code)]
+    pub struct ReadParams {
+        /// `true`: only R4's summary elements; `text`, `data`, `false` as FHIR defines them
+        /// (`count` is for searches). A part is tagged `SUBSETTED` in `meta.tag`.
+        #[serde(rename = "_summary")]
+        #[param(required = false, pattern = "^(true|false|text|data)$")]
+        summary: Option<String>,
+        /// Comma-separated top-level elements to return (`name,birthDate`); `id`, `identifier`
+        /// and `meta` always come. Not with `_summary`.
+        #[serde(rename = "_elements")]
+        #[param(required = false, example = "name,gender,birthDate")]
+        elements: Option<String>,
+    }
+
+    #[derive(Deserialize, IntoParams)]
     #[into_params(parameter_in = Header)]
     #[allow(dead_code)]
     pub struct IfNoneMatchHeader {
@@ -433,7 +449,7 @@ pub mod docs {
         json!({
             "resourceType": "Patient", "id": "9991000089",
             "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9991000089"}],
-            "meta": {"versionId": "2", "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "U", "display": "unrestricted"}]},
+            "meta": {"versionId": "2", "lastUpdated": "2026-11-30T14:02:11+00:00", "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "U", "display": "unrestricted"}]},
             "name": [{"id": "N1", "use": "usual", "period": {"start": "2012-02-29"}, "given": ["Mary Ann", "Josephine"], "family": "O'Sullivan"}],
             "gender": "female", "birthDate": "2012-02-29",
             "address": [{"id": "A1", "use": "home", "period": {"start": "2012-02-29"}, "line": ["41 Scotland Road", "Liverpool"], "postalCode": "L5 5AE"}],

@@ -16,6 +16,7 @@ use super::render::answer;
 use super::AppState;
 use crate::app::{require_change_permission, Request};
 use crate::auth::Caller;
+use crate::domain::subset::Subset;
 use crate::domain::{ErrorCode, NhsNumber, PdsError};
 
 pub(crate) fn parse_id(id: &str) -> Result<NhsNumber, ApiError> {
@@ -39,6 +40,13 @@ pub(crate) fn request<'a>(
     }
 }
 
+/// The query's name/value pairs, decoded.
+fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
 /// A body the handler could not take. (Size and time limits are applied before any handler,
 /// in `middleware::receive`, so an oversized body never gets here.)
 pub fn body_rejection(e: BytesRejection) -> ApiError {
@@ -54,13 +62,14 @@ pub fn body_rejection(e: BytesRejection) -> ApiError {
     security((), ("bearer" = [])),
     summary = "Get a patient by NHS number",
     description = "Returns the patient's current record. For a restricted (sensitive) record, address, telecom, contact, GP, pharmacy and place of birth are removed for every role but the National Back Office.",
-    params(docs::NhsNumberParam, docs::RequestHeaders, docs::IfNoneMatchHeader),
+    params(docs::NhsNumberParam, docs::ReadParams, docs::RequestHeaders, docs::IfNoneMatchHeader),
     responses(
         (status = 200, description = "The patient", body = docs::Patient, content_type = "application/fhir+json", 
-            headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`")), example = json!(docs::example_patient())),
+            headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`"),
+                ("Last-Modified" = String, description = "When the version was written (`meta.lastUpdated`)")), example = json!(docs::example_patient())),
         (status = 304, description = "Not modified: `If-None-Match` names the current version; no body",
             headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`"))),
-        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID), INVALID_VALUE (`_summary`, `_elements`), ADDITIONAL_PROPERTIES (any other query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
         (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
@@ -74,9 +83,11 @@ pub async fn get_patient(
     _request_id: RequestId,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let found = app.app.read(&caller, id).await?;
+    let subset = Subset::parse(&query_pairs(&uri))?;
+    let found = app.app.read(&caller, id, &subset).await?;
     // conditional read: the client's copy is current, so no body (RFC 9110 §13.1.2)
     if let (Some(etag), Some(held)) = (&found.etag, headers.get(axum::http::header::IF_NONE_MATCH))
     {
@@ -95,7 +106,7 @@ pub async fn get_patient(
             return Ok(r);
         }
     }
-    Ok(answer(found))
+    Ok(super::render::record(found))
 }
 
 #[utoipa::path(
@@ -169,9 +180,5 @@ pub async fn search_patients(
     _request_id: RequestId,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    Ok(answer(app.app.search(&caller, &pairs).await?))
+    Ok(answer(app.app.search(&caller, &query_pairs(&uri)).await?))
 }

@@ -30,6 +30,31 @@ pub(crate) fn answer(a: Answer) -> Response {
     response
 }
 
+/// A record's response with `Last-Modified` (RFC 9110 HTTP-date) from its `meta.lastUpdated`,
+/// so HTTP caches and clients can tell when it changed.
+pub(crate) fn record(a: Answer) -> Response {
+    let modified = crate::domain::patient::last_updated_of(&a.body).and_then(http_date);
+    let mut response = answer(a);
+    if let Some(modified) = modified {
+        response
+            .headers_mut()
+            .insert(header::LAST_MODIFIED, modified);
+    }
+    response
+}
+
+fn http_date(instant: &str) -> Option<HeaderValue> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(instant, &Rfc3339).ok()?;
+    let text = t
+        .to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        ))
+        .ok()?;
+    HeaderValue::from_str(&text).ok()
+}
+
 /// The bytes of a resource or `Parameters` body, sent as FHIR JSON (or JSON).
 pub(crate) fn operation_body(
     headers: &HeaderMap,
@@ -42,4 +67,20 @@ pub(crate) fn operation_body(
         )));
     }
     body.map_err(super::patient::body_rejection)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_modified_is_an_http_date_in_gmt() {
+        assert_eq!(
+            super::http_date("2026-12-04T01:40:07+01:00").unwrap(),
+            "Fri, 04 Dec 2026 00:40:07 GMT"
+        );
+        assert_eq!(
+            super::http_date("2026-12-04T01:40:07Z").unwrap(),
+            "Fri, 04 Dec 2026 01:40:07 GMT"
+        );
+        assert!(super::http_date("yesterday").is_none());
+    }
 }

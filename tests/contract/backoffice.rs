@@ -796,10 +796,7 @@ async fn no_restricted_field_reaches_other_roles() {
             }
             _ => api.get(&format!("{base}/Patient?_fuzzy-match=true&family=Concealed&given=Person&birthdate=1985-05-05")).await,
         };
-        let mut text = reply.body.to_string();
-        for (name, value) in reply.headers.iter() {
-            text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
-        }
+        let text = shown(&reply);
         for m in &markers {
             assert!(
                 !text.contains(m.as_str()),

@@ -1,6 +1,8 @@
 //! FHIR conventions generic FHIR tooling relies on: content negotiation, the capability
 //! statement, result parameters, Bundle links, last-updated times.
 
+use serde_json::json;
+
 use crate::helpers::*;
 
 #[tokio::test]
@@ -184,4 +186,140 @@ async fn fhirclient_prepares_and_reads_through_its_strict_models() {
         "fhirclient failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn every_version_says_when_it_was_written_and_bundles_link_to_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let first = api.get_patient(FULL).await;
+    let written = first.body["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(written.ends_with('Z') || written.contains('+'), "{written}");
+    let modified = first.header("last-modified").unwrap().to_string();
+    assert!(modified.ends_with(" GMT"), "{modified}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let changed = api
+        .patch(
+            FULL,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let later = changed.body["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(later > written, "{later} after {written}");
+    let read = api.get_patient(FULL).await;
+    assert_eq!(
+        read.body["meta"]["lastUpdated"],
+        later.as_str(),
+        "the answer is what was stored"
+    );
+    assert_ne!(read.header("last-modified"), Some(modified.as_str()));
+    // a PATCH of /meta/lastUpdated is refused: the server sets it
+    api.patch(FULL, 2, json!({"patches": [{"op": "replace", "path": "/meta/lastUpdated", "value": "2000-01-01T00:00:00Z"}]}))
+        .await
+        .expect(400, "INVALID_UPDATE");
+
+    let history = api.get(&format!("/Patient/{FULL}/_history")).await;
+    assert_eq!(history.status, 200);
+    let self_link = &history.body["link"][0];
+    assert_eq!(self_link["relation"], "self");
+    assert!(self_link["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/Patient/{FULL}/_history")));
+    let entries = history.body["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for e in entries {
+        assert!(
+            e["fullUrl"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/Patient/{FULL}")),
+            "{e}"
+        );
+        let at = e["resource"]["meta"]["lastUpdated"].as_str().unwrap();
+        assert_eq!(e["response"]["lastModified"], at);
+    }
+    assert_eq!(
+        entries[0]["resource"]["meta"]["lastUpdated"],
+        later.as_str()
+    );
+    assert_eq!(
+        entries[1]["resource"]["meta"]["lastUpdated"],
+        written.as_str()
+    );
+
+    // a search's self link is the query as understood (the deprecated postcode name renamed)
+    let search = api
+        .get("/Patient?family=Smith&gender=female&birthdate=eq2010-10-22&address-postcode=LS1%201AA&&_format=json&phone=")
+        .await;
+    assert_eq!(search.status, 200, "{}", search.body);
+    let url = search.body["link"][0]["url"].as_str().unwrap();
+    assert!(
+        url.ends_with(
+            "/Patient?family=Smith&gender=female&birthdate=eq2010-10-22&address-postalcode=LS1+1AA"
+        ),
+        "{url}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_returns_the_part_asked_for_and_refuses_what_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let keys = |r: &Reply| -> Vec<String> { r.body.as_object().unwrap().keys().cloned().collect() };
+    let some = api
+        .get(&format!("/Patient/{FULL}?_elements=gender,birthDate"))
+        .await;
+    assert_eq!(some.status, 200, "{}", some.body);
+    assert_eq!(
+        keys(&some),
+        [
+            "resourceType",
+            "id",
+            "identifier",
+            "meta",
+            "gender",
+            "birthDate"
+        ]
+    );
+    assert_eq!(some.body["meta"]["tag"][0]["code"], "SUBSETTED");
+    assert_eq!(some.header("etag"), Some("W/\"1\""));
+    let summary = api.get(&format!("/Patient/{FULL}?_summary=true")).await;
+    assert!(summary.body.get("name").is_some() && summary.body.get("extension").is_none());
+    assert!(
+        summary.body.get("generalPractitioner").is_none(),
+        "not a summary element"
+    );
+    let whole = api.get(&format!("/Patient/{FULL}?_summary=false")).await;
+    assert_eq!(whole.body, api.get_patient(FULL).await.body);
+    // a part is cut from what the caller may see: nothing hidden comes back by asking for it
+    let hidden = api
+        .get(&format!(
+            "/Patient/{RESTRICTED}?_elements=address,telecom,generalPractitioner,contact"
+        ))
+        .await;
+    assert_eq!(hidden.status, 200, "{}", hidden.body);
+    assert_eq!(keys(&hidden), ["resourceType", "id", "identifier", "meta"]);
+    // never silently ignored
+    for (query, code) in [
+        ("_count=1", "ADDITIONAL_PROPERTIES"),
+        ("family=Smith", "ADDITIONAL_PROPERTIES"),
+        ("_summary=count", "INVALID_VALUE"),
+        ("_elements=pets", "INVALID_VALUE"),
+        ("_summary=true&_elements=name", "INVALID_VALUE"),
+    ] {
+        api.get(&format!("/Patient/{FULL}?{query}"))
+            .await
+            .expect(400, code);
+    }
 }

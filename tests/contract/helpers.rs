@@ -386,6 +386,23 @@ pub fn mint_on(store: &[String], role: &str, extra: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Everything a reply shows the caller — body and headers as text — but a Bundle's `self`
+/// link, which repeats the caller's own query: what leak checks scan for values the caller
+/// may not read.
+pub fn shown(reply: &Reply) -> String {
+    let mut body = reply.body.clone();
+    if body["resourceType"] == "Bundle" {
+        if let Some(links) = body.get_mut("link").and_then(Value::as_array_mut) {
+            links.retain(|l| l["relation"] != "self");
+        }
+    }
+    let mut text = body.to_string();
+    for (name, value) in reply.headers.iter() {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
+    }
+    text
+}
+
 impl Api {
     /// Sends a request and checks the response (see [`check_conformance`]).
     pub async fn send(

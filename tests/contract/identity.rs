@@ -320,10 +320,7 @@ async fn change_of_identity_is_sealed() {
         "the old record is never in search results"
     );
     for (i, r) in seen.iter().enumerate() {
-        let mut text = r.body.to_string();
-        for (name, value) in r.headers.iter() {
-            text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
-        }
+        let text = shown(r);
         assert!(
             !text.contains(&old),
             "response {i} connects the identities: {text}"

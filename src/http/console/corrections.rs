@@ -20,6 +20,7 @@ use crate::app::identity::Validity;
 use crate::domain::case::task::Facts;
 use crate::domain::case::{CaseKind, NHS_NUMBER_SYSTEM, ODS_SYSTEM};
 use crate::domain::patient::DEATH_NOTIFICATION_URL;
+use crate::domain::subset::Subset;
 use crate::domain::{NhsNumber, PdsError, Version};
 use crate::http::AppState;
 
@@ -27,7 +28,7 @@ use crate::http::AppState;
 async fn records_of(state: &AppState, session: &Session, facts: &Facts) -> Vec<Value> {
     let mut out = Vec::new();
     for nhs in &facts.patients {
-        if let Ok(a) = state.app.read(&session.caller, *nhs).await {
+        if let Ok(a) = state.app.read(&session.caller, *nhs, &Subset::Full).await {
             out.push(body_of(&a));
         }
     }
@@ -448,7 +449,7 @@ async fn patch_record(
             "Choose one of the case's records",
         )
     })?;
-    let record = body_of(&state.app.read(&session.caller, nhs).await?);
+    let record = body_of(&state.app.read(&session.caller, nhs, &Subset::Full).await?);
     let version = record
         .pointer("/meta/versionId")
         .and_then(Value::as_str)

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::AppState;
 use crate::app::Request;
+use crate::domain::subset::Subset;
 use crate::domain::{NhsNumber, PdsError, Role};
 use layout::page;
 use session::Session;
@@ -348,7 +349,7 @@ async fn lookup(
             false,
             "Not a valid NHS number: the check digit does not match".to_string(),
         ),
-        Ok(nhs) => match state.app.read(&session.caller, nhs).await {
+        Ok(nhs) => match state.app.read(&session.caller, nhs, &Subset::Full).await {
             Ok(a) => (true, records::one_line(&body_of(&a))),
             Err(e) => (false, error_text(&e)),
         },
