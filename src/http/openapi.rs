@@ -22,7 +22,7 @@ pub mod docs {
     pub struct Patient {}
 
     /// A FHIR R4 OperationOutcome (replaced by `schemas/operation-outcome.schema.json`).
-    #[derive(ToSchema)]
+    #[derive(Deserialize, ToSchema)]
     pub struct OperationOutcome {}
 
     /// A PDS PATCH body (replaced by `schemas/patch-request.schema.json`).
@@ -190,9 +190,19 @@ pub mod docs {
         Unavailable(OperationOutcome),
     }
 
-    /// A FHIR R4 Bundle (history).
-    #[derive(ToSchema)]
+    /// A FHIR R4 Bundle (replaced by [`super::bundle_schema`]).
+    #[derive(Deserialize, ToSchema)]
     pub struct Bundle {}
+
+    /// What a patient search answers with: a `searchset` Bundle, or (more matches than
+    /// `_max-results`) a 200 OperationOutcome TOO_MANY_MATCHES.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    pub enum SearchResult {
+        Bundle(Bundle),
+        OperationOutcome(OperationOutcome),
+    }
 
     /// A FHIR R4 Task: a data-quality case.
     #[derive(ToSchema)]
@@ -309,7 +319,7 @@ pub mod docs {
         ])
     }
 
-    /// A FHIR R4 Parameters resource.
+    /// A FHIR R4 Parameters resource (replaced by [`super::parameters_schema`]).
     #[derive(ToSchema)]
     pub struct Parameters {}
 
@@ -464,6 +474,16 @@ pub mod docs {
             {"op": "add", "path": "/telecom/-", "value": {"system": "phone", "use": "mobile", "value": "07700900111"}}]})
     }
 
+    pub fn example_searchset() -> Value {
+        json!({"resourceType": "Bundle", "type": "searchset", "timestamp": "2026-11-27T10:00:00+00:00", "total": 1,
+            "entry": [{"fullUrl": "http://127.0.0.1:9000/personal-demographics/FHIR/R4/Patient/9991000089",
+                "search": {"score": 1}, "resource": example_patient()}]})
+    }
+
+    pub fn example_too_many_matches() -> Value {
+        outcome(ErrorCode::TooManyMatches, None)
+    }
+
     pub fn example_get_400() -> Value {
         outcome(ErrorCode::InvalidResourceId, None)
     }
@@ -550,7 +570,7 @@ pub mod docs {
           super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
           super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,
           super::ping, super::capability::metadata, super::capability::read_operation_definition),
-    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::CapabilityStatement, docs::OperationDefinition)),
+    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::SearchResult, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::CapabilityStatement, docs::OperationDefinition)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),
@@ -621,6 +641,15 @@ pub fn openapi_json() -> Value {
         "UNSUPPORTED_SERVICE: `Accept` or `_format` asks for something other than JSON",
         "Not acceptable - this service answers only in JSON (application/fhir+json or application/json); the Accept header asked for 'application/fhir+xml'",
     );
+    // every response echoes the request's X-Request-ID and X-Correlation-ID (when sent)
+    doc["components"]["headers"] = json!({
+        "X-Request-ID": {"description": "The request's `X-Request-ID`, echoed (when it was sent)", "schema": {"type": "string"}},
+        "X-Correlation-ID": {"description": "The request's `X-Correlation-ID`, echoed (when it was sent)", "schema": {"type": "string"}},
+    });
+    let echoed = json!({
+        "X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"},
+        "X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"},
+    });
     for (path, item) in doc["paths"].as_object_mut().expect("paths") {
         for op in item.as_object_mut().expect("path item").values_mut() {
             if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
@@ -630,6 +659,16 @@ pub fn openapi_json() -> Value {
                 }
                 responses.insert("408".into(), slow.clone());
                 responses.insert("431".into(), headers.clone());
+                for response in responses.values_mut() {
+                    let declared = response
+                        .as_object_mut()
+                        .expect("response")
+                        .entry("headers")
+                        .or_insert_with(|| json!({}));
+                    for (name, header) in echoed.as_object().expect("headers") {
+                        declared[name] = header.clone();
+                    }
+                }
             }
         }
     }
@@ -637,6 +676,11 @@ pub fn openapi_json() -> Value {
         .as_object_mut()
         .expect("components.schemas");
     schemas.insert("PatientCreateRequest".into(), create_request_schema());
+    schemas.insert("Bundle".into(), bundle_schema());
+    schemas.insert("Parameters".into(), parameters_schema());
+    for (name, schema) in resource_schemas() {
+        schemas.insert(name.into(), schema);
+    }
     for (name, text) in [
         ("Patient", PATIENT_SCHEMA),
         ("OperationOutcome", OPERATION_OUTCOME_SCHEMA),
@@ -645,7 +689,127 @@ pub fn openapi_json() -> Value {
         let schema: Value = serde_json::from_str(text).expect("embedded schema");
         hoist(name, schema, schemas);
     }
+    for schema in schemas.values_mut() {
+        for_generators(schema);
+    }
     doc
+}
+
+/// A FHIR resource of any type: `resourceType` and whatever else it holds (a Bundle entry's
+/// `resource`, a Parameters `resource`).
+fn any_resource() -> Value {
+    json!({"type": "object", "required": ["resourceType"],
+        "properties": {"resourceType": {"type": "string"}}, "additionalProperties": true})
+}
+
+/// The Bundles the service answers with: a `searchset` (search results) or a `history`.
+pub fn bundle_schema() -> Value {
+    json!({"type": "object",
+        "description": "A FHIR R4 Bundle: a `searchset` (search results; for patients sorted by `search.score`, with `timestamp`) or a `history` (every version, newest first, with each version's `request` and `response`).",
+        "required": ["resourceType", "type", "total"],
+        "properties": {
+            "resourceType": {"type": "string", "const": "Bundle"},
+            "type": {"type": "string", "enum": ["searchset", "history"]},
+            "timestamp": {"type": "string", "description": "When the search ran (RFC 3339)"},
+            "total": {"type": "integer", "minimum": 0},
+            "link": {"type": "array", "items": {"type": "object", "required": ["relation", "url"],
+                "properties": {"relation": {"type": "string"}, "url": {"type": "string"}}}},
+            "entry": {"type": "array", "items": {"type": "object", "required": ["resource"],
+                "properties": {
+                    "fullUrl": {"type": "string"},
+                    "resource": any_resource(),
+                    "search": {"type": "object", "properties": {
+                        "score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "mode": {"type": "string", "enum": ["match"]}}},
+                    "request": {"type": "object", "required": ["method", "url"], "properties": {
+                        "method": {"type": "string", "enum": ["POST", "PATCH"]},
+                        "url": {"type": "string"}}},
+                    "response": {"type": "object", "required": ["status"], "properties": {
+                        "status": {"type": "string"},
+                        "etag": {"type": "string"},
+                        "lastModified": {"type": "string"}}},
+                }}},
+        },
+        "example": docs::example_searchset(),
+    })
+}
+
+/// The Parameters of the back-office and identity operations, in and out.
+pub fn parameters_schema() -> Value {
+    json!({"type": "object",
+        "description": "A FHIR R4 Parameters resource: named parameters, each with one `value[x]` or a `resource`. Requests name theirs in each operation's description; answers carry `outcome` (an OperationOutcome) and `result` (the resulting Patient).",
+        "required": ["resourceType", "parameter"],
+        "properties": {
+            "resourceType": {"type": "string", "const": "Parameters"},
+            "parameter": {"type": "array", "items": {"type": "object", "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "valueString": {"type": "string"},
+                    "valueBoolean": {"type": "boolean"},
+                    "valueCode": {"type": "string"},
+                    "valueIdentifier": {"type": "object", "properties": {
+                        "system": {"type": "string"}, "value": {"type": "string"}}},
+                    "valueReference": {"type": "object", "properties": {
+                        "reference": {"type": "string"}}},
+                    "resource": any_resource(),
+                },
+                "additionalProperties": true}},
+        },
+        "example": docs::example_merge(),
+    })
+}
+
+/// Task, Communication and CodeSystem: their `resourceType`, and whatever else they hold.
+fn resource_schemas() -> Vec<(&'static str, Value)> {
+    [
+        ("Task", "A FHIR R4 Task: a data-quality case."),
+        ("Communication", "A FHIR R4 Communication: a message to a GP practice."),
+        ("CodeSystem", "A FHIR R4 CodeSystem."),
+    ]
+    .into_iter()
+    .map(|(name, description)| {
+        (
+            name,
+            json!({"type": "object", "description": description, "required": ["resourceType"],
+                "properties": {"resourceType": {"type": "string", "const": name}, "id": {"type": "string"}},
+                "additionalProperties": true}),
+        )
+    })
+    .collect()
+}
+
+/// What client generators need spelled out that a validator does not: an enum or const of
+/// strings says `"type": "string"`, and an object with no declared properties allows any
+/// (`additionalProperties: true`, not the "no properties" some generators read it as).
+fn for_generators(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let strings = |v: &Value| match v {
+                Value::String(_) => true,
+                Value::Array(a) => a.iter().all(Value::is_string),
+                _ => false,
+            };
+            let typed = m.contains_key("type");
+            if !typed && (m.get("enum").is_some_and(strings) || m.get("const").is_some_and(strings))
+            {
+                m.insert("type".into(), "string".into());
+            }
+            if m.get("type").and_then(Value::as_str) == Some("object")
+                && !["properties", "additionalProperties", "patternProperties"]
+                    .iter()
+                    .any(|k| m.contains_key(*k))
+            {
+                m.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            for (k, c) in m.iter_mut() {
+                if k != "example" && k != "examples" {
+                    for_generators(c);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(for_generators),
+        _ => {}
+    }
 }
 
 /// PDS's create request: the stored Patient's parts (by reference), the fields PDS requires,

@@ -8,6 +8,7 @@ mod browser;
 mod case_store;
 mod cases;
 mod cli;
+mod clients;
 mod console;
 mod crash;
 mod faults;
