@@ -59,6 +59,15 @@ pub(crate) fn version(
     Ok(to_bytes(&view::for_role(patient.doc(), role, redact)))
 }
 
+/// A searchset Bundle's `timestamp`, as PDS writes it (`+00:00`, whole seconds).
+pub(crate) fn bundle_timestamp() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"
+        ))
+        .expect("timestamp")
+}
+
 /// Any JSON value's bytes (Bundles, Tasks, Communications).
 pub(crate) fn json_bytes(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("a JSON value serialises")

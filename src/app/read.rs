@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::{answer, require_back_office, Answer, App};
 use crate::auth::Caller;
+use crate::domain::related_person;
 use crate::domain::subset::Subset;
 use crate::domain::view::RecordHistory;
 use crate::domain::{ErrorCode, NhsNumber, PdsError, Version};
@@ -51,6 +52,37 @@ impl App {
             serde_json::from_slice(&shown).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let part = subset.apply(&doc).unwrap_or(doc);
         Ok(Answer::record(version, answer::to_bytes(&part)))
+    }
+
+    /// `GET /Patient/{id}/RelatedPerson`: the contacts of the record a read shows, as a
+    /// searchset Bundle of RelatedPerson — from the caller's view of it, so empty for a
+    /// restricted record (PDS), and with no `entry` when empty (as a search).
+    pub async fn related_people(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+        let record = self.load_current(id, caller).await?;
+        let shown = answer::current(record, caller.role)?;
+        let doc: serde_json::Map<String, Value> =
+            serde_json::from_slice(&shown).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let shown_id = doc
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let people = related_person::related_people(&doc, crate::env::today());
+        let base = format!("{}/Patient/{shown_id}/RelatedPerson", self.base_url);
+        let mut bundle = json!({"resourceType": "Bundle", "type": "searchset",
+            "timestamp": answer::bundle_timestamp(), "total": people.len(),
+            "link": [{"relation": "self", "url": base}]});
+        if !people.is_empty() {
+            let entries: Vec<Value> = people
+                .into_iter()
+                .map(|p| {
+                    json!({"fullUrl": format!("{base}/{}", p["id"].as_str().unwrap_or_default()),
+                    "search": {"mode": "match"}, "resource": p})
+                })
+                .collect();
+            bundle["entry"] = Value::Array(entries);
+        }
+        Ok(Answer::ok(answer::json_bytes(&bundle)))
     }
 
     /// Every version of a record, newest first, as a FHIR `history` Bundle. Other roles see

@@ -27,11 +27,7 @@ impl App {
             Outcome::TooManyMatches => return Err(PdsError::bare(ErrorCode::TooManyMatches)),
             Outcome::Hits(hits) => hits,
         };
-        let timestamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"
-            ))
-            .expect("timestamp");
+        let timestamp = super::answer::bundle_timestamp();
         let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "timestamp": timestamp, "total": hits.len(),
             "link": [{"relation": "self", "url": self.search_url(pairs)}]});
         if !hits.is_empty() {

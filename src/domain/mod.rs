@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod parameters;
 pub mod patch;
 pub mod patient;
+pub mod related_person;
 pub mod role;
 pub mod rules;
 pub mod schema;

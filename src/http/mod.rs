@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
             "/Patient/{id}",
             get(patient::get_patient).patch(patient::patch_patient),
         )
+        .route("/Patient/{id}/RelatedPerson", get(patient::related_people))
         .route("/Patient/{id}/_history", get(history::history))
         .route("/Patient/{id}/_history/{vid}", get(history::version))
         .route("/Patient/$merge", axum::routing::post(backoffice::merge))

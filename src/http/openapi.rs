@@ -563,7 +563,7 @@ pub mod docs {
         license(name = "MIT", identifier = "MIT"),
     ),
     servers((url = "/", description = "Root"), (url = "/personal-demographics/FHIR/R4", description = "PDS base path")),
-    paths(patient::get_patient, patient::patch_patient, patient::search_patients,
+    paths(patient::get_patient, patient::patch_patient, patient::search_patients, patient::related_people,
           super::history::history, super::history::version,
           super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit,
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,

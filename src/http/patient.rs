@@ -184,3 +184,31 @@ pub async fn search_patients(
 ) -> Result<Response, ApiError> {
     Ok(answer(app.app.search(&caller, &query_pairs(&uri)).await?))
 }
+
+#[utoipa::path(
+    get,
+    path = "/Patient/{id}/RelatedPerson",
+    tag = "Patient",
+    security((), ("bearer" = [])),
+    summary = "Get a patient's related people",
+    description = "The patient's contacts as a `searchset` Bundle of RelatedPerson (PDS's shape: each at `.../Patient/{id}/RelatedPerson/{contact id}`, `patient` naming the NHS number). For a restricted patient the Bundle is empty for every role but the National Back Office, as PDS answers; a patient with no contacts gets an empty Bundle too. A superseded number shows its survivor's.",
+    params(docs::NhsNumberParam, docs::RequestHeaders),
+    responses(
+        (status = 200, description = "A searchset Bundle of RelatedPerson (no `entry` when there are none)", body = docs::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
+        (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 404, description = "RESOURCE_NOT_FOUND; INVALIDATED_RESOURCE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+    )
+)]
+pub async fn related_people(
+    State(app): State<AppState>,
+    caller: Caller,
+    _request_id: RequestId,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(answer(app.app.related_people(&caller, id).await?))
+}

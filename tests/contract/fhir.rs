@@ -323,3 +323,61 @@ async fn a_read_returns_the_part_asked_for_and_refuses_what_it_does_not_know() {
             .expect(400, code);
     }
 }
+
+#[tokio::test]
+async fn related_people_are_the_contacts_and_none_of_a_restricted_patient() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let r = api.get(&format!("/Patient/{FULL}/RelatedPerson")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["resourceType"].as_str(), r.body["type"].as_str()),
+        (Some("Bundle"), Some("searchset"))
+    );
+    assert_eq!(r.body["total"], 1);
+    let entry = &r.body["entry"][0];
+    let person = &entry["resource"];
+    assert_eq!(person["resourceType"], "RelatedPerson");
+    assert_eq!(person["patient"]["identifier"]["value"], FULL);
+    assert_eq!(person["telecom"][0]["value"], "07700900102");
+    assert!(entry["fullUrl"].as_str().unwrap().ends_with(&format!(
+        "/Patient/{FULL}/RelatedPerson/{}",
+        person["id"].as_str().unwrap()
+    )));
+    let none = api.get(&format!("/Patient/{MINIMAL}/RelatedPerson")).await;
+    assert_eq!((none.status, &none.body["total"]), (200, &json!(0)));
+    assert!(none.body.get("entry").is_none());
+
+    // the back office gives the restricted patient a contact; only the back office sees it
+    let bo = server.api_as("back-office");
+    let v = bo.get_patient(RESTRICTED).await.version();
+    let added = bo.patch(RESTRICTED, v, json!({"patches": [{"op": "add", "path": "/contact/-", "value": {
+        "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "C"}]}],
+        "telecom": [{"system": "phone", "value": "07700900987"}]}}]}))
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let seen = bo
+        .get(&format!("/Patient/{RESTRICTED}/RelatedPerson"))
+        .await;
+    assert_eq!(seen.body["total"], 1, "{}", seen.body);
+    for role in ["healthcare-worker", "application-restricted"] {
+        let other = server
+            .api_as(role)
+            .get(&format!("/Patient/{RESTRICTED}/RelatedPerson"))
+            .await;
+        assert_eq!(
+            (other.status, &other.body["total"]),
+            (200, &json!(0)),
+            "{role}: {}",
+            other.body
+        );
+        assert!(!shown(&other).contains("07700900987"), "{role}");
+    }
+    api.get(&format!("/Patient/{UNKNOWN}/RelatedPerson"))
+        .await
+        .expect(404, "RESOURCE_NOT_FOUND");
+    api.get("/Patient/123/RelatedPerson")
+        .await
+        .expect(400, "INVALID_RESOURCE_ID");
+}
