@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::HttpBody as _;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::BodyExt;
@@ -58,6 +58,39 @@ pub async fn around(
         "request"
     );
     response
+}
+
+/// What a request may take before it is answered 503 SERVICE_UNAVAILABLE (with
+/// `Retry-After`): a change (PATCH, POST) may set its own wait in `X-Sync-Wait`, seconds from
+/// 0.25 to 29 as PDS allows; absent or outside that range — where PDS's proxy puts 10 — the
+/// server's `--request-timeout` (default 10 s). A change cut short may still complete: its
+/// retry with the same X-Request-ID gets its answer.
+pub async fn deadline(State(default): State<Duration>, request: Request, next: Next) -> Response {
+    let wait = if matches!(*request.method(), Method::PATCH | Method::POST) {
+        sync_wait(request.headers()).unwrap_or(default)
+    } else {
+        default
+    };
+    match tokio::time::timeout(wait, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => outcome_response(&fallback_error(StatusCode::SERVICE_UNAVAILABLE)),
+    }
+}
+
+pub const X_SYNC_WAIT: &str = "x-sync-wait";
+
+/// `X-Sync-Wait` when it is a number of seconds PDS accepts (0.25–29).
+fn sync_wait(headers: &axum::http::HeaderMap) -> Option<Duration> {
+    let seconds: f64 = headers
+        .get(X_SYNC_WAIT)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (0.25..=29.0)
+        .contains(&seconds)
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 /// Checks the headers and reads the whole body before any handler runs, so a client that
@@ -156,6 +189,22 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_wait_is_taken_within_pds_bounds_only() {
+        let h = |v: &str| {
+            let mut m = axum::http::HeaderMap::new();
+            m.insert(X_SYNC_WAIT, HeaderValue::from_str(v).unwrap());
+            sync_wait(&m)
+        };
+        assert_eq!(h("0.25"), Some(Duration::from_millis(250)));
+        assert_eq!(h("29"), Some(Duration::from_secs(29)));
+        assert_eq!(h(" 2.5 "), Some(Duration::from_millis(2500)));
+        for out in ["0.2", "29.5", "-1", "NaN", "inf", "ten", ""] {
+            assert_eq!(h(out), None, "{out}");
+        }
+        assert_eq!(sync_wait(&axum::http::HeaderMap::new()), None);
+    }
     use axum::body::Body;
     use axum::routing::get;
     use axum::Router;

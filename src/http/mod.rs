@@ -149,9 +149,9 @@ pub fn router(state: AppState) -> Router {
         .merge(docs)
         .merge(console)
         .fallback(unknown_path)
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        .layer(axum::middleware::from_fn_with_state(
             timeout,
+            middleware::deadline,
         ))
         .layer(axum::middleware::from_fn_with_state(
             client_timeout,

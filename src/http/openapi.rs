@@ -650,14 +650,38 @@ pub fn openapi_json() -> Value {
         "X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"},
         "X-Correlation-ID": {"$ref": "#/components/headers/X-Correlation-ID"},
     });
+    let unavailable = transport(
+        ErrorCode::ServiceUnavailable,
+        "SERVICE_UNAVAILABLE (not answered in time; retry after `Retry-After` seconds)",
+        "The request did not complete in time. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header.",
+    );
+    // a change may set its own wait (PDS's X-Sync-Wait)
+    let sync_wait = json!({"name": "X-Sync-Wait", "in": "header", "required": false,
+        "description": "Seconds (0.25-29) to wait for the change before answering 503 SERVICE_UNAVAILABLE with `Retry-After`; absent or out of range: the server's `--request-timeout` (default 10, as PDS). A change cut short may still complete: retry with the same X-Request-ID to get its answer.",
+        "schema": {"type": "number", "minimum": 0.25, "maximum": 29}, "example": 10});
     for (path, item) in doc["paths"].as_object_mut().expect("paths") {
-        for op in item.as_object_mut().expect("path item").values_mut() {
+        for (method, op) in item.as_object_mut().expect("path item") {
+            if matches!(method.as_str(), "post" | "patch") {
+                if let Some(params) = op
+                    .as_object_mut()
+                    .expect("operation")
+                    .entry("parameters")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+                {
+                    params.push(sync_wait.clone());
+                }
+            }
             if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
                 if path != "/_ping" {
                     responses.insert("429".into(), too_many.clone());
                     responses.insert("406".into(), not_acceptable.clone());
                 }
                 responses.insert("408".into(), slow.clone());
+                // any request still unanswered after its deadline
+                responses
+                    .entry("503")
+                    .or_insert_with(|| unavailable.clone());
                 responses.insert("431".into(), headers.clone());
                 for response in responses.values_mut() {
                     let declared = response

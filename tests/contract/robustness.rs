@@ -266,3 +266,35 @@ async fn hostile_ids_long_strings_and_huge_arrays_change_nothing() {
     assert_eq!(after.version(), 1);
     assert_eq!(after.body["name"][0]["family"], "Ashworth");
 }
+
+#[tokio::test]
+async fn a_change_sets_its_own_wait_with_x_sync_wait() {
+    // a server whose requests get 1 ms; changes that ask for PDS's longest wait get it
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("pds.redb"),
+        &["--demo", "--request-timeout", "1ms"],
+    );
+    let api = server.api();
+    for k in 0..5u32 {
+        let gender = if k % 2 == 0 { "male" } else { "female" };
+        let r = api
+            .send(
+                "PATCH",
+                &format!("/Patient/{FULL}"),
+                &[
+                    ("X-Request-ID", &request_id()),
+                    ("If-Match", &format!("W/\"{}\"", 1 + k)),
+                    ("Content-Type", "application/json-patch+json"),
+                    ("X-Sync-Wait", "29"),
+                ],
+                Some(
+                    json!({"patches": [{"op": "replace", "path": "/gender", "value": gender}]})
+                        .to_string(),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200, "change {k} waited as asked: {}", r.body);
+        assert_eq!(r.version(), 2 + k);
+    }
+}
