@@ -11,6 +11,7 @@
 //! runs — never both, never a call a use case could forget.
 
 pub mod answer;
+pub mod audit_event;
 pub mod case;
 pub mod create;
 mod demo_cases;

@@ -115,3 +115,38 @@ pub async fn audit(
             .into_response(),
     )
 }
+
+#[utoipa::path(
+    get,
+    path = "/AuditEvent",
+    tag = "Back office",
+    security(("bearer" = [])),
+    summary = "The audit trail of a patient as FHIR AuditEvents (back office)",
+    description = "A `searchset` Bundle of R4 AuditEvents, oldest first, one per change: `agent` the token's subject and role, `entity` the patient version the change produced (and the other record of a merge or change of identity), the operation, X-Request-ID, X-Correlation-ID, version before and operations applied as the entity's `detail`, the reason as `purposeOfEvent`. The same trail as `/_audit`.",
+    params(
+        ("entity" = Option<String>, Query, description = "The patient: `Patient/<NHS number>` (or its full URL)", example = "Patient/9991000003"),
+        ("patient" = Option<String>, Query, description = "The patient's NHS number (instead of `entity`)"),
+        docs::RequestHeaders),
+    responses(
+        (status = 200, description = "A searchset Bundle of AuditEvent (no `entry` when the patient has none)", body = docs::Bundle, content_type = "application/fhir+json"),
+        (status = 400, description = "MISSING_VALUE (no patient), INVALID_VALUE (not an NHS number; two patients), ADDITIONAL_PROPERTIES (another parameter); MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
+        (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
+    )
+)]
+pub async fn audit_events(
+    State(app): State<AppState>,
+    caller: Caller,
+    _request_id: RequestId,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    require_back_office(&caller)?;
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let id = crate::app::audit_event::patient_of(&pairs)?;
+    Ok(answer(app.app.audit_events(&caller, id).await?))
+}

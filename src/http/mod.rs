@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/CodeSystem/case-kind", get(case::case_kinds))
         .route("/_audit", get(backoffice::audit))
+        .route("/AuditEvent", get(backoffice::audit_events))
         .route("/metadata", get(capability::metadata))
         .route(
             "/OperationDefinition/{id}",

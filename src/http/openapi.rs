@@ -565,7 +565,7 @@ pub mod docs {
     servers((url = "/", description = "Root"), (url = "/personal-demographics/FHIR/R4", description = "PDS base path")),
     paths(patient::get_patient, patient::patch_patient, patient::search_patients, patient::related_people,
           super::history::history, super::history::version,
-          super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit,
+          super::backoffice::merge, super::backoffice::unmerge, super::backoffice::audit, super::backoffice::audit_events,
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
           super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
           super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,

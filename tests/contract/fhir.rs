@@ -170,10 +170,21 @@ async fn fhirclient_prepares_and_reads_through_its_strict_models() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::demo(&dir);
     let base = format!("{}/personal-demographics/FHIR/R4", server.base);
+    // a change, so the audit trail has an event to read
+    let bo = server.api_as("back-office");
+    let changed = bo
+        .patch(
+            FULL,
+            1,
+            json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let token = bo.token.clone().unwrap();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&python)
             .arg(std::path::Path::new(ROOT).join("tests/fhirclient/check.py"))
-            .args([&base, FULL])
+            .args([&base, FULL, &token])
             .output()
             .unwrap_or_else(|e| panic!("cannot run PDS_TEST_FHIRCLIENT={python}: {e}"))
     })
@@ -380,4 +391,70 @@ async fn related_people_are_the_contacts_and_none_of_a_restricted_patient() {
     api.get("/Patient/123/RelatedPerson")
         .await
         .expect(400, "INVALID_RESOURCE_ID");
+}
+
+#[tokio::test]
+async fn the_audit_trail_reads_as_fhir_audit_events_for_the_back_office() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let bo = server.api_as("back-office");
+    let rid = request_id();
+    let r = bo
+        .send(
+            "PATCH",
+            &format!("/Patient/{FULL}"),
+            &[
+                ("X-Request-ID", &rid),
+                ("X-Correlation-ID", "corr-audit-1"),
+                ("If-Match", "W/\"1\""),
+                ("Content-Type", "application/json-patch+json"),
+            ],
+            Some(
+                json!({"patches": [{"op": "replace", "path": "/gender", "value": "male"}]})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events = bo.get(&format!("/AuditEvent?entity=Patient/{FULL}")).await;
+    assert_eq!(events.status, 200, "{}", events.body);
+    assert_eq!(events.body["total"], 1);
+    let event = &events.body["entry"][0]["resource"];
+    assert_eq!(event["resourceType"], "AuditEvent");
+    assert_eq!(event["action"], "U");
+    assert_eq!(
+        event["agent"][0]["who"]["identifier"]["value"],
+        "test-back-office"
+    );
+    assert_eq!(event["agent"][0]["role"][0]["text"], "back-office");
+    assert_eq!(
+        event["entity"][0]["what"]["reference"],
+        format!("Patient/{FULL}/_history/2")
+    );
+    let details = event["entity"][0]["detail"].to_string();
+    for expected in [rid.as_str(), "corr-audit-1", "\"patch\""] {
+        assert!(details.contains(expected), "{expected} in {details}");
+    }
+    // the same answer by `patient`; nothing for a patient never changed
+    let same = bo.get(&format!("/AuditEvent?patient={FULL}")).await;
+    assert_eq!(same.body["entry"], events.body["entry"]);
+    let none = bo
+        .get(&format!("/AuditEvent?entity=Patient/{MINIMAL}"))
+        .await;
+    assert_eq!(
+        (none.body["total"].as_u64(), none.body.get("entry")),
+        (Some(0), None)
+    );
+    bo.get("/AuditEvent").await.expect(400, "MISSING_VALUE");
+    bo.get(&format!("/AuditEvent?entity=Patient/{FULL}&agent=x"))
+        .await
+        .expect(400, "ADDITIONAL_PROPERTIES");
+    // the back office's alone
+    for role in ["healthcare-worker", "application-restricted", "pcse"] {
+        server
+            .api_as(role)
+            .get(&format!("/AuditEvent?entity=Patient/{FULL}"))
+            .await
+            .expect(403, "ACCESS_DENIED");
+    }
 }
