@@ -143,10 +143,6 @@ pub async fn audit_events(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     require_back_office(&caller)?;
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let id = crate::app::audit_event::patient_of(&pairs)?;
+    let id = crate::app::audit_event::patient_of(&super::query::pairs(&uri))?;
     Ok(answer(app.app.audit_events(&caller, id).await?))
 }

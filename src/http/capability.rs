@@ -315,17 +315,30 @@ fn definition(base: &str, resource: &str, signature: &Signature, op: &Value) -> 
     tag = "Service",
     summary = "The server's FHIR R4 CapabilityStatement",
     description = "What this server does, in FHIR terms: the resources, their interactions (read, vread, patch, search-type, history-instance…), search parameters with their types, `$` operations (each defined at `/OperationDefinition/{id}`) and security. Derived from the routes and this document. Needs no `X-Request-ID` (FHIR clients read it first, without one).",
+    params(("mode" = Option<String>, Query, description = "`full` (the default; no other mode is served)", pattern = "^full$")),
     responses(
         (status = 200, description = "The CapabilityStatement", body = docs::CapabilityStatement, content_type = "application/fhir+json"),
+        (status = 400, description = "INVALID_VALUE (`mode` other than `full`), ADDITIONAL_PROPERTIES (another parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
     )
 )]
-pub async fn metadata(State(app): State<AppState>) -> Response {
+pub async fn metadata(
+    State(app): State<AppState>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    // `mode=full` is what this answers; other modes are not served
+    let pairs = super::query::pairs(&uri);
+    if let Some((_, mode)) = pairs.iter().find(|(k, v)| k == "mode" && v != "full") {
+        return Err(ApiError(crate::domain::PdsError::invalid_value(
+            mode, "mode",
+        )));
+    }
+    super::query::only(&uri, &["mode"])?;
     let statement = capability_statement(&app.app.base_url);
-    fhir(
+    Ok(fhir(
         axum::http::StatusCode::OK,
         None,
         serde_json::to_vec(&statement).expect("JSON"),
-    )
+    ))
 }
 
 #[utoipa::path(
@@ -337,7 +350,7 @@ pub async fn metadata(State(app): State<AppState>) -> Response {
     params(("id" = String, Path, description = "`<Resource>-<code>`", example = "Patient-merge"), docs::RequestHeaders),
     responses(
         (status = 200, description = "The OperationDefinition", body = docs::OperationDefinition, content_type = "application/fhir+json"),
-        (status = 400, description = "MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 400, description = "MISSING_VALUE / INVALID_VALUE (X-Request-ID), ADDITIONAL_PROPERTIES (any query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 404, description = "RESOURCE_NOT_FOUND (no such operation)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
     )
 )]
@@ -345,7 +358,9 @@ pub async fn read_operation_definition(
     State(app): State<AppState>,
     _request_id: RequestId,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
+    super::query::only(&uri, &[])?;
     let definition = operation_definition(&app.app.base_url, &id)
         .ok_or_else(|| ApiError::bare(ErrorCode::ResourceNotFound))?;
     Ok(fhir(

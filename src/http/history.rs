@@ -22,7 +22,7 @@ use crate::domain::{PdsError, Version};
     params(docs::NhsNumberParam, docs::RequestHeaders),
     responses(
         (status = 200, description = "History Bundle", body = docs::Bundle, content_type = "application/fhir+json"),
-        (status = 400, description = "INVALID_RESOURCE_ID; MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 400, description = "INVALID_RESOURCE_ID; MISSING_VALUE / INVALID_VALUE (X-Request-ID); ADDITIONAL_PROPERTIES (any query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "ACCESS_DENIED (no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
         (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
@@ -35,8 +35,10 @@ pub async fn history(
     caller: Caller,
     _request_id: RequestId,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    super::query::only(&uri, &[])?;
     Ok(answer(app.app.history(&caller, id).await?))
 }
 
@@ -51,7 +53,7 @@ pub async fn history(
         (status = 200, description = "That version", body = docs::Patient, content_type = "application/fhir+json",
             headers(("ETag" = String, description = "`W/\"<vid>\"`"),
                 ("Last-Modified" = String, description = "When the version was written (`meta.lastUpdated`)")), example = json!(docs::example_patient())),
-        (status = 400, description = "INVALID_RESOURCE_ID; INVALID_VALUE (vid); MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 400, description = "INVALID_RESOURCE_ID; INVALID_VALUE (vid); MISSING_VALUE / INVALID_VALUE (X-Request-ID); ADDITIONAL_PROPERTIES (any query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "ACCESS_DENIED (not back office)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
         (status = 404, description = "RESOURCE_NOT_FOUND (no such record or version)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
@@ -64,9 +66,11 @@ pub async fn version(
     caller: Caller,
     _request_id: RequestId,
     Path((id, vid)): Path<(String, String)>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     crate::app::require_back_office(&caller)?;
     let id = parse_id(&id)?;
+    super::query::only(&uri, &[])?;
     let vid = Version::parse(&vid).ok_or_else(|| ApiError(PdsError::invalid_value(&vid, "vid")))?;
     Ok(super::render::record(
         app.app.read_version(&caller, id, vid).await?,

@@ -15,6 +15,7 @@ mod middleware;
 pub mod negotiate;
 pub mod openapi;
 pub mod patient;
+pub mod query;
 pub mod rate_limit;
 pub mod render;
 

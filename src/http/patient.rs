@@ -40,13 +40,6 @@ pub(crate) fn request<'a>(
     }
 }
 
-/// The query's name/value pairs, decoded.
-fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
-    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
-}
-
 /// A body the handler could not take. (Size and time limits are applied before any handler,
 /// in `middleware::receive`, so an oversized body never gets here.)
 pub fn body_rejection(e: BytesRejection) -> ApiError {
@@ -86,7 +79,7 @@ pub async fn get_patient(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let subset = Subset::parse(&query_pairs(&uri))?;
+    let subset = Subset::parse(&super::query::pairs(&uri))?;
     let found = app.app.read(&caller, id, &subset).await?;
     // conditional read: the client's copy is current, so no body (RFC 9110 §13.1.2)
     if let (Some(etag), Some(held)) = (&found.etag, headers.get(axum::http::header::IF_NONE_MATCH))
@@ -182,7 +175,9 @@ pub async fn search_patients(
     _request_id: RequestId,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    Ok(answer(app.app.search(&caller, &query_pairs(&uri)).await?))
+    Ok(answer(
+        app.app.search(&caller, &super::query::pairs(&uri)).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -195,7 +190,7 @@ pub async fn search_patients(
     params(docs::NhsNumberParam, docs::RequestHeaders),
     responses(
         (status = 200, description = "A searchset Bundle of RelatedPerson (no `entry` when there are none)", body = docs::Bundle, content_type = "application/fhir+json"),
-        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
+        (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID), ADDITIONAL_PROPERTIES (any query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
         (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
         (status = 404, description = "RESOURCE_NOT_FOUND; INVALIDATED_RESOURCE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
@@ -208,7 +203,9 @@ pub async fn related_people(
     caller: Caller,
     _request_id: RequestId,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    super::query::only(&uri, &[])?;
     Ok(answer(app.app.related_people(&caller, id).await?))
 }
