@@ -68,7 +68,7 @@ pub const ELEMENTS: &[Decision] = &[
     row(Field("resourceType"),           Always,       "the resource type"),
     row(Field("id"),                     Always,       "the NHS number the caller asked for"),
     row(Field("identifier"),             Always,       "the NHS number and its verification status"),
-    row(Field("meta"),                   Always,       "the version and the confidentiality label itself (PDS §5 shows R)"),
+    row(Field("meta"),                   Always,       "the version and the confidentiality label itself (PDS §5 shows R); not lastUpdated in the restricted view (see LAST_UPDATED)"),
     row(Field("name"),                   Always,       "PDS keeps names on a restricted record: needed to confirm who the patient is"),
     row(Field("gender"),                 Always,       "PDS keeps it (§5); needed for care"),
     row(Field("birthDate"),              Always,       "PDS keeps it (§5); needed to confirm identity"),
@@ -126,12 +126,22 @@ pub fn for_role(doc: &Map<String, Value>, role: Role, redact: bool) -> Cow<'_, M
     let hides = |element| !visible(element, role, redact);
     let field_hidden = doc.keys().any(|k| hides(Field(k)));
     let extension_hidden = extensions(doc).any(|url| hides(Extension(url)));
-    if !field_hidden && !extension_hidden {
+    // when a restricted version was written would date the changes to what it hides
+    let dated = redact && doc.get("meta").and_then(|m| m.get(LAST_UPDATED)).is_some();
+    if !field_hidden && !extension_hidden && !dated {
         return Cow::Borrowed(doc);
     }
     let mut out = Map::with_capacity(doc.len());
     for (k, v) in doc {
         if hides(Field(k)) {
+            continue;
+        }
+        if k == "meta" && dated {
+            let mut meta = v.clone();
+            if let Some(m) = meta.as_object_mut() {
+                m.remove(LAST_UPDATED);
+            }
+            out.insert(k.clone(), meta);
             continue;
         }
         if k == "extension" {
@@ -151,6 +161,11 @@ pub fn for_role(doc: &Map<String, Value>, role: Role, redact: bool) -> Cow<'_, M
     }
     Cow::Owned(out)
 }
+
+/// `meta.lastUpdated`: shown with a record, but not in the restricted view, where the time a
+/// version was written would say when a hidden field changed (the version number says only
+/// that something did).
+const LAST_UPDATED: &str = "lastUpdated";
 
 /// The restricted view of a record, as every role but the back office sees a restricted one.
 pub fn redact(doc: &Map<String, Value>) -> Map<String, Value> {
@@ -263,6 +278,31 @@ mod tests {
             .collect();
         assert_eq!(urls, [DEATH_NOTIFICATION_URL, COMMUNICATION_URL]);
         assert_eq!(r["name"], m["name"]);
+    }
+
+    #[test]
+    fn the_restricted_view_does_not_say_when_a_version_was_written() {
+        let mut m = record("R");
+        m["meta"]["lastUpdated"] = json!("2026-12-04T01:00:00Z");
+        let r = for_role(&m, Role::HealthcareWorker, false);
+        assert!(r["meta"].get("lastUpdated").is_none(), "{:?}", r["meta"]);
+        assert_eq!(r["meta"]["versionId"], "1");
+        assert_eq!(
+            for_role(&m, Role::BackOffice, false)["meta"]["lastUpdated"],
+            "2026-12-04T01:00:00Z"
+        );
+        // a past version of a once-restricted record, shown in the restricted view
+        let mut u = record("U");
+        u.remove("link");
+        u.remove("active");
+        u["meta"]["lastUpdated"] = json!("2026-12-04T01:00:00Z");
+        assert!(for_role(&u, Role::HealthcareWorker, true)["meta"]
+            .get("lastUpdated")
+            .is_none());
+        assert_eq!(
+            for_role(&u, Role::HealthcareWorker, false)["meta"]["lastUpdated"],
+            "2026-12-04T01:00:00Z"
+        );
     }
 
     #[test]

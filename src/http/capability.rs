@@ -333,12 +333,12 @@ pub async fn metadata(
         )));
     }
     super::query::only(&uri, &["mode"])?;
-    let statement = capability_statement(&app.app.base_url);
-    Ok(fhir(
-        axum::http::StatusCode::OK,
-        None,
-        serde_json::to_vec(&statement).expect("JSON"),
-    ))
+    // built once: the routes and the base URL do not change while the server runs
+    static STATEMENT: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = STATEMENT.get_or_init(|| {
+        serde_json::to_vec(&capability_statement(&app.app.base_url)).expect("JSON")
+    });
+    Ok(fhir(axum::http::StatusCode::OK, None, bytes.clone()))
 }
 
 #[utoipa::path(

@@ -96,6 +96,7 @@ pub async fn get_patient(
             if let Ok(v) = axum::http::HeaderValue::from_str(etag) {
                 r.headers_mut().insert(axum::http::header::ETAG, v);
             }
+            super::render::private(r.headers_mut());
             return Ok(r);
         }
     }

@@ -9,11 +9,20 @@ use super::error::{ApiError, FHIR_JSON};
 use super::headers::{is_fhir_json_content_type, unsupported_content_type, FHIR_CONTENT_TYPES};
 use crate::app::Answer;
 
+/// Personal data is never kept by a shared or browser cache: a browser caches by URL, not by
+/// token, and would hand one role's copy of a record to another (`Vary` says so to any cache
+/// that keeps it anyway). Conditional reads still work for clients that keep their own copy.
+pub(crate) fn private(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+}
+
 /// A FHIR JSON response, with an ETag when given.
 pub(crate) fn fhir(status: StatusCode, etag: Option<String>, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    private(headers);
     if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         headers.insert(header::ETAG, etag);
     }

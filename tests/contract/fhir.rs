@@ -212,6 +212,18 @@ async fn every_version_says_when_it_was_written_and_bundles_link_to_themselves()
     assert!(written.ends_with('Z') || written.contains('+'), "{written}");
     let modified = first.header("last-modified").unwrap().to_string();
     assert!(modified.ends_with(" GMT"), "{modified}");
+    // no browser or shared cache keeps personal data (it would hand it to the next token)
+    assert_eq!(first.header("cache-control"), Some("no-store"));
+    // a restricted record does not say when it changed, but to the back office
+    let hidden = api.get_patient(RESTRICTED).await;
+    assert!(
+        hidden.body["meta"].get("lastUpdated").is_none(),
+        "{}",
+        hidden.body["meta"]
+    );
+    assert!(hidden.header("last-modified").is_none());
+    let bo = server.api_as("back-office").get_patient(RESTRICTED).await;
+    assert!(bo.body["meta"]["lastUpdated"].is_string() && bo.header("last-modified").is_some());
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let changed = api
         .patch(

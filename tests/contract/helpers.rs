@@ -386,14 +386,22 @@ pub fn mint_on(store: &[String], role: &str, extra: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Everything a reply shows the caller — body and headers as text — but a Bundle's `self`
-/// link, which repeats the caller's own query: what leak checks scan for values the caller
-/// may not read.
+/// Everything a reply shows the caller — body and headers as text — but the query of a
+/// Bundle's `self` link, which repeats the caller's own: what leak checks scan for values the
+/// caller may not read.
 pub fn shown(reply: &Reply) -> String {
     let mut body = reply.body.clone();
     if body["resourceType"] == "Bundle" {
-        if let Some(links) = body.get_mut("link").and_then(Value::as_array_mut) {
-            links.retain(|l| l["relation"] != "self");
+        for link in body
+            .get_mut("link")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if link["relation"] == "self" {
+                let url = link["url"].as_str().unwrap_or_default();
+                link["url"] = Value::String(url.split('?').next().unwrap_or_default().to_string());
+            }
         }
     }
     let mut text = body.to_string();
