@@ -14,7 +14,7 @@ use super::headers::{
 use super::openapi::docs;
 use super::render::answer;
 use super::AppState;
-use crate::app::{require_change_permission, Request};
+use crate::app::{require_patch_permission, Request};
 use crate::auth::Caller;
 use crate::domain::subset::Subset;
 use crate::domain::{ErrorCode, NhsNumber, PdsError};
@@ -143,7 +143,7 @@ pub async fn patch_patient(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // PDS's order: the access mode, the NHS number, If-Match, the content type, the body
-    require_change_permission(&caller)?;
+    require_patch_permission(&caller)?;
     let id = parse_id(&id)?;
     let expected = if_match(&headers)?;
     if !is_patch_content_type(&headers) {
