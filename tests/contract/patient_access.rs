@@ -225,36 +225,42 @@ async fn a_superseded_own_number_follows_the_merge() {
 #[tokio::test]
 async fn patient_tokens_name_a_valid_nhs_number() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::demo(&dir);
-    // the CLI mints none without one
+    let secret = "a-patient-access-secret-of-32-bytes-or-more";
+    let server = Server::start(
+        &dir.path().join("pds.redb"),
+        &["--demo", "--jwt-hs256-secret", secret],
+    );
+    // the CLI mints none without a valid one, nor one for another role
     for extra in [
-        vec![],
-        vec!["--nhs-number", "9991000004"],
-        vec!["--nhs-number", FULL, "--vot", "Q9"],
+        vec!["--role", "patient"],
+        vec!["--role", "patient", "--nhs-number", "9991000004"],
+        vec!["--role", "patient", "--nhs-number", FULL, "--vot", "Q9"],
+        vec!["--role", "healthcare-worker", "--nhs-number", FULL],
+        vec!["--role", "healthcare-worker", "--vot", "P9.Cm"],
     ] {
         let out = Command::new(BIN)
-            .args(["token", "--role", "patient", "--db"])
-            .arg(&server.db)
+            .arg("token")
             .args(&extra)
+            .args(["--jwt-hs256-secret", secret])
             .output()
             .unwrap();
         assert!(!out.status.success(), "{extra:?}");
     }
-    let out = Command::new(BIN)
-        .args([
-            "token",
-            "--role",
-            "healthcare-worker",
-            "--nhs-number",
-            FULL,
-            "--db",
-        ])
-        .arg(&server.db)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let minted = mint(
+        &server.db,
+        "patient",
+        &["--nhs-number", FULL, "--jwt-hs256-secret", secret],
+    );
+    let api = Api {
+        token: Some(minted),
+        ..server.api()
+    };
+    assert_eq!(
+        api.get_patient(FULL).await.status,
+        200,
+        "--vot defaults to P9.Cp.Cd"
+    );
     // a token without a (valid) NHS number is not valid: 401
-    let key = std::fs::read(format!("{}.jwt-dev-key", server.db.display())).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -264,7 +270,7 @@ async fn patient_tokens_name_a_valid_nhs_number() {
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &json!({"sub": "nhs-login-user", "exp": now + 60, "nhs_number": nhs, "vot": "P9.Cp.Cd",
                 "scope": "openid urn:nhsd:apim:user-nhs-login:P9:personal-demographics-service"}),
-            &jsonwebtoken::EncodingKey::from_secret(key.trim_ascii()),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap();
         let api = Api {
