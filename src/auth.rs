@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::case::OdsCode;
-use crate::domain::Role;
+use crate::domain::{NhsNumber, Role};
 
 /// PDS's scope for application-restricted access.
 pub const SCOPE_APPLICATION_RESTRICTED: &str =
@@ -35,9 +35,20 @@ pub const SCOPE_PCSE: &str = "urn:pds-facade:pcse";
 /// pds-facade's own scope for GP practice staff (the token's `ods` claim names the practice).
 pub const SCOPE_PRACTICE: &str = "urn:pds-facade:practice";
 
-/// The scope a minted token carries for a role.
+/// PDS's scopes for patient access (NHS login), by proof level: only P9 reads or changes
+/// anything; P5 and P0 tokens authenticate but every patient route refuses them (403).
+pub const SCOPE_PATIENT_P9: &str = "urn:nhsd:apim:user-nhs-login:P9:personal-demographics-service";
+pub const SCOPE_PATIENT_P5: &str = "urn:nhsd:apim:user-nhs-login:P5:personal-demographics-service";
+pub const SCOPE_PATIENT_P0: &str = "urn:nhsd:apim:user-nhs-login:P0:personal-demographics-service";
+/// The NHS login vectors of trust PDS accepts for patient access (P9: identity verified in
+/// person or by photo ID and a check of the patient's details).
+pub const P9_VECTORS_OF_TRUST: [&str; 3] = ["P9.Cp.Cd", "P9.Cp.Ck", "P9.Cm"];
+
+/// The scope a minted token carries for a role (a patient's: the P9 one; see
+/// [`KeySet::mint_patient`] for the others).
 pub fn scope_for(role: Role) -> &'static str {
     match role {
+        Role::Patient => SCOPE_PATIENT_P9,
         Role::ApplicationRestricted => SCOPE_APPLICATION_RESTRICTED,
         Role::HealthcareWorker => SCOPES_HEALTHCARE_WORKER[0],
         Role::BackOffice => SCOPE_BACK_OFFICE,
@@ -61,8 +72,34 @@ pub fn role_from_scope(scope: &str) -> Option<Role> {
         Some(Role::HealthcareWorker)
     } else if scopes.contains(&SCOPE_APPLICATION_RESTRICTED) {
         Some(Role::ApplicationRestricted)
+    } else if scopes
+        .iter()
+        .any(|s| [SCOPE_PATIENT_P9, SCOPE_PATIENT_P5, SCOPE_PATIENT_P0].contains(s))
+    {
+        Some(Role::Patient)
     } else {
         None
+    }
+}
+
+/// What a patient-access token says about its patient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatientAccess {
+    /// The patient's NHS number (the token's `nhs_number` claim).
+    pub nhs_number: NhsNumber,
+    /// Identity proven to P9: the P9 scope and a P9 vector of trust (`vot`). Anything less
+    /// authenticates but may do nothing (PDS: 403 ACCESS_DENIED).
+    pub p9: bool,
+}
+
+impl PatientAccess {
+    /// From a patient token's `scope`, `nhs_number` and `vot` claims; `None` when the NHS
+    /// number is missing or not a valid one (the token is then refused, 401).
+    fn from_claims(scope: &str, nhs_number: Option<&str>, vot: Option<&str>) -> Option<Self> {
+        let nhs_number = NhsNumber::parse(nhs_number?).ok()?;
+        let p9 = scope.split(' ').any(|s| s == SCOPE_PATIENT_P9)
+            && vot.is_some_and(|v| P9_VECTORS_OF_TRUST.contains(&v));
+        Some(PatientAccess { nhs_number, p9 })
     }
 }
 
@@ -74,6 +111,8 @@ pub struct Caller {
     pub subject: String,
     /// The practice a `practice` token acts for (its `ods` claim); `None` for other roles.
     pub ods: Option<OdsCode>,
+    /// The patient a `patient` token acts for; `None` for other roles.
+    pub patient: Option<PatientAccess>,
 }
 
 impl Caller {
@@ -82,7 +121,14 @@ impl Caller {
             role: Role::HealthcareWorker,
             subject: "anonymous".into(),
             ods: None,
+            patient: None,
         }
+    }
+
+    /// The NHS number whose record a patient-access caller may read and update: `None` for a
+    /// patient below P9 (who may do nothing) and for every other role.
+    pub fn own_record(&self) -> Option<NhsNumber> {
+        self.patient.as_ref().filter(|p| p.p9).map(|p| p.nhs_number)
     }
 }
 
@@ -97,6 +143,12 @@ struct TokenClaims {
     /// The practice's ODS code (required for the practice role).
     #[serde(default)]
     ods: Option<String>,
+    /// The patient's NHS number (NHS login's ID-token claim; required for the patient role).
+    #[serde(default)]
+    nhs_number: Option<serde_json::Value>,
+    /// NHS login's vector of trust, e.g. `P9.Cp.Cd` (the patient role needs a P9 one).
+    #[serde(default)]
+    vot: Option<serde_json::Value>,
 }
 
 /// The longest a token may still be valid for by default (`--jwt-max-ttl`).
@@ -115,6 +167,10 @@ struct Claims {
     aud: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ods: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nhs_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vot: Option<String>,
 }
 
 /// Why a request was not authenticated; each becomes 401 ACCESS_DENIED.
@@ -355,10 +411,29 @@ impl KeySet {
             }
             _ => None,
         };
+        // a patient token names its patient by a valid NHS number; its level decides what it
+        // may do (see `Caller::own_record`)
+        let patient = match role {
+            Role::Patient => Some(
+                PatientAccess::from_claims(
+                    &claims.scope,
+                    claims.nhs_number.as_ref().and_then(|v| v.as_str()),
+                    claims.vot.as_ref().and_then(|v| v.as_str()),
+                )
+                .ok_or_else(|| {
+                    tracing::debug!(
+                        "token rejected: a patient token without a valid nhs_number claim"
+                    );
+                    AuthError::InvalidToken
+                })?,
+            ),
+            _ => None,
+        };
         Ok(Caller {
             role,
             subject: claims.sub,
             ods,
+            patient,
         })
     }
 
@@ -381,12 +456,55 @@ impl KeySet {
             (Role::Practice, None) => {
                 return Err("a practice token names its practice: add --ods <ODS code>".into())
             }
+            (Role::Patient, _) => {
+                return Err(
+                    "a patient token names its patient: add --nhs-number <NHS number>".into(),
+                )
+            }
             (_, Some(_)) => return Err("--ods goes only with --role practice".into()),
             (_, None) => None,
         };
-        let (kid, key) = self.signer.as_ref().ok_or(
-            "no HS256 secret is configured to sign with (RS256/ES256 tokens come from your identity provider)",
-        )?;
+        self.sign(Claims {
+            scope: scope_for(role).to_string(),
+            ods,
+            ..self.claims(subject, ttl)?
+        })
+    }
+
+    /// Mints a patient-access token: the scope of the vector of trust's level (`P9.…` → the
+    /// P9 scope, `P5.…` → P5, `P0.…` → P0), the `nhs_number` and `vot` claims.
+    pub fn mint_patient(
+        &self,
+        subject: &str,
+        ttl: Duration,
+        nhs_number: &str,
+        vot: &str,
+    ) -> Result<String, String> {
+        let nhs_number = NhsNumber::parse(nhs_number)
+            .map_err(|_| format!("'{nhs_number}' is not a valid NHS number (--nhs-number)"))?;
+        let scope = match vot.split('.').next() {
+            Some("P9") => SCOPE_PATIENT_P9,
+            Some("P5") => SCOPE_PATIENT_P5,
+            Some("P0") => SCOPE_PATIENT_P0,
+            _ => {
+                return Err(format!(
+                    "'{vot}' is not an NHS login vector of trust (--vot, e.g. P9.Cp.Cd, P5.Cm)"
+                ))
+            }
+        };
+        self.sign(Claims {
+            scope: scope.to_string(),
+            nhs_number: Some(nhs_number.to_string()),
+            vot: Some(vot.to_string()),
+            ..self.claims(subject, ttl)?
+        })
+    }
+
+    /// The claims every minted token has, checked against the service's limits.
+    fn claims(&self, subject: &str, ttl: Duration) -> Result<Claims, String> {
+        if self.signer.is_none() {
+            return Err(NO_SIGNER.into());
+        }
         if subject.trim().is_empty() {
             return Err("the token subject (--sub) must not be empty".into());
         }
@@ -398,20 +516,28 @@ impl KeySet {
             ));
         }
         let now = now_secs();
-        let claims = Claims {
+        Ok(Claims {
             sub: subject.to_string(),
-            scope: scope_for(role).to_string(),
+            scope: String::new(),
             iat: now,
             exp: now + ttl.as_secs(),
             nbf: None,
             aud: self.audience.clone(),
-            ods,
-        };
+            ods: None,
+            nhs_number: None,
+            vot: None,
+        })
+    }
+
+    fn sign(&self, claims: Claims) -> Result<String, String> {
+        let (kid, key) = self.signer.as_ref().ok_or(NO_SIGNER)?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = kid.clone();
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| e.to_string())
     }
 }
+
+const NO_SIGNER: &str = "no HS256 secret is configured to sign with (RS256/ES256 tokens come from your identity provider)";
 
 /// Clock skew allowed on `exp`, `nbf` and the lifetime limit.
 const LEEWAY_SECS: u64 = 30;
@@ -466,6 +592,7 @@ pub fn dev_key(db: &Path) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn sandbox() -> (tempfile::TempDir, KeySet) {
         let dir = tempfile::tempdir().unwrap();
@@ -760,6 +887,83 @@ mod tests {
         assert_eq!(
             short.authenticate(Some(format!("Bearer {t}").as_bytes())),
             Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn patient_tokens_carry_their_nhs_number_and_level() {
+        let (dir, keys) = sandbox();
+        let as_caller = |t: String| keys.authenticate(Some(format!("Bearer {t}").as_bytes()));
+        let minute = Duration::from_secs(60);
+        let own = NhsNumber::parse("9991000003").unwrap();
+        let c = as_caller(
+            keys.mint_patient("nhs-login-1", minute, "9991000003", "P9.Cp.Cd")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!((c.role, c.own_record()), (Role::Patient, Some(own)));
+        // lower levels authenticate but own nothing
+        for vot in ["P5.Cm", "P0.Cm"] {
+            let c = as_caller(keys.mint_patient("p", minute, "9991000003", vot).unwrap()).unwrap();
+            assert_eq!((c.role, c.own_record()), (Role::Patient, None), "{vot}");
+        }
+        // minting refuses what the service would refuse
+        assert!(keys.mint(Role::Patient, "p", minute).is_err());
+        assert!(keys
+            .mint_patient("p", minute, "9991000004", "P9.Cm")
+            .is_err());
+        assert!(keys.mint_patient("p", minute, "9991000003", "X9").is_err());
+        let key = dev_key(dir.path().join("x.redb").as_path()).unwrap();
+        let now = now_secs();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(&key),
+            )
+            .unwrap()
+        };
+        // the P9 scope needs a P9 vector of trust; a P9 vot does not lift a P5 scope
+        for (scope, vot, p9) in [
+            (SCOPE_PATIENT_P9, json!("P9.Cp.Cd"), true),
+            (SCOPE_PATIENT_P9, json!("P9.Cp.Ck"), true),
+            (SCOPE_PATIENT_P9, json!("P9.Cm"), true),
+            (SCOPE_PATIENT_P9, json!("P5.Cp.Cd"), false),
+            (SCOPE_PATIENT_P9, json!(null), false),
+            (SCOPE_PATIENT_P9, json!(["P9.Cp.Cd"]), false),
+            (SCOPE_PATIENT_P5, json!("P9.Cp.Cd"), false),
+            (SCOPE_PATIENT_P0, json!("P0.Cm"), false),
+        ] {
+            let t = sign(json!({"sub": "a", "scope": scope, "exp": now + 60,
+                "nhs_number": "9991000003", "vot": vot}));
+            let c = as_caller(t).unwrap();
+            assert_eq!(c.own_record().is_some(), p9, "{scope} {vot}");
+        }
+        // a patient token without a valid NHS number is not valid
+        for nhs in [
+            json!(null),
+            json!("9991000004"),
+            json!(9991000003u64),
+            json!("999 100 0003"),
+        ] {
+            let t = sign(
+                json!({"sub": "a", "scope": SCOPE_PATIENT_P9, "exp": now + 60,
+                "nhs_number": nhs, "vot": "P9.Cp.Cd"}),
+            );
+            assert_eq!(as_caller(t), Err(AuthError::InvalidToken), "{nhs}");
+        }
+        // any other role's nhs_number claim is ignored
+        let t = sign(
+            json!({"sub": "a", "scope": SCOPES_HEALTHCARE_WORKER[0], "exp": now + 60,
+            "nhs_number": "9991000003"}),
+        );
+        assert_eq!(as_caller(t).unwrap().patient, None);
+        // patient access is the least a scope grants
+        assert_eq!(
+            role_from_scope(&format!(
+                "{SCOPE_PATIENT_P9} {SCOPE_APPLICATION_RESTRICTED}"
+            )),
+            Some(Role::ApplicationRestricted)
         );
     }
 

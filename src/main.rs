@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use pds_facade::auth::{KeyConfig, KeySet};
+use pds_facade::auth::{self, KeyConfig, KeySet};
 use pds_facade::domain::{NhsNumber, Role, Schemas};
 use pds_facade::env::{new_object_id, today};
 use pds_facade::http::{self, Settings};
@@ -115,12 +115,19 @@ enum Command {
     /// Mint a bearer token with the configured HS256 key (in sandbox mode: the development key
     /// kept beside the database, as `serve` resolves it with the same flags).
     Token {
-        /// application-restricted, healthcare-worker, back-office, practice or pcse.
+        /// application-restricted, healthcare-worker, back-office, practice, pcse or patient.
         #[arg(long)]
         role: Role,
         /// The practice's ODS code (with --role practice), e.g. Y12345.
         #[arg(long)]
         ods: Option<String>,
+        /// The patient's NHS number (with --role patient; required): the `nhs_number` claim.
+        #[arg(long)]
+        nhs_number: Option<String>,
+        /// NHS login's vector of trust (with --role patient): the `vot` claim, whose level
+        /// (P9, P5, P0) also picks the scope. Only P9 (P9.Cp.Cd, P9.Cp.Ck, P9.Cm) may do anything.
+        #[arg(long)]
+        vot: Option<String>,
         /// The token subject (who acts; recorded in the audit trail).
         #[arg(long, default_value = "local-user")]
         sub: String,
@@ -268,13 +275,29 @@ fn main() -> ExitCode {
         Command::Token {
             role,
             ods,
+            nhs_number,
+            vot,
             sub,
             ttl,
             store,
             keys,
-        } => match token_keys(&keys, &store)
-            .and_then(|k| k.mint_for(role, &sub, ttl.into(), ods.as_deref()))
-        {
+        } => match token_keys(&keys, &store).and_then(|k| match (role, nhs_number) {
+            (Role::Patient, Some(_)) if ods.is_some() => {
+                Err("--ods goes only with --role practice".into())
+            }
+            (Role::Patient, Some(n)) => k.mint_patient(
+                &sub,
+                ttl.into(),
+                &n,
+                vot.as_deref().unwrap_or(auth::P9_VECTORS_OF_TRUST[0]),
+            ),
+            (Role::Patient, None) => {
+                Err("a patient token names its patient: add --nhs-number <NHS number>".into())
+            }
+            (_, Some(_)) => Err("--nhs-number goes only with --role patient".into()),
+            (_, None) if vot.is_some() => Err("--vot goes only with --role patient".into()),
+            (_, None) => k.mint_for(role, &sub, ttl.into(), ods.as_deref()),
+        }) {
             Ok(token) => {
                 println!("{token}");
                 ExitCode::SUCCESS

@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let f = fixture();
     let record = &f.records[pick as usize % f.records.len()];
-    let role = [Role::HealthcareWorker, Role::BackOffice][(pick as usize / 64) % 2];
+    let role = [Role::HealthcareWorker, Role::BackOffice, Role::Patient][(pick as usize / 64) % 3];
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(rest) else {
         return;
     };

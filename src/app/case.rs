@@ -27,6 +27,7 @@ use crate::store::{Change, Committed, SavedBody, SavedResponse, StoreError};
 pub fn require_case_role(caller: &Caller) -> Result<(), PdsError> {
     match caller.role {
         Role::Practice | Role::Pcse | Role::BackOffice => Ok(()),
+        Role::Patient => Err(PdsError::patient_forbidden()),
         role => Err(PdsError::new(
             ErrorCode::AccessForbidden,
             format!("Case work is for GP practices, PCSE and the National Back Office; the caller has the {role} role"),

@@ -100,10 +100,13 @@ pub(crate) fn with_context<T>(role: Role, f: impl FnOnce(&mut PatchContext) -> T
     f(&mut ctx)
 }
 
-/// Refuses callers without the back-office role (403 ACCESS_DENIED).
+/// Refuses callers without the back-office role (403 ACCESS_DENIED; to a patient, in PDS's
+/// patient-access words).
 pub fn require_back_office(caller: &Caller) -> Result<(), PdsError> {
     if caller.role == Role::BackOffice {
         Ok(())
+    } else if caller.role == Role::Patient {
+        Err(PdsError::patient_forbidden())
     } else {
         Err(PdsError::new(
             ErrorCode::AccessForbidden,
@@ -115,8 +118,61 @@ pub fn require_back_office(caller: &Caller) -> Result<(), PdsError> {
     }
 }
 
-/// Refuses changes from application-restricted callers (PDS: 403 INVALID_METHOD).
+/// Refuses patient access to anything but a patient's own record: the routes that serve one
+/// record (read, RelatedPerson, PATCH) call [`App::require_own_record`]; every other route
+/// refuses a patient outright with this (PDS: 403 ACCESS_DENIED, `Patient cannot perform this
+/// action`). Other roles pass.
+pub fn refuse_patient(caller: &Caller) -> Result<(), PdsError> {
+    if caller.role == Role::Patient {
+        Err(PdsError::patient_forbidden())
+    } else {
+        Ok(())
+    }
+}
+
+/// The check a PATCH makes before it reads its target: application-restricted and case-work
+/// callers are refused as [`require_change_permission`] says; a patient below P9 gets PDS's
+/// patient-access 403, one at P9 goes on to [`App::require_own_record`].
+pub fn require_patch_permission(caller: &Caller) -> Result<(), PdsError> {
+    match caller.role {
+        Role::Patient => caller
+            .own_record()
+            .map(|_| ())
+            .ok_or_else(PdsError::patient_forbidden),
+        _ => require_change_permission(caller),
+    }
+}
+
+impl App {
+    /// Patient access reaches only the patient's own record (PDS): the NHS number of the token,
+    /// or the record a merge moved it to (its survivor — the patient's record now; reading the
+    /// old number shows it too, as it does for everyone). Anything else, and anything at all
+    /// below P9, is 403 ACCESS_DENIED `Patient cannot perform this action` — whether or not
+    /// the record exists, so the answer tells the patient nothing of other numbers. Other
+    /// roles pass.
+    pub async fn require_own_record(&self, caller: &Caller, id: NhsNumber) -> Result<(), PdsError> {
+        if caller.role != Role::Patient {
+            return Ok(());
+        }
+        let own = caller
+            .own_record()
+            .ok_or_else(PdsError::patient_forbidden)?;
+        if id == own {
+            return Ok(());
+        }
+        let merged = self.store.get(own).await?.is_some_and(|r| r.merged);
+        if merged && self.store.survivor(own).await? == id {
+            return Ok(());
+        }
+        Err(PdsError::patient_forbidden())
+    }
+}
+
+/// Refuses changes from application-restricted callers (PDS: 403 INVALID_METHOD), from the
+/// case-work roles and from patients (who change only their own record, through PATCH: see
+/// [`require_patch_permission`]).
 pub fn require_change_permission(caller: &Caller) -> Result<(), PdsError> {
+    refuse_patient(caller)?;
     if caller.role == Role::ApplicationRestricted {
         return Err(PdsError::new(
             ErrorCode::InvalidMethod,

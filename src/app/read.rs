@@ -42,6 +42,7 @@ impl App {
         id: NhsNumber,
         subset: &Subset,
     ) -> Result<Answer, PdsError> {
+        self.require_own_record(caller, id).await?;
         let record = self.load_current(id, caller).await?;
         let version = record.version;
         let shown = answer::current(record, caller.role)?;
@@ -58,6 +59,7 @@ impl App {
     /// searchset Bundle of RelatedPerson — from the caller's view of it, so empty for a
     /// restricted record (PDS), and with no `entry` when empty (as a search).
     pub async fn related_people(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+        self.require_own_record(caller, id).await?;
         let record = self.load_current(id, caller).await?;
         let shown = answer::current(record, caller.role)?;
         let doc: serde_json::Map<String, Value> =
@@ -88,8 +90,10 @@ impl App {
     /// Every version of a record, newest first, as a FHIR `history` Bundle. Other roles see
     /// what a read shows them — the survivor of a merge, nothing of an invalidated record — and
     /// each version in the view [`RecordHistory`] decides: what a record held while restricted
-    /// stays hidden in every past version.
+    /// stays hidden in every past version. PDS offers patients no history: 403, even of their
+    /// own record.
     pub async fn history(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
+        super::refuse_patient(caller)?;
         let mut id = id;
         let current = self.load(id).await?;
         if !caller.role.is_back_office() {

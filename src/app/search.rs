@@ -22,6 +22,8 @@ impl App {
         caller: &Caller,
         pairs: &[(String, String)],
     ) -> Result<Answer, PdsError> {
+        // PDS: patient access may not search, not even for itself
+        super::refuse_patient(caller)?;
         let query = SearchQuery::parse(pairs, caller.role)?;
         let hits = match run(self.store.as_ref(), &query, caller.role).await? {
             Outcome::TooManyMatches => return Err(PdsError::bare(ErrorCode::TooManyMatches)),

@@ -3,7 +3,7 @@
 use super::idempotency::{remember, Key};
 use super::{answer, ops_json, require_change_permission, Answer, App, Request};
 use crate::domain::patch::{self, PatchRequest};
-use crate::domain::{json, ErrorCode, NhsNumber, PdsError, Version};
+use crate::domain::{json, ErrorCode, NhsNumber, PdsError, Role, Version};
 use crate::store::{Change, RecordWrite, SavedResponse};
 
 /// The 403 PDS gives for an update to a number that was merged away.
@@ -22,7 +22,11 @@ impl App {
         expected: Version,
         body: &[u8],
     ) -> Result<Answer, PdsError> {
-        require_change_permission(req.caller)?;
+        if req.caller.role == Role::Patient {
+            self.require_own_record(req.caller, id).await?;
+        } else {
+            require_change_permission(req.caller)?;
+        }
         let key = Key::new(req, "PATCH", &id.to_string(), &expected.etag(), body);
         self.once(req, &key, || {
             self.apply_patch(req, &key, id, expected, body)

@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod parameters;
 pub mod patch;
 pub mod patient;
+pub mod patient_access;
 pub mod related_person;
 pub mod role;
 pub mod rules;

@@ -9,6 +9,9 @@ use serde_json::{json, Value};
 /// The Spine-ErrorOrWarningCode code system every OperationOutcome coding uses.
 pub const SPINE_ERROR_SYSTEM: &str = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode";
 
+/// PDS's diagnostics for [`ErrorCode::PatientForbidden`].
+pub const PATIENT_FORBIDDEN_DIAGNOSTICS: &str = "Your access token has insufficient permissions. See documentation regarding Patient access restrictions https://digital.nhs.uk/developer/api-catalogue/personal-demographics-service-fhir";
+
 /// A PDS error code (`details.coding[0].code`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -29,6 +32,9 @@ pub enum ErrorCode {
     AccessDenied,
     /// Authenticated, but the role may not do this (403 ACCESS_DENIED).
     AccessForbidden,
+    /// Patient access (NHS login) asked for something other than its own record, or with a
+    /// proof level below P9 (403 ACCESS_DENIED, PDS's patient-access wording).
+    PatientForbidden,
     InvalidMethod,
     ForbiddenUpdate,
     ResourceNotFound,
@@ -106,6 +112,7 @@ impl ErrorCode {
             TooManyValues => info("TOO_MANY_VALUES_SUBMITTED", 400, "value", "error", "Too many values submitted"),
             AccessDenied => info("ACCESS_DENIED", 401, "forbidden", "error", "Access Denied - Unauthorised"),
             AccessForbidden => info("ACCESS_DENIED", 403, "forbidden", "error", "Access Denied - Forbidden"),
+            PatientForbidden => info("ACCESS_DENIED", 403, "forbidden", "error", "Patient cannot perform this action"),
             InvalidMethod => info("INVALID_METHOD", 403, "forbidden", "error", "Cannot update resource with application-restricted access token"),
             ForbiddenUpdate => info("FORBIDDEN_UPDATE", 403, "forbidden", "information", "Update is forbidden"),
             ResourceNotFound => info("RESOURCE_NOT_FOUND", 404, "not-found", "information", "Resource not found"),
@@ -156,6 +163,12 @@ impl PdsError {
             code,
             diagnostics: Some(diagnostics.into()),
         }
+    }
+
+    /// 403 ACCESS_DENIED as PDS answers patient access outside its own record (and any
+    /// patient access below P9).
+    pub fn patient_forbidden() -> Self {
+        Self::new(ErrorCode::PatientForbidden, PATIENT_FORBIDDEN_DIAGNOSTICS)
     }
 
     /// 400 INVALID_UPDATE `Invalid update with error - <detail>`.

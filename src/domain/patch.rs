@@ -373,6 +373,9 @@ fn apply_one(
     ctx: &mut PatchContext,
     state: &mut OpState,
 ) -> Result<(), PdsError> {
+    if ctx.role == Role::Patient {
+        super::patient_access::check(doc, op)?;
+    }
     let field = op.tokens[0].as_str();
     if let Some(key) = item_key(field) {
         match check_list_op(doc, op, previous, key, ctx, state)? {
@@ -822,6 +825,38 @@ mod tests {
 
     fn patch(p: &Patient, ops: Value) -> Result<Patient, PdsError> {
         patch_as(p, Role::HealthcareWorker, ops)
+    }
+
+    #[test]
+    fn patient_access_changes_only_what_its_table_allows() {
+        let p = record();
+        let mobile = json!({"system": "phone", "use": "mobile", "value": "07700900123"});
+        let after = patch_as(
+            &p,
+            Role::Patient,
+            json!([{"op": "add", "path": "/telecom/-", "value": mobile}]),
+        )
+        .unwrap();
+        assert_eq!(after.doc()["telecom"][1]["value"], "07700900123");
+        for ops in [
+            json!([{"op": "replace", "path": "/gender", "value": "male"}]),
+            json!([{"op": "test", "path": "/telecom/0/id", "value": "T1"},
+                   {"op": "remove", "path": "/telecom/0"}]),
+            json!([{"op": "test", "path": "/address/0/id", "value": "A1"},
+                   {"op": "replace", "path": "/address/0/postalCode", "value": "LS2 2AA"}]),
+        ] {
+            let e = patch_as(&p, Role::Patient, ops.clone()).unwrap_err();
+            assert_eq!(
+                (e.code, e.diagnostics.as_deref()),
+                (
+                    ErrorCode::InvalidUpdate,
+                    Some("Invalid update with error - This user does not have permission to update the fields in the patches provided.")
+                ),
+                "{ops}"
+            );
+            // a healthcare worker may make the same change
+            assert!(patch(&p, ops.clone()).is_ok(), "{ops}");
+        }
     }
 
     fn err(p: &Patient, ops: Value) -> (ErrorCode, String) {

@@ -1,5 +1,6 @@
-//! Who is calling, as far as PDS rules care: the three PDS-style access modes, and the two
-//! roles of the case work (a GP practice, Primary Care Support England).
+//! Who is calling, as far as PDS rules care: the four PDS-style access modes (application-
+//! restricted, healthcare worker, patient, and the National Back Office), and the two roles of
+//! the case work (a GP practice, Primary Care Support England).
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,15 +19,20 @@ pub enum Role {
     /// Primary Care Support England: triage every case and pass it to the NBO; read patients
     /// as a healthcare worker does; change no record.
     Pcse,
+    /// Patient access (NHS login): the patient the token names reads and updates their own
+    /// record only, within PDS's patient-access rules (the token carries the NHS number and the
+    /// vector of trust, see [`crate::auth::PatientAccess`]).
+    Patient,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::ApplicationRestricted,
         Role::HealthcareWorker,
         Role::BackOffice,
         Role::Practice,
         Role::Pcse,
+        Role::Patient,
     ];
 
     /// The name used on the command line, in tokens' documentation and in errors.
@@ -37,10 +43,13 @@ impl Role {
             Role::BackOffice => "back-office",
             Role::Practice => "practice",
             Role::Pcse => "pcse",
+            Role::Patient => "patient",
         }
     }
 
-    /// The case-work roles read patients but change none through the PDS routes.
+    /// The case-work roles read patients but change none through the PDS routes. (A patient
+    /// changes only their own record, within the patient-access rules: see
+    /// `app::require_own_record` and `domain::patient_access`.)
     pub fn changes_patients(self) -> bool {
         matches!(self, Role::HealthcareWorker | Role::BackOffice)
     }
@@ -67,7 +76,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == s)
-            .ok_or_else(|| format!("unknown role '{s}' (expected application-restricted, healthcare-worker, back-office, practice or pcse)"))
+            .ok_or_else(|| format!("unknown role '{s}' (expected application-restricted, healthcare-worker, back-office, practice, pcse or patient)"))
     }
 }
 

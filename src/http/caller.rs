@@ -51,9 +51,11 @@ impl From<AuthError> for ApiError {
 }
 
 /// PDS validates `NHSD-Session-URID` (the user's role profile) for user-restricted access:
-/// digits only, or 400 INVALID_VALUE; application-restricted access ignores it.
+/// digits only, or 400 INVALID_VALUE; application-restricted and patient access (a patient
+/// has no role profile) ignore it.
 fn session_urid(headers: &axum::http::HeaderMap, caller: &Caller) -> Result<(), ApiError> {
-    if caller.role == crate::domain::Role::ApplicationRestricted {
+    use crate::domain::Role;
+    if matches!(caller.role, Role::ApplicationRestricted | Role::Patient) {
         return Ok(());
     }
     let Some(value) = headers.get("nhsd-session-urid") else {

@@ -24,7 +24,7 @@ use crate::domain::{PdsError, Version};
         (status = 200, description = "History Bundle", body = docs::Bundle, content_type = "application/fhir+json"),
         (status = 400, description = "INVALID_RESOURCE_ID; MISSING_VALUE / INVALID_VALUE (X-Request-ID); ADDITIONAL_PROPERTIES (any query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (bad token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 403, description = "ACCESS_DENIED (no PDS role; patient access, which has no history)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
         (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
         (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),

@@ -514,6 +514,13 @@ pub mod docs {
         outcome(ErrorCode::AccessForbidden, Some("This operation needs the back-office role; the caller has the healthcare-worker role"))
     }
 
+    pub fn example_403_patient() -> Value {
+        outcome(
+            ErrorCode::PatientForbidden,
+            Some(crate::domain::outcome::PATIENT_FORBIDDEN_DIAGNOSTICS),
+        )
+    }
+
     pub fn example_404() -> Value {
         outcome(ErrorCode::ResourceNotFound, None)
     }
@@ -596,7 +603,7 @@ impl utoipa::Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A JWT (HS256, RS256 or ES256) whose `scope` claim gives the role: `urn:nhsd:apim:app:level3:personal-demographics-service` (application-restricted), `urn:nhsd:apim:user-nhs-cis2:aal3:personal-demographics-service` (healthcare worker; also aal2 and user-nhs-id:aal3), `urn:pds-facade:back-office` (National Back Office). `pds-facade token --role ROLE` mints one.",
+                        "A JWT (HS256, RS256 or ES256) whose `scope` claim gives the role: `urn:nhsd:apim:app:level3:personal-demographics-service` (application-restricted), `urn:nhsd:apim:user-nhs-cis2:aal3:personal-demographics-service` (healthcare worker; also aal2 and user-nhs-id:aal3), `urn:pds-facade:back-office` (National Back Office), `urn:pds-facade:practice` with an `ods` claim (GP practice, case work), `urn:pds-facade:pcse` (Primary Care Support England, case work), `urn:nhsd:apim:user-nhs-login:P9:personal-demographics-service` with NHS login's `nhs_number` and `vot` claims (patient access: the patient's own record only, read and PATCH within the patient-access rules; a P5 or P0 scope, or a vot other than P9.Cp.Cd, P9.Cp.Ck or P9.Cm, may do nothing — 403; no valid `nhs_number` — 401). `pds-facade token --role ROLE` mints one (`--role patient --nhs-number N [--vot P9.Cp.Cd]`).",
                     ))
                     .build(),
             ),

@@ -14,7 +14,7 @@ use super::headers::{
 use super::openapi::docs;
 use super::render::answer;
 use super::AppState;
-use crate::app::{require_change_permission, Request};
+use crate::app::{require_patch_permission, Request};
 use crate::auth::Caller;
 use crate::domain::subset::Subset;
 use crate::domain::{ErrorCode, NhsNumber, PdsError};
@@ -64,7 +64,7 @@ pub fn body_rejection(e: BytesRejection) -> ApiError {
             headers(("ETag" = String, description = "The record version, `W/\"<versionId>\"`"))),
         (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID), INVALID_VALUE (`_summary`, `_elements`), ADDITIONAL_PROPERTIES (any other query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 403, description = "ACCESS_DENIED (the token grants no PDS role; patient access to a record not its own, or below P9: `Patient cannot perform this action`)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_patient())),
         (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
         (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
         (status = 503, description = "SERVICE_UNAVAILABLE (retry after `Retry-After` seconds)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
@@ -116,9 +116,9 @@ pub async fn get_patient(
     responses(
         (status = 200, description = "The updated patient, version + 1", body = docs::Patient, content_type = "application/fhir+json", 
             headers(("ETag" = String, description = "The new record version, `W/\"<versionId>\"`")), example = json!(docs::example_patient())),
-        (status = 400, description = "INVALID_RESOURCE_ID, UNSUPPORTED_SERVICE (content type), MISSING_VALUE / INVALID_VALUE (headers, values), INVALID_UPDATE (malformed patch or business rule), UNSUPPORTED_VALUE, UNSUPPORTED_CHARACTERS_IN_FIELD, TOO_FEW_VALUES_SUBMITTED, TOO_MANY_VALUES_SUBMITTED", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_patch_400())),
+        (status = 400, description = "INVALID_RESOURCE_ID, UNSUPPORTED_SERVICE (content type), MISSING_VALUE / INVALID_VALUE (headers, values), INVALID_UPDATE (malformed patch or business rule; a field patient access may not update, or one not sent whole), UNSUPPORTED_VALUE, UNSUPPORTED_CHARACTERS_IN_FIELD, TOO_FEW_VALUES_SUBMITTED, TOO_MANY_VALUES_SUBMITTED", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_patch_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "FORBIDDEN_UPDATE (a permission rule: removing the usual name, gender, birthDate or a death; a formal death; a sensitive patient); INVALID_METHOD (application-restricted access); ACCESS_DENIED (no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403())),
+        (status = 403, description = "FORBIDDEN_UPDATE (a permission rule: removing the usual name, gender, birthDate or a death; a formal death; a sensitive patient); INVALID_METHOD (application-restricted access); ACCESS_DENIED (no PDS role; patient access to a record not its own, or below P9)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403())),
         (status = 404, description = "RESOURCE_NOT_FOUND", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
         (status = 409, description = "RESOURCE_VERSION_MISMATCH (If-Match is not the current version)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_409())),
         (status = 412, description = "PRECONDITION_FAILED (If-Match missing or not `W/\"<n>\"`)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_412())),
@@ -137,7 +137,7 @@ pub async fn patch_patient(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // PDS's order: the access mode, the NHS number, If-Match, the content type, the body
-    require_change_permission(&caller)?;
+    require_patch_permission(&caller)?;
     let id = parse_id(&id)?;
     let expected = if_match(&headers)?;
     if !is_patch_content_type(&headers) {
@@ -165,7 +165,7 @@ pub async fn patch_patient(
                      ("TOO_MANY_MATCHES" = (summary = "More matches than `_max-results`", value = json!(docs::example_too_many_matches()))))),
         (status = 400, description = "UNSUPPORTED_SERVICE (no parameters), ADDITIONAL_PROPERTIES (unknown parameter), INVALID_VALUE (a bad value, e.g. a date), MISSING_VALUE (no birthdate), INVALID_SEARCH_DATA (minimum or fuzzy criteria not met, both postcode parameters), TOO_MANY_VALUES_SUBMITTED", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_search_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "INVALID_VALUE (application-restricted access with `_max-results` other than 1); ACCESS_DENIED (no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 403, description = "INVALID_VALUE (application-restricted access with `_max-results` other than 1); ACCESS_DENIED (no PDS role; patient access, which may not search)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
         (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),
     )
@@ -193,7 +193,7 @@ pub async fn search_patients(
         (status = 200, description = "A searchset Bundle of RelatedPerson (no `entry` when there are none)", body = docs::Bundle, content_type = "application/fhir+json"),
         (status = 400, description = "INVALID_RESOURCE_ID (not a valid NHS number), MISSING_VALUE / INVALID_VALUE (X-Request-ID), ADDITIONAL_PROPERTIES (any query parameter)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_get_400())),
         (status = 401, description = "ACCESS_DENIED (missing or invalid bearer token; not in sandbox mode without a token)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_401())),
-        (status = 403, description = "ACCESS_DENIED (the token grants no PDS role)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_role())),
+        (status = 403, description = "ACCESS_DENIED (the token grants no PDS role; patient access to a record not its own, or below P9: `Patient cannot perform this action`)", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_403_patient())),
         (status = 404, description = "RESOURCE_NOT_FOUND; INVALIDATED_RESOURCE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_404())),
         (status = 500, description = "UNKNOWN_ERROR", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_500())),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = docs::OperationOutcome, content_type = "application/fhir+json", example = json!(docs::example_503())),

@@ -226,6 +226,18 @@ impl Server {
         }
     }
 
+    /// A client with a patient-access token (`token --role patient --nhs-number N --vot V`).
+    pub fn api_as_patient(&self, nhs_number: &str, vot: &str) -> Api {
+        Api {
+            token: Some(mint(
+                &self.db,
+                "patient",
+                &["--nhs-number", nhs_number, "--vot", vot],
+            )),
+            ..self.api()
+        }
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()

@@ -16,6 +16,7 @@ mod fhir;
 mod get;
 mod identity;
 mod patch;
+mod patient_access;
 mod postgres;
 mod restricted;
 mod robustness;
