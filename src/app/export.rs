@@ -27,6 +27,10 @@ use crate::transfer::{self, PrivateFile, Selection};
 /// The one output file of a job.
 pub const OUTPUT: &str = "Patient.ndjson";
 
+/// Jobs that may run at once (each holds a read snapshot of the store open); more are refused
+/// with 429 and Retry-After.
+pub const MAX_RUNNING: usize = 4;
+
 /// How long a finished job and its file are kept, by default.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
@@ -191,6 +195,23 @@ impl App {
             request: format!("{}/Patient/$export{query}", self.base_url),
         };
         let mut jobs = exports.lock();
+        let running = jobs
+            .values()
+            .filter(|j| {
+                matches!(
+                    *j.progress.state.lock().unwrap_or_else(|e| e.into_inner()),
+                    State::Running
+                )
+            })
+            .count();
+        if running >= MAX_RUNNING {
+            drop(jobs);
+            let _ = std::fs::remove_dir(&dir);
+            return Err(PdsError::new(
+                ErrorCode::TooManyRequests,
+                format!("{running} exports are running already; retry after the time in the Retry-After header"),
+            ));
+        }
         jobs.insert(id.clone(), job);
         let (store, path, selection) = (
             self.store.clone(),

@@ -49,7 +49,7 @@ pub struct KickOffParams {
 pub struct PreferHeader {
     /// Must be `respond-async`: an export always runs in the background.
     #[serde(rename = "Prefer")]
-    #[param(pattern = "respond-async", example = "respond-async")]
+    #[param(pattern = "^respond-async$", example = "respond-async")]
     prefer: String,
 }
 
@@ -68,7 +68,7 @@ pub struct JobParam {
     tag = "Bulk export",
     security(("bearer" = [])),
     summary = "Start a bulk export of the current records (back office)",
-    description = "FHIR Bulk Data Access (v2) kick-off, asynchronous: answers 202 at once with `Content-Location`, the job's status URL; the job writes every current record — unredacted, restricted ones included, exactly as `pds-facade export` writes them — as NDJSON. Poll the status URL until 200 (its manifest names the output file), download the file, then DELETE the job. Jobs live in the serving process: they do not survive a restart, and expire (files removed) 24 hours after they finish (`--export-expiry`).",
+    description = "FHIR Bulk Data Access (v2) kick-off, asynchronous: answers 202 at once with `Content-Location`, the job's status URL; the job writes every current record — unredacted, restricted ones included, exactly as `pds-facade export` writes them — as NDJSON. Poll the status URL until 200 (its manifest names the output file), download the file, then DELETE the job. At most 4 jobs run at once (more: 429 with Retry-After). Jobs live in the serving process: they do not survive a restart, and expire (files removed) 24 hours after they finish (`--export-expiry`).",
     params(KickOffParams, PreferHeader, docs::RequestHeaders),
     responses(
         (status = 202, description = "Accepted: the job runs in the background",
