@@ -237,6 +237,15 @@ struct ServeArgs {
     /// confused records 70, see GET /CodeSystem/case-kind).
     #[arg(long = "case-due", value_name = "KIND=DAYS")]
     case_due: Vec<String>,
+    /// Where bulk exports (`GET /Patient/$export`) write their files — unredacted records, in
+    /// owner-only files. Default: `<db>.exports` beside a redb database; for PostgreSQL a
+    /// directory of this process in the temporary directory. Job directories left there by a
+    /// previous run are removed at start-up (jobs do not survive a restart).
+    #[arg(long, env = "PDS_EXPORT_DIR")]
+    export_dir: Option<PathBuf>,
+    /// How long a finished bulk export and its file are kept (e.g. 24h, 30m).
+    #[arg(long, default_value = "24h")]
+    export_expiry: humantime::Duration,
     #[command(flatten)]
     keys: KeyConfig,
 }
@@ -386,6 +395,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         allocation_range,
         base_url,
         case_due,
+        export_dir,
+        export_expiry,
         keys: key_config,
     } = args;
     let case_due = match pds_facade::domain::case::DueDays::with(&case_due) {
@@ -454,6 +465,31 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     tracing::info!(mode, "authentication");
     let mut state = Settings::new(store, keys);
+    let export_dir = export_dir.unwrap_or_else(|| match &location {
+        Location::Redb(db) => {
+            let mut dir = db.as_os_str().to_owned();
+            dir.push(".exports");
+            PathBuf::from(dir)
+        }
+        Location::Postgres(_) => {
+            std::env::temp_dir().join(format!("pds-facade-exports-{}", std::process::id()))
+        }
+    });
+    let exports = pds_facade::app::export::Exports::new(export_dir.clone(), export_expiry.into());
+    match exports.clean() {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(jobs = n, dir = %export_dir.display(), "removed the exports of a previous run")
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot clean the export directory {}: {e}",
+                export_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    state.app.exports = Arc::new(exports);
     state.app.idempotency_window = idempotency_window;
     state.app.allocation_range = allocation_range;
     state.app.case_due = case_due;
@@ -647,14 +683,20 @@ fn export(store: &StoreArgs, out: Option<&Path>) -> ExitCode {
         runtime.block_on(async {
             let total = opened.store().count().await?;
             let mut progress = pds_facade::progress::Progress::new(total, "exporting");
-            let n = transfer::export(opened.store(), writer, &mut progress).await?;
+            let n = transfer::export(
+                opened.store(),
+                writer,
+                &transfer::Selection::default(),
+                &mut |n| progress.inc(n),
+            )
+            .await?;
             progress.finish();
             Ok::<_, transfer::TransferError>(n)
         })
     };
     let result = match out {
         None => run(&mut std::io::BufWriter::new(std::io::stdout().lock())),
-        Some(path) => PrivateFile::create(path)
+        Some(path) => transfer::PrivateFile::create(path)
             .map_err(transfer::TransferError::from)
             .and_then(|mut file| {
                 let n = run(&mut file.writer)?;
@@ -674,60 +716,6 @@ fn export(store: &StoreArgs, out: Option<&Path>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// A file for unredacted records, written beside its name as `<name>.partial` — a new file,
-/// readable by its owner only, that no other process has open — and renamed into place once
-/// complete and on disk. Dropped unkept (an error), the partial file is removed.
-struct PrivateFile {
-    path: PathBuf,
-    partial: PathBuf,
-    writer: std::io::BufWriter<std::fs::File>,
-    kept: bool,
-}
-
-impl PrivateFile {
-    fn create(path: &Path) -> std::io::Result<PrivateFile> {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
-        // one left by an export that was killed
-        match std::fs::remove_file(&partial) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let file = options.open(&partial)?;
-        Ok(PrivateFile {
-            path: path.to_path_buf(),
-            partial,
-            writer: std::io::BufWriter::new(file),
-            kept: false,
-        })
-    }
-
-    fn keep(&mut self) -> std::io::Result<()> {
-        use std::io::Write;
-        self.writer.flush()?;
-        self.writer.get_ref().sync_all()?;
-        std::fs::rename(&self.partial, &self.path)?;
-        self.kept = true;
-        Ok(())
-    }
-}
-
-impl Drop for PrivateFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.partial);
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::cmp::Ordering;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::progress::Progress;
 use crate::store::dump::{After, Entry, Part, Snapshot};
@@ -27,13 +28,49 @@ pub enum TransferError {
     Write(#[from] std::io::Error),
 }
 
-/// Writes the current version of every record, one JSON document a line, in NHS-number
-/// order; returns how many. Every record is written as stored — restricted ones unredacted:
-/// an export is a copy of the database, to be kept as safely.
-pub async fn export(
+/// Which current records an export writes: all, or (`since`) those whose `meta.lastUpdated` is
+/// at or after an instant — records written before versions were dated have none and are
+/// always written.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub since: Option<time::OffsetDateTime>,
+}
+
+impl Selection {
+    fn includes(&self, json: &[u8]) -> bool {
+        let Some(since) = self.since else {
+            return true;
+        };
+        #[derive(serde::Deserialize)]
+        struct Dated {
+            meta: Option<Meta>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(rename = "lastUpdated")]
+            last_updated: Option<String>,
+        }
+        let at = serde_json::from_slice::<Dated>(json)
+            .ok()
+            .and_then(|d| d.meta?.last_updated)
+            .and_then(|at| {
+                time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        at.is_none_or(|at| at >= since)
+    }
+}
+
+/// Writes the current version of every record `selection` takes, one JSON document a line, in
+/// NHS-number order; returns how many. Every record is written as stored — restricted ones
+/// unredacted: an export is a copy of the database, to be kept as safely. `progress` is told
+/// of every page of records read. The one export: `pds-facade export` and the back office's
+/// `GET /Patient/$export` both write with it.
+pub async fn export<W: Write + ?Sized>(
     store: &dyn PatientStore,
-    out: &mut dyn Write,
-    progress: &mut Progress,
+    out: &mut W,
+    selection: &Selection,
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, TransferError> {
     let snapshot = store.snapshot().await?;
     let mut after = After::Start;
@@ -47,12 +84,69 @@ pub async fn export(
         after = last.key();
         for entry in &page {
             if let Entry::Current { record, .. } = entry {
-                out.write_all(&record.json)?;
-                out.write_all(b"\n")?;
-                written += 1;
+                if selection.includes(&record.json) {
+                    out.write_all(&record.json)?;
+                    out.write_all(b"\n")?;
+                    written += 1;
+                }
             }
         }
-        progress.inc(page.len() as u64);
+        progress(page.len() as u64);
+    }
+}
+
+/// A file for unredacted records, written beside its name as `<name>.partial` — a new file,
+/// readable by its owner only, that no other process has open — and renamed into place once
+/// complete and on disk. Dropped unkept (an error, a cancelled export), the partial file is
+/// removed.
+pub struct PrivateFile {
+    path: PathBuf,
+    partial: PathBuf,
+    pub writer: std::io::BufWriter<std::fs::File>,
+    kept: bool,
+}
+
+impl PrivateFile {
+    pub fn create(path: &Path) -> std::io::Result<PrivateFile> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        // one left by an export that was killed
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = options.open(&partial)?;
+        Ok(PrivateFile {
+            path: path.to_path_buf(),
+            partial,
+            writer: std::io::BufWriter::new(file),
+            kept: false,
+        })
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn keep(&mut self) -> std::io::Result<()> {
+        self.writer.flush()?;
+        self.writer.get_ref().sync_all()?;
+        std::fs::rename(&self.partial, &self.path)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.partial);
+        }
     }
 }
 

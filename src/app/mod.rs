@@ -16,6 +16,7 @@ pub mod case;
 pub mod create;
 mod demo_cases;
 pub mod error;
+pub mod export;
 pub mod idempotency;
 pub mod identity;
 pub mod merge;
@@ -47,6 +48,8 @@ pub struct App {
     pub allocation_range: (u64, u64),
     /// How many days each kind of case has from logging to its due date.
     pub case_due: crate::domain::case::DueDays,
+    /// The bulk export jobs and where their files go.
+    pub exports: Arc<export::Exports>,
 }
 
 /// Default allocation range: 999 300 000 0 – 999 399 999 9, inside the 999 range that is never
@@ -65,6 +68,10 @@ impl App {
             base_url: "http://localhost/personal-demographics/FHIR/R4".into(),
             allocation_range: DEFAULT_ALLOCATION_RANGE,
             case_due: crate::domain::case::DueDays::default(),
+            exports: Arc::new(export::Exports::new(
+                std::env::temp_dir().join(format!("pds-facade-exports-{}", std::process::id())),
+                export::DEFAULT_EXPIRY,
+            )),
         }
     }
 

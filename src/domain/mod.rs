@@ -4,6 +4,7 @@
 pub mod case;
 pub mod confidentiality;
 pub mod create_request;
+pub mod export;
 pub mod identity;
 pub mod index;
 pub mod json;

@@ -44,6 +44,8 @@ fn route<'a>(path: &'a str, method: &str) -> Option<Route<'a>> {
         ([], "get") => interaction("search-type"),
         ([], "post") => interaction("create"),
         ([op], "post") if op.starts_with('$') => Some(Route::Operation(resource, &op[1..])),
+        // `$export`: the Bulk Data IG's operation, declared by its own canonical definition
+        ([op], "get") if op.starts_with('$') => None,
         (["{id}"], "get") => interaction("read"),
         (["{id}"], "patch") => interaction("patch"),
         (["{id}"], "put") => interaction("update"),
@@ -215,6 +217,15 @@ pub fn capability_statement(base: &str) -> Value {
             "profile".into(),
             json!("https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"),
         );
+        if let Some(export) = doc["paths"]["/Patient/$export"]["get"].as_object() {
+            push(
+                patient,
+                "operation",
+                json!({"name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                    "documentation": export["summary"]}),
+            );
+        }
     }
     let mut rest = json!({
         "mode": "server",
@@ -423,8 +434,9 @@ mod tests {
         let ops: Vec<&str> = doc["paths"]
             .as_object()
             .unwrap()
-            .keys()
-            .filter_map(|p| p.strip_prefix("/Patient/$"))
+            .iter()
+            .filter(|(_, item)| item.get("post").is_some())
+            .filter_map(|(p, _)| p.strip_prefix("/Patient/$"))
             .collect();
         for code in &ops {
             assert!(

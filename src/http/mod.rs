@@ -8,6 +8,7 @@ pub mod capability;
 pub mod case;
 pub mod console;
 pub mod error;
+pub mod export;
 pub mod headers;
 pub mod history;
 pub mod identity;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(negotiate::negotiate))
         // health checks answer whatever the prober accepts
         .route("/_ping", get(ping))
+        .merge(bulk_export())
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -160,6 +162,16 @@ pub fn router(state: AppState) -> Router {
             middleware::around,
         ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+}
+
+/// FHIR Bulk Data export (back office), one group: the kick-off and status answer JSON and
+/// are content-negotiated like the FHIR routes; the output file is NDJSON, outside that.
+fn bulk_export() -> Router<AppState> {
+    Router::new()
+        .route("/Patient/$export", get(export::kick_off))
+        .route("/_export/{id}", get(export::status).delete(export::delete))
+        .route_layer(axum::middleware::from_fn(negotiate::negotiate))
+        .route("/_export/{id}/Patient.ndjson", get(export::file))
 }
 
 /// The HTTP parser's own limit on request headers: beyond it the connection gets a bare 431 and

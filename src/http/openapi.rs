@@ -551,6 +551,45 @@ pub mod docs {
         outcome(ErrorCode::ServiceUnavailable, Some("The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header."))
     }
 
+    pub fn example_export_400() -> Value {
+        outcome(ErrorCode::MissingValue, Some("Invalid request with error - an export runs asynchronously: send the header 'Prefer: respond-async'"))
+    }
+
+    pub fn example_export_404() -> Value {
+        outcome(ErrorCode::ResourceNotFound, Some("Resource not found - no such export job (jobs do not survive a restart, and expire)"))
+    }
+
+    /// The Bulk Data completion manifest of an export.
+    #[derive(serde::Serialize, ToSchema)]
+    #[allow(dead_code)]
+    #[schema(example = json!({"transactionTime": "2026-12-04T02:00:00Z", "request": "http://localhost:9000/personal-demographics/FHIR/R4/Patient/$export", "requiresAccessToken": true, "output": [{"type": "Patient", "url": "http://localhost:9000/personal-demographics/FHIR/R4/_export/0b6f3e8a-3c1d-4b8e-9a4f-2f5d6c7e8a9b/Patient.ndjson", "count": 10}], "error": []}))]
+    pub struct ExportManifest {
+        /// When the export began (RFC 3339): it holds the records as of about then.
+        #[serde(rename = "transactionTime")]
+        transaction_time: String,
+        /// The kick-off request's URL.
+        request: String,
+        /// Always true: the file needs the back office's bearer token.
+        #[serde(rename = "requiresAccessToken")]
+        requires_access_token: bool,
+        output: Vec<ExportOutput>,
+        /// Always empty: a record is either exported or the job fails.
+        error: Vec<ExportOutput>,
+    }
+
+    /// One output file.
+    #[derive(serde::Serialize, ToSchema)]
+    #[allow(dead_code)]
+    pub struct ExportOutput {
+        /// `Patient`.
+        #[serde(rename = "type")]
+        kind: String,
+        /// Where to download it (with the bearer token).
+        url: String,
+        /// How many records it holds.
+        count: u64,
+    }
+
     /// Liveness answer.
     #[derive(serde::Serialize, ToSchema)]
     pub struct Ping {
@@ -576,13 +615,15 @@ pub mod docs {
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
           super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
           super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,
+          super::export::kick_off, super::export::status, super::export::delete, super::export::file,
           super::ping, super::capability::metadata, super::capability::read_operation_definition),
-    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::SearchResult, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::CapabilityStatement, docs::OperationDefinition)),
+    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::SearchResult, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::ExportManifest, docs::ExportOutput, docs::CapabilityStatement, docs::OperationDefinition)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),
          (name = "Identity", description = "NHS number allocation, changes of identity, invalidation"),
          (name = "Case work", description = "Data-quality cases from GP practices through PCSE to the National Back Office, and the messages practices are sent"),
+         (name = "Bulk export", description = "FHIR Bulk Data export of the current records (back office)"),
          (name = "Service", description = "Operational endpoints")),
     modifiers(&BearerAuth),
 )]
@@ -682,6 +723,9 @@ pub fn openapi_json() -> Value {
             if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
                 if path != "/_ping" {
                     responses.insert("429".into(), too_many.clone());
+                }
+                // the export's NDJSON file is outside content negotiation (it is not JSON)
+                if path != "/_ping" && !path.ends_with(".ndjson") {
                     responses.insert("406".into(), not_acceptable.clone());
                 }
                 responses.insert("408".into(), slow.clone());

@@ -285,6 +285,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body's bytes (for answers that are not one JSON document, e.g. NDJSON).
+    pub raw: Vec<u8>,
 }
 
 impl Reply {
@@ -454,7 +456,10 @@ impl Api {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.unwrap();
-        let body: Value = if bytes.is_empty() {
+        let ndjson = headers
+            .get("content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/fhir+ndjson"));
+        let body: Value = if bytes.is_empty() || ndjson {
             Value::Null
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
@@ -463,6 +468,7 @@ impl Api {
             status,
             headers,
             body,
+            raw: bytes.to_vec(),
         };
         check_conformance(method.as_str(), path, &reply, &bytes);
         reply
@@ -652,6 +658,20 @@ fn errors(v: &Validator, body: &Value) -> Vec<String> {
 /// declares for that operation.
 fn check_conformance(method: &str, path: &str, reply: &Reply, raw: &[u8]) {
     let c = checks();
+    // NDJSON (a bulk export's file): every line a Patient that follows both schemas
+    if reply.header("content-type") == Some("application/fhir+ndjson") {
+        for line in String::from_utf8_lossy(raw).lines() {
+            let patient: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{method} {path}: a line is not JSON: {e}"));
+            for (what, v) in [("schemas/", &c.patient), ("FHIR R4", &c.fhir_patient)] {
+                let e = errors(v, &patient);
+                assert!(
+                    e.is_empty(),
+                    "{method} {path}: a Patient breaks {what}: {e:?}"
+                );
+            }
+        }
+    }
     match reply.body.get("resourceType").and_then(Value::as_str) {
         Some(kind @ ("Bundle" | "Parameters")) => {
             assert_eq!(
@@ -754,10 +774,11 @@ fn openapi_template(openapi: &Value, path: &str) -> Option<String> {
         .strip_prefix("/personal-demographics/FHIR/R4")
         .unwrap_or(path);
     let segments: Vec<&str> = path.split('/').collect();
+    // the most literal template: `/Patient/$export` before `/Patient/{id}`
     openapi["paths"]
         .as_object()?
         .keys()
-        .find(|t| {
+        .filter(|t| {
             let ts: Vec<&str> = t.split('/').collect();
             ts.len() == segments.len()
                 && ts
@@ -765,6 +786,7 @@ fn openapi_template(openapi: &Value, path: &str) -> Option<String> {
                     .zip(&segments)
                     .all(|(t, s)| t.starts_with('{') || t == s)
         })
+        .min_by_key(|t| t.matches('{').count())
         .cloned()
 }
 

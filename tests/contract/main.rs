@@ -11,6 +11,7 @@ mod cli;
 mod clients;
 mod console;
 mod crash;
+mod export;
 mod faults;
 mod fhir;
 mod get;
