@@ -147,10 +147,10 @@ struct StoreArgs {
     store: Option<Location>,
     /// Memory for redb's page cache, in MiB (most of the server's memory beyond a few MiB;
     /// reads of uncached pages go to the operating system's file cache).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, env = "PDS_CACHE_SIZE")]
     cache_size: usize,
     /// PostgreSQL connections this process keeps open.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, env = "PDS_POOL_SIZE")]
     pool_size: usize,
 }
 
@@ -196,39 +196,49 @@ struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:9000")]
+    #[arg(long, default_value = "127.0.0.1:9000", env = "PDS_LISTEN")]
     listen: SocketAddr,
     /// Load the bundled demo patients first, if the database is empty.
-    #[arg(long)]
+    #[arg(long, env = "PDS_DEMO")]
     demo: bool,
     /// How long a change's X-Request-ID is remembered, so that a retry gets the original
     /// answer instead of being applied again (e.g. 24h, 30m).
-    #[arg(long, default_value = "24h")]
+    #[arg(long, default_value = "24h", env = "PDS_IDEMPOTENCY_WINDOW")]
     idempotency_window: humantime::Duration,
     /// Requests unanswered after this get 503 SERVICE_UNAVAILABLE with Retry-After (a change
     /// may still complete: retry with the same X-Request-ID).
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "10s", env = "PDS_REQUEST_TIMEOUT")]
     request_timeout: humantime::Duration,
     /// A client that takes longer than this to send its request headers is disconnected; one
     /// that takes longer to send its body gets 408.
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "10s", env = "PDS_CLIENT_TIMEOUT")]
     client_timeout: humantime::Duration,
     /// Requests per second per client (token subject, or address without a token), beyond
     /// which 429 TOO_MANY_REQUESTS; 0 turns it off. Default: off in sandbox mode, 50 otherwise.
-    #[arg(long)]
+    #[arg(long, env = "PDS_RATE_LIMIT")]
     rate_limit: Option<u32>,
     /// NHS numbers for new records come from this range, `FIRST-LAST` (10-digit numbers;
     /// numbers are never reused).
-    #[arg(long, default_value = "9993000000-9993999999", value_parser = parse_range)]
+    #[arg(
+        long,
+        default_value = "9993000000-9993999999",
+        value_parser = parse_range,
+        env = "PDS_ALLOCATION_RANGE"
+    )]
     allocation_range: (u64, u64),
     /// The public base URL of the FHIR API, used in search results' `fullUrl`
     /// (default: http://<listen address>/personal-demographics/FHIR/R4).
-    #[arg(long)]
+    #[arg(long, env = "PDS_BASE_URL")]
     base_url: Option<String>,
-    /// Days a kind of case has from logging to its due date, `KIND=DAYS` (repeatable), e.g.
-    /// `--case-due duplicate-nhs-number=49`; the others keep their defaults (duplicate and
-    /// confused records 70, see GET /CodeSystem/case-kind).
-    #[arg(long = "case-due", value_name = "KIND=DAYS")]
+    /// Days a kind of case has from logging to its due date, `KIND=DAYS` (repeatable; in the
+    /// environment comma-separated), e.g. `--case-due duplicate-nhs-number=49`; the others keep
+    /// their defaults (duplicate and confused records 70, see GET /CodeSystem/case-kind).
+    #[arg(
+        long = "case-due",
+        value_name = "KIND=DAYS",
+        env = "PDS_CASE_DUE",
+        value_delimiter = ','
+    )]
     case_due: Vec<String>,
     #[command(flatten)]
     keys: KeyConfig,
