@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/CodeSystem/case-kind", get(case::case_kinds))
         .route("/_audit", get(backoffice::audit))
         .route("/_ping", get(ping))
+        .route("/_status", get(status))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -229,6 +230,44 @@ pub async fn ping() -> Json<openapi::docs::Ping> {
         status: "pass".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
+}
+
+#[utoipa::path(
+    get,
+    path = "/_status",
+    tag = "Service",
+    summary = "Readiness check",
+    description = "200 when the store can be read and written now (a read and a small durable \
+                   write); 503 SERVICE_UNAVAILABLE saying why not (disk full, PostgreSQL \
+                   unreachable, …). No X-Request-ID needed.",
+    responses(
+        (status = 200, description = "Ready: the store is readable and writable", body = openapi::docs::Status),
+        (status = 503, description = "SERVICE_UNAVAILABLE: not ready, the diagnostics say why", body = openapi::docs::OperationOutcome, content_type = "application/fhir+json", example = json!(openapi::docs::example_status_503())),
+    )
+)]
+pub async fn status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<openapi::docs::Status>, ApiError> {
+    let started = std::time::Instant::now();
+    match state.app.readiness().await {
+        Ok(()) => Ok(Json(openapi::docs::Status {
+            status: "pass".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            checks: openapi::docs::StatusChecks {
+                store: openapi::docs::StatusCheck {
+                    status: "pass".into(),
+                    response_time_ms: started.elapsed().as_millis() as u64,
+                },
+            },
+        })),
+        Err(reason) => {
+            tracing::warn!(%reason, "not ready");
+            Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("Not ready: {reason}"),
+            ))
+        }
+    }
 }
 
 /// `GET /Patient/` — PDS answers a missing id with UNSUPPORTED_SERVICE.

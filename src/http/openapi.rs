@@ -469,6 +469,43 @@ pub mod docs {
         outcome(ErrorCode::ServiceUnavailable, Some("The service cannot reach its storage right now. Using the same 'X-Request-ID' header, retry your request after the time specified by the 'Retry-After' response header."))
     }
 
+    pub fn example_status_503() -> Value {
+        outcome(
+            ErrorCode::ServiceUnavailable,
+            Some(
+                "Not ready: storage unavailable: I/O error: No space left on device (os error 28)",
+            ),
+        )
+    }
+
+    /// Readiness answer: the store can be read and written.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct Status {
+        /// `pass`: ready for requests.
+        #[schema(example = "pass")]
+        pub status: String,
+        /// The pds-facade version.
+        pub version: String,
+        pub checks: StatusChecks,
+    }
+
+    /// What the readiness check looked at.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct StatusChecks {
+        /// The store: a read and a small durable write.
+        pub store: StatusCheck,
+    }
+
+    /// One check's result.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct StatusCheck {
+        #[schema(example = "pass")]
+        pub status: String,
+        /// How long the check took, in milliseconds.
+        #[serde(rename = "responseTimeMs")]
+        pub response_time_ms: u64,
+    }
+
     /// Liveness answer.
     #[derive(serde::Serialize, ToSchema)]
     pub struct Ping {
@@ -494,8 +531,8 @@ pub mod docs {
           super::identity::create, super::identity::change_identity, super::identity::invalidate, super::identity::revalidate,
           super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
           super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,
-          super::ping),
-    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping)),
+          super::ping, super::status),
+    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::Status, docs::StatusChecks, docs::StatusCheck)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),

@@ -659,6 +659,30 @@ async fn load_batch(
 
 #[async_trait::async_trait]
 impl PatientStore for PgStore {
+    async fn readiness(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        txn.batch_execute("SET LOCAL statement_timeout = '2s'")
+            .await?;
+        // a read of the records' table, and whether this server takes writes at all
+        let replica: bool = txn
+            .query_one(
+                "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM patients)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if replica {
+            return Err(StoreError::Unavailable(
+                "the PostgreSQL server is a read-only replica (in recovery)".into(),
+            ));
+        }
+        // a transaction id makes the commit a real, durable write (a WAL commit record)
+        txn.query_one("SELECT txid_current()", &[]).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let client = self.pool.get().await?;
         let statement = client
