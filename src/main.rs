@@ -240,8 +240,19 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     case_due: Vec<String>,
+    /// Log lines on standard error as `text` (for people) or `json` (one object a line, for log
+    /// pipelines). Each request's lines carry its X-Request-ID and X-Correlation-ID; none
+    /// carries personal data (routes are logged as templates, e.g. `/Patient/{id}`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PDS_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(flatten)]
     keys: KeyConfig,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// mimalloc rather than the system allocator: JSON documents are many small allocations, and
@@ -373,6 +384,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         allocation_range,
         base_url,
         case_due,
+        log_format,
         keys: key_config,
     } = args;
     let case_due = match pds_facade::domain::case::DueDays::with(&case_due) {
@@ -393,7 +405,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             .lossy(false)
             .thread_name("log-writer")
             .finish(std::io::stderr());
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -401,9 +413,18 @@ fn serve(args: ServeArgs) -> ExitCode {
         // a log line that cannot be written (log file on a full disk) is dropped; reporting it
         // with eprintln! would panic the request that logged it
         .log_internal_errors(false)
-        .with_writer(log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(log_writer);
+    match log_format {
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // the request's span (its ids) on every line, as `span`
+        LogFormat::Json => logger
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let runtime = runtime();
     let location = store_args.location();
     let opened = match store_args.open(&runtime) {

@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .nest(PDS_BASE, fhir)
         .merge(docs)
         .merge(console)
+        .route_layer(axum::middleware::from_fn(middleware::matched))
         .fallback(unknown_path)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
