@@ -245,6 +245,10 @@ struct ServeArgs {
     /// carries personal data (routes are logged as templates, e.g. `/Patient/{id}`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PDS_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Serve Prometheus metrics at `/metrics` on this address (e.g. 127.0.0.1:9100): a listener
+    /// of its own, so they are never exposed with the API by accident. Default: off.
+    #[arg(long, env = "PDS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     keys: KeyConfig,
 }
@@ -385,6 +389,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         base_url,
         case_due,
         log_format,
+        metrics_listen,
         keys: key_config,
     } = args;
     let case_due = match pds_facade::domain::case::DueDays::with(&case_due) {
@@ -425,6 +430,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             .with_span_list(false)
             .init(),
     }
+    // before the store opens, so that its first commits are counted
+    let metrics = match metrics_listen.map(|at| http::metrics::install().map(|h| (at, h))) {
+        Some(Err(e)) => {
+            eprintln!("error: cannot record metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
     let runtime = runtime();
     let location = store_args.location();
     let opened = match store_args.open(&runtime) {
@@ -485,6 +499,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let result = runtime.block_on(async move {
         let mut state = state;
+        if let Some((at, handle)) = metrics {
+            let metrics_listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--metrics-listen {at}: {e}"))
+            })?;
+            let local = metrics_listener.local_addr()?;
+            tracing::info!("metrics on http://{local}/metrics");
+            tokio::spawn(http::metrics::serve(metrics_listener, handle));
+        }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         state.app.base_url = base_url

@@ -103,12 +103,14 @@ pub async fn around(
         response.headers_mut().insert(name, value);
     }
     let route = route.0.get().map_or(UNMATCHED, MatchedPath::as_str);
+    let elapsed = started.elapsed();
+    crate::telemetry::request(route, method.as_str(), response.status().as_u16(), elapsed);
     tracing::info!(
         parent: &span,
         %method,
         route,
         status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response

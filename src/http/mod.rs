@@ -10,6 +10,7 @@ pub mod error;
 pub mod headers;
 pub mod history;
 pub mod identity;
+pub mod metrics;
 mod middleware;
 pub mod openapi;
 pub mod patient;

@@ -13,7 +13,7 @@ use crate::helpers::*;
 /// Sets the server's file-size limit (`ulimit -f`, soft limit only). A limit of 0 makes every
 /// write to the database fail the way a full disk does (EFBIG instead of ENOSPC), without root,
 /// a loop device or a special file system; the server ignores SIGXFSZ so the write just fails.
-fn limit_file_size(server: &Server, bytes: Option<u64>) {
+pub(crate) fn limit_file_size(server: &Server, bytes: Option<u64>) {
     let limit = libc::rlimit {
         rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
         rlim_max: libc::RLIM_INFINITY,

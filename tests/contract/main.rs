@@ -13,6 +13,7 @@ mod crash;
 mod faults;
 mod get;
 mod identity;
+mod metrics;
 mod patch;
 mod postgres;
 mod restricted;

@@ -208,11 +208,16 @@ impl PgStore {
             let mut client = self.pool.get().await?;
             let txn = client.transaction().await?;
             match attempt(&txn).await {
-                Ok(Outcome::Commit(value)) => match txn.commit().await {
-                    Ok(()) => return Ok(value),
-                    Err(e) if error::retryable(&e) => last = Some(StoreError::from(e)),
-                    Err(e) => return Err(e.into()),
-                },
+                Ok(Outcome::Commit(value)) => {
+                    let started = std::time::Instant::now();
+                    let committed = txn.commit().await;
+                    crate::telemetry::postgres_commit(started.elapsed());
+                    match committed {
+                        Ok(()) => return Ok(value),
+                        Err(e) if error::retryable(&e) => last = Some(StoreError::from(e)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Ok(Outcome::Rollback(value)) => {
                     txn.rollback().await?;
                     return Ok(value);

@@ -210,6 +210,8 @@ pub(super) enum Outcome {
 }
 
 fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
+    let started = std::time::Instant::now();
+    let changes = group.len();
     let mut outcomes = Vec::with_capacity(group.len());
     let committed = match db.begin_write() {
         Err(e) => {
@@ -225,6 +227,7 @@ fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
     let result = if committed.is_err() {
         GroupResult::StorageFailed
     } else {
+        crate::telemetry::group_commit(changes, started.elapsed());
         GroupResult::Done
     };
     for outcome in outcomes {
