@@ -6,6 +6,8 @@
 //! * [`app`] — the use cases (read, search, update, merge, create, change identity…), once each;
 //! * [`domain`] — the patch layer: NHS numbers, the Patient document, PATCH and business rules;
 //! * [`store`] — the [`store::PatientStore`] trait, its redb and PostgreSQL implementations.
+//!
+//! [`telemetry`] names the metrics every layer records (no personal data in any label).
 
 pub mod app;
 pub mod auth;
@@ -17,4 +19,5 @@ pub mod http;
 pub mod import;
 pub mod progress;
 pub mod store;
+pub mod telemetry;
 pub mod transfer;

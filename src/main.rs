@@ -154,10 +154,10 @@ struct StoreArgs {
     store: Option<Location>,
     /// Memory for redb's page cache, in MiB (most of the server's memory beyond a few MiB;
     /// reads of uncached pages go to the operating system's file cache).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, env = "PDS_CACHE_SIZE")]
     cache_size: usize,
     /// PostgreSQL connections this process keeps open.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, env = "PDS_POOL_SIZE")]
     pool_size: usize,
 }
 
@@ -203,39 +203,49 @@ struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:9000")]
+    #[arg(long, default_value = "127.0.0.1:9000", env = "PDS_LISTEN")]
     listen: SocketAddr,
     /// Load the bundled demo patients first, if the database is empty.
-    #[arg(long)]
+    #[arg(long, env = "PDS_DEMO")]
     demo: bool,
     /// How long a change's X-Request-ID is remembered, so that a retry gets the original
     /// answer instead of being applied again (e.g. 24h, 30m).
-    #[arg(long, default_value = "24h")]
+    #[arg(long, default_value = "24h", env = "PDS_IDEMPOTENCY_WINDOW")]
     idempotency_window: humantime::Duration,
     /// Requests unanswered after this get 503 SERVICE_UNAVAILABLE with Retry-After (a change
     /// may still complete: retry with the same X-Request-ID).
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "10s", env = "PDS_REQUEST_TIMEOUT")]
     request_timeout: humantime::Duration,
     /// A client that takes longer than this to send its request headers is disconnected; one
     /// that takes longer to send its body gets 408.
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "10s", env = "PDS_CLIENT_TIMEOUT")]
     client_timeout: humantime::Duration,
     /// Requests per second per client (token subject, or address without a token), beyond
     /// which 429 TOO_MANY_REQUESTS; 0 turns it off. Default: off in sandbox mode, 50 otherwise.
-    #[arg(long)]
+    #[arg(long, env = "PDS_RATE_LIMIT")]
     rate_limit: Option<u32>,
     /// NHS numbers for new records come from this range, `FIRST-LAST` (10-digit numbers;
     /// numbers are never reused).
-    #[arg(long, default_value = "9993000000-9993999999", value_parser = parse_range)]
+    #[arg(
+        long,
+        default_value = "9993000000-9993999999",
+        value_parser = parse_range,
+        env = "PDS_ALLOCATION_RANGE"
+    )]
     allocation_range: (u64, u64),
     /// The public base URL of the FHIR API, used in search results' `fullUrl`
     /// (default: http://<listen address>/personal-demographics/FHIR/R4).
-    #[arg(long)]
+    #[arg(long, env = "PDS_BASE_URL")]
     base_url: Option<String>,
-    /// Days a kind of case has from logging to its due date, `KIND=DAYS` (repeatable), e.g.
-    /// `--case-due duplicate-nhs-number=49`; the others keep their defaults (duplicate and
-    /// confused records 70, see GET /CodeSystem/case-kind).
-    #[arg(long = "case-due", value_name = "KIND=DAYS")]
+    /// Days a kind of case has from logging to its due date, `KIND=DAYS` (repeatable; in the
+    /// environment comma-separated), e.g. `--case-due duplicate-nhs-number=49`; the others keep
+    /// their defaults (duplicate and confused records 70, see GET /CodeSystem/case-kind).
+    #[arg(
+        long = "case-due",
+        value_name = "KIND=DAYS",
+        env = "PDS_CASE_DUE",
+        value_delimiter = ','
+    )]
     case_due: Vec<String>,
     /// Where bulk exports (`GET /Patient/$export`) write their files — unredacted records, in
     /// owner-only files. Default: `<db>.exports` beside a redb database; for PostgreSQL a
@@ -246,8 +256,23 @@ struct ServeArgs {
     /// How long a finished bulk export and its file are kept (e.g. 24h, 30m).
     #[arg(long, default_value = "24h")]
     export_expiry: humantime::Duration,
+    /// Log lines on standard error as `text` (for people) or `json` (one object a line, for log
+    /// pipelines). Each request's lines carry its X-Request-ID and X-Correlation-ID; none
+    /// carries personal data (routes are logged as templates, e.g. `/Patient/{id}`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PDS_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Serve Prometheus metrics at `/metrics` on this address (e.g. 127.0.0.1:9100): a listener
+    /// of its own, so they are never exposed with the API by accident. Default: off.
+    #[arg(long, env = "PDS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     keys: KeyConfig,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// mimalloc rather than the system allocator: JSON documents are many small allocations, and
@@ -397,6 +422,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         case_due,
         export_dir,
         export_expiry,
+        log_format,
+        metrics_listen,
         keys: key_config,
     } = args;
     let case_due = match pds_facade::domain::case::DueDays::with(&case_due) {
@@ -417,7 +444,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             .lossy(false)
             .thread_name("log-writer")
             .finish(std::io::stderr());
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -425,9 +452,27 @@ fn serve(args: ServeArgs) -> ExitCode {
         // a log line that cannot be written (log file on a full disk) is dropped; reporting it
         // with eprintln! would panic the request that logged it
         .log_internal_errors(false)
-        .with_writer(log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(log_writer);
+    match log_format {
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // the request's span (its ids) on every line, as `span`
+        LogFormat::Json => logger
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+    // before the store opens, so that its first commits are counted
+    let metrics = match metrics_listen.map(|at| http::metrics::install().map(|h| (at, h))) {
+        Some(Err(e)) => {
+            eprintln!("error: cannot record metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
     let runtime = runtime();
     let location = store_args.location();
     let opened = match store_args.open(&runtime) {
@@ -513,6 +558,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let result = runtime.block_on(async move {
         let mut state = state;
+        if let Some((at, handle)) = metrics {
+            let metrics_listener = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--metrics-listen {at}: {e}"))
+            })?;
+            let local = metrics_listener.local_addr()?;
+            tracing::info!("metrics on http://{local}/metrics");
+            tokio::spawn(http::metrics::serve(metrics_listener, handle));
+        }
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         state.app.base_url = base_url

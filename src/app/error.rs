@@ -22,6 +22,7 @@ impl From<StoreError> for PdsError {
                 PdsError::new(ErrorCode::InvalidValue, e.to_string())
             }
             StoreError::RangeExhausted => {
+                crate::telemetry::store_error("range_exhausted");
                 tracing::error!("NHS number allocation range exhausted");
                 PdsError::new(
                     ErrorCode::ServiceUnavailable,
@@ -29,6 +30,7 @@ impl From<StoreError> for PdsError {
                 )
             }
             StoreError::Unavailable(reason) => {
+                crate::telemetry::store_error("unavailable");
                 tracing::error!(%reason, "storage unavailable");
                 PdsError::new(
                     ErrorCode::ServiceUnavailable,
@@ -40,6 +42,7 @@ impl From<StoreError> for PdsError {
                 "An unknown error occurred processing this request.",
             ),
             StoreError::Internal(reason) => {
+                crate::telemetry::store_error("internal");
                 tracing::error!(%reason, "the database refused a statement");
                 PdsError::new(
                     ErrorCode::UnknownError,
@@ -47,6 +50,7 @@ impl From<StoreError> for PdsError {
                 )
             }
             StoreError::Corrupt(reason) => {
+                crate::telemetry::store_error("corrupt");
                 tracing::error!(%reason, "stored data is corrupt");
                 PdsError::new(
                     ErrorCode::UnknownError,

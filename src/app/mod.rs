@@ -22,6 +22,7 @@ pub mod identity;
 pub mod merge;
 pub mod read;
 pub mod search;
+pub mod status;
 pub mod update;
 
 use std::sync::Arc;

@@ -28,6 +28,7 @@ impl FromRequestParts<AppState> for Caller {
                 _ => format!("sub:{}:{}", caller.role, caller.subject),
             };
             if limiter.check(&client).is_err() {
+                crate::telemetry::rate_limited();
                 return Err(ApiError::new(
                     ErrorCode::TooManyRequests,
                     format!(

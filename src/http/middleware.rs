@@ -1,11 +1,14 @@
-//! What happens around every request: one log line, X-Request-ID / X-Correlation-ID echoed,
-//! and a guarantee that no error leaves without an OperationOutcome body.
+//! What happens around every request: a span carrying its X-Request-ID and X-Correlation-ID
+//! (so every line logged for it has them), one log line naming its route template (never the
+//! raw path, which may hold an NHS number), the ids echoed, and a guarantee that no error
+//! leaves without an OperationOutcome body.
 
 use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::HttpBody as _;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -20,14 +23,59 @@ use crate::domain::{ErrorCode, PdsError};
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Where the router leaves the template of the route a request matched (see [`matched`]), for
+/// [`around`], which runs before routing, to log it.
+#[derive(Clone, Default)]
+struct Route(Arc<OnceLock<MatchedPath>>);
+
+/// What a request that matched no route is logged as (its path may hold anything).
+pub const UNMATCHED: &str = "(unmatched)";
+
+/// A route layer: records the matched route's template for [`around`].
+pub async fn matched(request: Request, next: Next) -> Response {
+    if let (Some(slot), Some(path)) = (
+        request.extensions().get::<Route>(),
+        request.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(path.clone());
+    }
+    next.run(request).await
+}
+
+/// A caller-chosen id as logged: visible ASCII only, at most 64 characters.
+fn loggable_id(value: &HeaderValue) -> String {
+    value
+        .as_bytes()
+        .iter()
+        .take(64)
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
+}
+
 pub async fn around(
     State(client_timeout): State<Duration>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    use tracing::Instrument;
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let route = Route::default();
+    request.extensions_mut().insert(route.clone());
+    let span = {
+        let id = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(loggable_id)
+        };
+        tracing::info_span!(
+            "request",
+            request_id = id(X_REQUEST_ID),
+            correlation_id = id(X_CORRELATION_ID),
+        )
+    };
     let echo: Vec<(&'static str, HeaderValue)> = [X_REQUEST_ID, X_CORRELATION_ID]
         .into_iter()
         .filter_map(|name| {
@@ -39,10 +87,14 @@ pub async fn around(
         })
         .collect();
 
-    let mut response = match receive(request, client_timeout).await {
-        Ok(request) => next.run(request).await,
-        Err(e) => outcome_response(&e),
-    };
+    let mut response = async {
+        match receive(request, client_timeout).await {
+            Ok(request) => next.run(request).await,
+            Err(e) => outcome_response(&e),
+        }
+    }
+    .instrument(span.clone())
+    .await;
     let status = response.status();
     if (status.is_client_error() || status.is_server_error()) && !is_fhir(&response) {
         response = outcome_response(&fallback_error(status));
@@ -50,11 +102,15 @@ pub async fn around(
     for (name, value) in echo {
         response.headers_mut().insert(name, value);
     }
+    let route = route.0.get().map_or(UNMATCHED, MatchedPath::as_str);
+    let elapsed = started.elapsed();
+    crate::telemetry::request(route, method.as_str(), response.status().as_u16(), elapsed);
     tracing::info!(
+        parent: &span,
         %method,
-        %path,
+        route,
         status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response

@@ -12,6 +12,7 @@ pub mod export;
 pub mod headers;
 pub mod history;
 pub mod identity;
+pub mod metrics;
 mod middleware;
 pub mod negotiate;
 pub mod openapi;
@@ -142,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         // health checks answer whatever the prober accepts
         .route("/_ping", get(ping))
         .merge(bulk_export())
+        .route("/_status", get(status))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let docs = utoipa_swagger_ui::SwaggerUi::new("/docs")
@@ -152,6 +154,7 @@ pub fn router(state: AppState) -> Router {
         .nest(PDS_BASE, fhir)
         .merge(docs)
         .merge(console)
+        .route_layer(axum::middleware::from_fn(middleware::matched))
         .fallback(unknown_path)
         .layer(axum::middleware::from_fn_with_state(
             timeout,
@@ -253,6 +256,44 @@ pub async fn ping() -> Json<openapi::docs::Ping> {
         status: "pass".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     })
+}
+
+#[utoipa::path(
+    get,
+    path = "/_status",
+    tag = "Service",
+    summary = "Readiness check",
+    description = "200 when the store can be read and written now (a read and a small durable \
+                   write); 503 SERVICE_UNAVAILABLE saying why not (disk full, PostgreSQL \
+                   unreachable, …). No X-Request-ID needed.",
+    responses(
+        (status = 200, description = "Ready: the store is readable and writable", body = openapi::docs::Status),
+        (status = 503, description = "SERVICE_UNAVAILABLE: not ready, the diagnostics say why", body = openapi::docs::OperationOutcome, content_type = "application/fhir+json", example = json!(openapi::docs::example_status_503())),
+    )
+)]
+pub async fn status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<openapi::docs::Status>, ApiError> {
+    let started = std::time::Instant::now();
+    match state.app.readiness().await {
+        Ok(()) => Ok(Json(openapi::docs::Status {
+            status: "pass".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            checks: openapi::docs::StatusChecks {
+                store: openapi::docs::StatusCheck {
+                    status: "pass".into(),
+                    response_time_ms: started.elapsed().as_millis() as u64,
+                },
+            },
+        })),
+        Err(reason) => {
+            tracing::warn!(%reason, "not ready");
+            Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("Not ready: {reason}"),
+            ))
+        }
+    }
 }
 
 /// `GET /Patient/` — PDS answers a missing id with UNSUPPORTED_SERVICE.

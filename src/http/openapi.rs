@@ -590,6 +590,43 @@ pub mod docs {
         count: u64,
     }
 
+    pub fn example_status_503() -> Value {
+        outcome(
+            ErrorCode::ServiceUnavailable,
+            Some(
+                "Not ready: storage unavailable: I/O error: No space left on device (os error 28)",
+            ),
+        )
+    }
+
+    /// Readiness answer: the store can be read and written.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct Status {
+        /// `pass`: ready for requests.
+        #[schema(example = "pass")]
+        pub status: String,
+        /// The pds-facade version.
+        pub version: String,
+        pub checks: StatusChecks,
+    }
+
+    /// What the readiness check looked at.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct StatusChecks {
+        /// The store: a read and a small durable write.
+        pub store: StatusCheck,
+    }
+
+    /// One check's result.
+    #[derive(serde::Serialize, ToSchema)]
+    pub struct StatusCheck {
+        #[schema(example = "pass")]
+        pub status: String,
+        /// How long the check took, in milliseconds.
+        #[serde(rename = "responseTimeMs")]
+        pub response_time_ms: u64,
+    }
+
     /// Liveness answer.
     #[derive(serde::Serialize, ToSchema)]
     pub struct Ping {
@@ -616,8 +653,8 @@ pub mod docs {
           super::case::create_task, super::case::read_task, super::case::task_history, super::case::search_tasks, super::case::patch_task,
           super::case::search_communications, super::case::read_communication, super::case::patch_communication, super::case::case_kinds,
           super::export::kick_off, super::export::status, super::export::delete, super::export::file,
-          super::ping, super::capability::metadata, super::capability::read_operation_definition),
-    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::SearchResult, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::ExportManifest, docs::ExportOutput, docs::CapabilityStatement, docs::OperationDefinition)),
+          super::ping, super::status, super::capability::metadata, super::capability::read_operation_definition),
+    components(schemas(docs::Task, docs::Communication, docs::CodeSystem, docs::Patient, docs::PatientCreateRequest, docs::OperationOutcome, docs::PatchRequest, docs::Bundle, docs::SearchResult, docs::Parameters, docs::AuditTrail, docs::GenderParam, docs::Ping, docs::Status, docs::StatusChecks, docs::StatusCheck, docs::ExportManifest, docs::ExportOutput, docs::CapabilityStatement, docs::OperationDefinition)),
     tags((name = "Patient", description = "PDS Patient read and update"),
          (name = "History", description = "Every version of a record"),
          (name = "Back office", description = "National Back Office corrections and audit"),

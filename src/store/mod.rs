@@ -498,6 +498,11 @@ pub trait PatientStore: Send + Sync + 'static {
         next: &mut (dyn FnMut() -> BulkStep + Send),
     ) -> Result<u64, StoreError>;
 
+    /// Whether the store can be read and written now (readiness, `/_status`): a read and a
+    /// small durable write that changes no record. The error says why not (disk full, server
+    /// unreachable, a read-only replica…) and names no patient.
+    async fn readiness(&self) -> Result<(), StoreError>;
+
     /// How many records are stored.
     async fn count(&self) -> Result<u64, StoreError>;
 

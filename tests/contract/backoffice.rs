@@ -681,6 +681,16 @@ fn restricted_patient(rng: &mut Rng, nhs: &str, k: usize) -> (Value, Vec<String>
 
 #[tokio::test]
 async fn no_restricted_field_reaches_other_roles() {
+    restricted_fields_reach_no_other_role("text").await
+}
+
+#[tokio::test]
+async fn no_restricted_field_reaches_other_roles_nor_the_json_log() {
+    restricted_fields_reach_no_other_role("json").await
+}
+
+/// The restricted-data property test, the server logging in `log_format`.
+async fn restricted_fields_reach_no_other_role(log_format: &str) {
     let mut rng = Rng(0x5EED_2026_1127);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("pds.redb");
@@ -710,7 +720,7 @@ async fn no_restricted_field_reaches_other_roles() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let server = Server::start(&db, &["--demo"]);
+    let server = Server::start(&db, &["--demo", "--log-format", log_format]);
     let bo = server.api_as("back-office");
     // some restricted records take part in merges, both as source and as target
     for i in 0..4 {
@@ -749,6 +759,7 @@ async fn no_restricted_field_reaches_other_roles() {
         server.api_as("application-restricted"),
     ];
     let mut checked = 0;
+    let mut request_ids = Vec::new();
     for round in 0..150 {
         let api = &others[round % others.len()];
         let id = &ids[rng.below(ids.len())];
@@ -796,6 +807,7 @@ async fn no_restricted_field_reaches_other_roles() {
             }
             _ => api.get(&format!("{base}/Patient?_fuzzy-match=true&family=Concealed&given=Person&birthdate=1985-05-05")).await,
         };
+        request_ids.extend(reply.header("x-request-id").map(str::to_string));
         let text = shown(&reply);
         for m in &markers {
             assert!(
@@ -823,10 +835,36 @@ async fn no_restricted_field_reaches_other_roles() {
         markers.iter().all(|m| all.contains(m.as_str())),
         "the test data carries every marker"
     );
-    // the log at the default level (info) has a line per request, and none of the restricted
-    // values, names searched for, or credentials — whoever asked
+    // the log at the default level (info) has a line per request, carrying its X-Request-ID,
+    // and none of the restricted values, NHS numbers (routes are templates), names searched
+    // for, or credentials — whoever asked
     let log = std::fs::read_to_string(&server.log).unwrap();
-    assert!(log.matches(" request ").count() >= 150, "{log}");
+    assert_eq!(request_ids.len(), 150);
+    let logged_ids: Vec<String> = match log_format {
+        "json" => log
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+            })
+            .filter(|l| l["fields"]["message"] == "request")
+            .filter_map(|l| l["span"]["request_id"].as_str().map(str::to_string))
+            .collect(),
+        _ => log
+            .lines()
+            .filter(|l| l.contains("}: request "))
+            .filter_map(|l| {
+                let (_, rest) = l.split_once("request_id=\"")?;
+                Some(rest.split_once('"')?.0.to_string())
+            })
+            .collect(),
+    };
+    for rid in &request_ids {
+        assert!(
+            logged_ids.contains(rid),
+            "no request line carries X-Request-ID {rid}:\n{log}"
+        );
+    }
     let tokens: Vec<&String> = others
         .iter()
         .chain([&bo])
@@ -835,8 +873,9 @@ async fn no_restricted_field_reaches_other_roles() {
     for secret in markers
         .iter()
         .chain(tokens)
+        .chain(&ids)
         .map(String::as_str)
-        .chain(["Concealed", "Person"])
+        .chain(["Concealed", "Person", RESTRICTED, FULL])
     {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
     }

@@ -380,3 +380,66 @@ fn printing_commands_stop_quietly_when_the_reader_goes() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn every_serve_flag_can_come_from_the_environment() {
+    // --help names a variable for each flag
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let blocks: Vec<&str> = help.split("\n      --").skip(1).collect();
+    assert!(blocks.len() >= 15, "{help}");
+    for block in blocks {
+        let flag = block.split_whitespace().next().unwrap_or_default();
+        assert!(
+            block.contains("[env: PDS_"),
+            "--{flag} names no environment variable in --help:\n{help}"
+        );
+    }
+    // a server configured through the environment alone honours it
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("env.redb");
+    let store = store_of(&db);
+    let store_variable = match store[0].as_str() {
+        "--db" => "PDS_DB",
+        _ => "PDS_STORE",
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .env(store_variable, &store[1])
+        .env("PDS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PDS_DEMO", "true")
+        .env("PDS_BASE_URL", "https://pds.example/base")
+        .env("PDS_RATE_LIMIT", "3");
+    let server = Server::spawn(command, &db);
+    assert_eq!(
+        server.base,
+        format!("http://127.0.0.1:{port}"),
+        "PDS_LISTEN"
+    );
+    let api = server.api();
+    let found = api
+        .get("/Patient?family=Smith&birthdate=eq2010-10-22&gender=female")
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert!(
+        found.body["entry"][0]["fullUrl"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://pds.example/base/Patient/")),
+        "PDS_DEMO loaded the demo data, PDS_BASE_URL names it: {}",
+        found.body
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(api.get_patient(FULL).await.status);
+    }
+    assert!(statuses.contains(&429), "PDS_RATE_LIMIT=3: {statuses:?}");
+}

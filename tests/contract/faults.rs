@@ -13,7 +13,7 @@ use crate::helpers::*;
 /// Sets the server's file-size limit (`ulimit -f`, soft limit only). A limit of 0 makes every
 /// write to the database fail the way a full disk does (EFBIG instead of ENOSPC), without root,
 /// a loop device or a special file system; the server ignores SIGXFSZ so the write just fails.
-fn limit_file_size(server: &Server, bytes: Option<u64>) {
+pub(crate) fn limit_file_size(server: &Server, bytes: Option<u64>) {
     let limit = libc::rlimit {
         rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
         rlim_max: libc::RLIM_INFINITY,
@@ -349,4 +349,59 @@ fn shutdown_finishes_in_flight_requests_and_takes_no_new_ones() {
         (r.version(), r.body["gender"].as_str()),
         (2, Some("unknown"))
     );
+}
+
+/// `/_status` (readiness) with no X-Request-ID: 200 `pass`, or 503 SERVICE_UNAVAILABLE with
+/// the reason.
+async fn readiness(api: &Api) -> Reply {
+    api.send("GET", "/_status", &[], None).await
+}
+
+#[tokio::test]
+async fn status_says_not_ready_while_the_disk_is_full_and_ready_again_after() {
+    if redb_only("the file size limit on the database file") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::demo(&dir);
+    let api = server.api();
+    let ready = readiness(&api).await;
+    assert_eq!(
+        (ready.status, ready.body["status"].as_str()),
+        (200, Some("pass")),
+        "{}",
+        ready.body
+    );
+    assert_eq!(ready.body["checks"]["store"]["status"], "pass");
+
+    limit_file_size(&server, Some(0));
+    let not_ready = readiness(&api).await;
+    not_ready.expect(503, "SERVICE_UNAVAILABLE");
+    let why = not_ready.body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("Not ready: ") && why.contains("storage unavailable"),
+        "{}",
+        not_ready.body
+    );
+    // /_ping is liveness: the process is up, whatever its store says
+    assert_eq!(api.send("GET", "/_ping", &[], None).await.status, 200);
+
+    limit_file_size(&server, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = readiness(&api).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still not ready once space came back: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // and the demo data is all there, unchanged by the checks
+    assert_eq!(api.get_patient(FULL).await.version(), 1);
 }

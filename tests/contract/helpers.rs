@@ -163,12 +163,20 @@ impl Server {
     /// Starts `pds-facade serve` on the store `store` (command-line arguments); `db` names its
     /// log (and, for redb, is the store).
     pub fn start_on(store: &[String], db: &Path, extra: &[&str]) -> Server {
-        let log = db.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .arg("serve")
             .args(store)
             .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        Server::spawn(command, db)
+    }
+
+    /// Starts `command` (a `pds-facade serve` that listens on a port it prints); `db` names its
+    /// log (and, for redb, is the store).
+    pub fn spawn(mut command: Command, db: &Path) -> Server {
+        let log = db.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())

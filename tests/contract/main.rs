@@ -16,6 +16,7 @@ mod faults;
 mod fhir;
 mod get;
 mod identity;
+mod metrics;
 mod patch;
 mod patient_access;
 mod postgres;

@@ -612,6 +612,67 @@ async fn a_database_server_killed_under_load_loses_no_acknowledged_change() {
     );
 }
 
+#[tokio::test]
+async fn status_says_not_ready_while_the_database_server_is_down() {
+    let Some(_) = on_postgres("readiness with the database server down") else {
+        return;
+    };
+    let mut cluster = Cluster::new();
+    cluster.start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = vec!["--store".to_string(), cluster.url()];
+    let server = Server::start_on(&store, &dir.path().join("pds.redb"), &["--demo"]);
+    let api = server.api();
+    let status = || api.send("GET", "/_status", &[], None);
+    let ready = status().await;
+    assert_eq!(
+        (
+            ready.status,
+            ready.body["checks"]["store"]["status"].as_str()
+        ),
+        (200, Some("pass")),
+        "{}",
+        ready.body
+    );
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        cluster.crash();
+        cluster
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let down = status().await;
+    down.expect(503, "SERVICE_UNAVAILABLE");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the check's timeout"
+    );
+    let why = down.body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("Not ready: ") && why.contains("storage unavailable"),
+        "{}",
+        down.body
+    );
+    assert!(
+        !why.contains(&cluster.url()),
+        "the reason shows no connection URL: {why}"
+    );
+    assert_eq!(api.send("GET", "/_ping", &[], None).await.status, 200);
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.start();
+        cluster
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status().await.status != 200 {
+        assert!(Instant::now() < deadline, "not ready after the restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Tables in the database at `url`.
 fn tables(url: &str) -> i64 {
     pg(

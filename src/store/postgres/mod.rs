@@ -208,11 +208,16 @@ impl PgStore {
             let mut client = self.pool.get().await?;
             let txn = client.transaction().await?;
             match attempt(&txn).await {
-                Ok(Outcome::Commit(value)) => match txn.commit().await {
-                    Ok(()) => return Ok(value),
-                    Err(e) if error::retryable(&e) => last = Some(StoreError::from(e)),
-                    Err(e) => return Err(e.into()),
-                },
+                Ok(Outcome::Commit(value)) => {
+                    let started = std::time::Instant::now();
+                    let committed = txn.commit().await;
+                    crate::telemetry::postgres_commit(started.elapsed());
+                    match committed {
+                        Ok(()) => return Ok(value),
+                        Err(e) if error::retryable(&e) => last = Some(StoreError::from(e)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Ok(Outcome::Rollback(value)) => {
                     txn.rollback().await?;
                     return Ok(value);
@@ -659,6 +664,30 @@ async fn load_batch(
 
 #[async_trait::async_trait]
 impl PatientStore for PgStore {
+    async fn readiness(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        txn.batch_execute("SET LOCAL statement_timeout = '2s'")
+            .await?;
+        // a read of the records' table, and whether this server takes writes at all
+        let replica: bool = txn
+            .query_one(
+                "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM patients)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if replica {
+            return Err(StoreError::Unavailable(
+                "the PostgreSQL server is a read-only replica (in recovery)".into(),
+            ));
+        }
+        // a transaction id makes the commit a real, durable write (a WAL commit record)
+        txn.query_one("SELECT txid_current()", &[]).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let client = self.pool.get().await?;
         let statement = client

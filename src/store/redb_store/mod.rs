@@ -172,6 +172,13 @@ impl RedbStore {
         }
     }
 
+    /// Hands a readiness check to the writer (see [`Job::Probe`]).
+    fn submit_probe(&self, reply: Reply<()>) {
+        if let Err(job) = self.send(Job::Probe { reply }) {
+            answer(fail(job, writer_gone()), &Ok(()));
+        }
+    }
+
     fn db(&self) -> Result<Arc<Database>, StoreError> {
         self.db.get()
     }
@@ -329,6 +336,15 @@ impl PatientStore for RedbStore {
                 }
             }
         }
+    }
+
+    async fn readiness(&self) -> Result<(), StoreError> {
+        // a read, then a durable write through the writer (as every change takes)
+        {
+            let txn = self.db()?.begin_read()?;
+            txn.open_table(META)?.get("format")?;
+        }
+        durable(|reply| self.submit_probe(reply)).await
     }
 
     async fn snapshot(&self) -> Result<Box<dyn super::dump::Snapshot>, StoreError> {

@@ -106,6 +106,10 @@ pub(super) enum Job {
         build: AllocatingChange,
         reply: Reply<(Committed, NhsNumber)>,
     },
+    /// A readiness check (`/_status`): a small durable write through the same path as every
+    /// change, so that it fails when they would (disk full, file system read-only, the
+    /// database down).
+    Probe { reply: Reply<()> },
 }
 
 /// The most changes one durable commit carries.
@@ -202,9 +206,12 @@ pub(super) enum Outcome {
         Reply<(Committed, NhsNumber)>,
         Result<(Committed, NhsNumber), StoreError>,
     ),
+    Probe(Reply<()>, Result<(), StoreError>),
 }
 
 fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
+    let started = std::time::Instant::now();
+    let changes = group.len();
     let mut outcomes = Vec::with_capacity(group.len());
     let committed = match db.begin_write() {
         Err(e) => {
@@ -220,6 +227,7 @@ fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
     let result = if committed.is_err() {
         GroupResult::StorageFailed
     } else {
+        crate::telemetry::group_commit(changes, started.elapsed());
         GroupResult::Done
     };
     for outcome in outcomes {
@@ -275,6 +283,13 @@ fn write_group(
                 }
                 outcomes.push(Outcome::Allocate(reply, result));
             }
+            Job::Probe { reply } => {
+                let result = probe(&mut tables);
+                if let Err(e) = &result {
+                    failed = Some(StoreError::Unavailable(e.to_string()));
+                }
+                outcomes.push(Outcome::Probe(reply, result));
+            }
         }
     }
     match failed {
@@ -290,9 +305,11 @@ pub(super) fn answer(outcome: Outcome, committed: &Result<(), StoreError>) {
     match (outcome, committed) {
         (Outcome::Commit(reply, result), Ok(())) => reply(result),
         (Outcome::Allocate(reply, result), Ok(())) => reply(result),
+        (Outcome::Probe(reply, result), Ok(())) => reply(result),
         // the transaction did not become durable: nothing of the group is acknowledged
         (Outcome::Commit(reply, _), Err(e)) => reply(Err(StoreError::Unavailable(e.to_string()))),
         (Outcome::Allocate(reply, _), Err(e)) => reply(Err(StoreError::Unavailable(e.to_string()))),
+        (Outcome::Probe(reply, _), Err(e)) => reply(Err(StoreError::Unavailable(e.to_string()))),
     }
 }
 
@@ -300,7 +317,20 @@ pub(super) fn fail(job: Job, e: StoreError) -> Outcome {
     match job {
         Job::Commit { reply, .. } => Outcome::Commit(reply, Err(e)),
         Job::Allocate { reply, .. } => Outcome::Allocate(reply, Err(e)),
+        Job::Probe { reply } => Outcome::Probe(reply, Err(e)),
     }
+}
+
+/// `meta` key the readiness check writes (the time of the last check).
+const PROBE: &str = "readiness-checked-at";
+
+/// The readiness check's write: the time, in `meta` (copies and comparisons skip `meta`).
+fn probe(tables: &mut Tables) -> Result<(), StoreError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    tables.meta.insert(PROBE, now.to_le_bytes().as_slice())?;
+    Ok(())
 }
 
 /// One change of a group: replayed, refused (nothing written) or written.
