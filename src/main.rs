@@ -254,7 +254,7 @@ struct ServeArgs {
     #[arg(long, env = "PDS_EXPORT_DIR")]
     export_dir: Option<PathBuf>,
     /// How long a finished bulk export and its file are kept (e.g. 24h, 30m).
-    #[arg(long, default_value = "24h")]
+    #[arg(long, default_value = "24h", env = "PDS_EXPORT_EXPIRY")]
     export_expiry: humantime::Duration,
     /// Log lines on standard error as `text` (for people) or `json` (one object a line, for log
     /// pipelines). Each request's lines carry its X-Request-ID and X-Correlation-ID; none
