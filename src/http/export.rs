@@ -65,6 +65,7 @@ pub struct JobParam {
 #[utoipa::path(
     get,
     path = "/Patient/$export",
+    operation_id = "export_kick_off",
     tag = "Bulk export",
     security(("bearer" = [])),
     summary = "Start a bulk export of the current records (back office)",
@@ -119,6 +120,7 @@ pub async fn kick_off(
 #[utoipa::path(
     get,
     path = "/_export/{id}",
+    operation_id = "export_status",
     tag = "Bulk export",
     security(("bearer" = [])),
     summary = "The status of a bulk export (back office)",
@@ -168,6 +170,7 @@ pub async fn status(
 #[utoipa::path(
     delete,
     path = "/_export/{id}",
+    operation_id = "export_delete",
     tag = "Bulk export",
     security(("bearer" = [])),
     summary = "Cancel or delete a bulk export (back office)",
@@ -196,6 +199,7 @@ pub async fn delete(
 #[utoipa::path(
     get,
     path = "/_export/{id}/Patient.ndjson",
+    operation_id = "export_file",
     tag = "Bulk export",
     security(("bearer" = [])),
     summary = "The output file of a bulk export (back office)",

@@ -979,3 +979,21 @@ fn rewrite_refs(v: &mut Value, name: &str) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Generators name a function after each operation id: two alike and one is lost.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = super::openapi_json();
+        let mut seen = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method}: no id"));
+                assert!(seen.insert(id.to_string()), "operation id {id} twice");
+            }
+        }
+    }
+}
