@@ -48,6 +48,19 @@ pub(crate) fn current(record: StoredRecord, role: Role) -> Result<Vec<u8>, PdsEr
     version(&record, role, false)
 }
 
+/// The current record as `role` may see it, as a document, for answers built from its parts
+/// (`_elements`, RelatedPerson): parsed once, copied only when the view hides something.
+pub(crate) fn current_doc(
+    record: &StoredRecord,
+    role: Role,
+) -> Result<Map<String, Value>, PdsError> {
+    let patient = super::parse(record)?;
+    if let std::borrow::Cow::Owned(shown) = view::for_role(patient.doc(), role, false) {
+        return Ok(shown);
+    }
+    Ok(patient.into_doc())
+}
+
 /// One version's bytes as `role` may see them; `redact` applies the restricted view whatever
 /// the version's own label (see [`RecordHistory::redacts`]).
 pub(crate) fn version(

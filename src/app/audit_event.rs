@@ -9,25 +9,15 @@ use serde_json::{json, Value};
 
 use super::{answer, Answer, App};
 use crate::auth::Caller;
-use crate::domain::{NhsNumber, PdsError};
+use crate::domain::{query, NhsNumber, PdsError};
 use crate::store::AuditEntry;
 
 /// The parameters `GET /AuditEvent` takes: the patient as `entity` (`Patient/<nhs>`, or the
 /// full URL) or as `patient` (`<nhs>` or `Patient/<nhs>`).
 pub fn patient_of(pairs: &[(String, String)]) -> Result<NhsNumber, PdsError> {
-    let pairs: Vec<&(String, String)> = pairs
-        .iter()
-        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        .collect();
-    let unknown: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "entity" | "patient"))
-        .map(|(k, _)| k.clone())
-        .collect();
-    if !unknown.is_empty() {
-        return Err(crate::domain::schema::additional_properties(&unknown));
-    }
-    let mut ids = pairs.iter().map(|(k, v)| {
+    let pairs = query::given(pairs);
+    query::refuse_unknown(&pairs, &["entity", "patient"])?;
+    let mut ids = pairs.iter().map(|&(k, v)| {
         let nhs = v.rsplit_once("Patient/").map(|(_, n)| n).unwrap_or(v);
         NhsNumber::parse(nhs).map_err(|_| PdsError::invalid_value(v, k))
     });
@@ -72,7 +62,7 @@ fn event_id(id: NhsNumber, i: usize) -> String {
 /// A stable UUID for the Bundle entry's `fullUrl` (there is no AuditEvent read route).
 fn event_uuid(id: NhsNumber, i: usize) -> uuid::Uuid {
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&id.to_string().parse::<u64>().unwrap_or(0).to_be_bytes());
+    bytes[..8].copy_from_slice(&id.as_u64().to_be_bytes());
     bytes[8..].copy_from_slice(&(i as u64).to_be_bytes());
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
@@ -146,11 +136,7 @@ fn audit_event(e: &AuditEntry, id: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::query::pairs;
 
     #[test]
     fn the_patient_is_named_by_entity_or_patient() {

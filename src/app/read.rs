@@ -8,7 +8,7 @@ use crate::domain::related_person;
 use crate::domain::subset::Subset;
 use crate::domain::view::RecordHistory;
 use crate::domain::{ErrorCode, NhsNumber, PdsError, Version};
-use crate::store::{AuditEntry, StoreError, StoredRecord};
+use crate::store::{AuditEntry, StoredRecord};
 
 impl App {
     /// The record a read of `id` shows: the survivor's, when `id` was merged into another.
@@ -45,12 +45,13 @@ impl App {
         self.require_own_record(caller, id).await?;
         let record = self.load_current(id, caller).await?;
         let version = record.version;
-        let shown = answer::current(record, caller.role)?;
         if *subset == Subset::Full {
-            return Ok(Answer::record(version, shown));
+            return Ok(Answer::record(
+                version,
+                answer::current(record, caller.role)?,
+            ));
         }
-        let doc: serde_json::Map<String, Value> =
-            serde_json::from_slice(&shown).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let doc = answer::current_doc(&record, caller.role)?;
         let part = subset.apply(&doc).unwrap_or(doc);
         Ok(Answer::record(version, answer::to_bytes(&part)))
     }
@@ -61,9 +62,7 @@ impl App {
     pub async fn related_people(&self, caller: &Caller, id: NhsNumber) -> Result<Answer, PdsError> {
         self.require_own_record(caller, id).await?;
         let record = self.load_current(id, caller).await?;
-        let shown = answer::current(record, caller.role)?;
-        let doc: serde_json::Map<String, Value> =
-            serde_json::from_slice(&shown).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let doc = answer::current_doc(&record, caller.role)?;
         let shown_id = doc
             .get("id")
             .and_then(Value::as_str)

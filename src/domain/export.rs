@@ -70,11 +70,7 @@ pub fn parse(pairs: &[(String, String)]) -> Result<ExportRequest, PdsError> {
 mod tests {
     use super::*;
 
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::query::pairs;
 
     #[test]
     fn kick_off_parameters() {

@@ -16,6 +16,7 @@ pub mod parameters;
 pub mod patch;
 pub mod patient;
 pub mod patient_access;
+pub mod query;
 pub mod related_person;
 pub mod role;
 pub mod rules;

@@ -208,35 +208,14 @@ impl SearchQuery {
     /// MISSING_VALUE; minimum / fuzzy criteria → INVALID_SEARCH_DATA.
     pub fn parse(pairs: &[(String, String)], role: Role) -> Result<SearchQuery, PdsError> {
         // `&=` (empty pairs) and empty values are ignored
-        let pairs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.trim()))
-            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-            .collect();
+        let pairs = super::query::given(pairs);
         if pairs.is_empty() {
             return Err(PdsError::new(
                 ErrorCode::UnsupportedService,
                 "Invalid request with error - a search needs query parameters: at least family and birthdate (or a fuzzy search's combination)",
             ));
         }
-        let mut unknown: Vec<&str> = Vec::new();
-        for (k, _) in &pairs {
-            if !PARAMETERS.contains(k) && !unknown.contains(k) {
-                unknown.push(k);
-            }
-        }
-        if !unknown.is_empty() {
-            let names = unknown
-                .iter()
-                .map(|u| format!("'{}'", clip(u)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let verb = if unknown.len() == 1 { "was" } else { "were" };
-            return Err(PdsError::new(
-                ErrorCode::AdditionalProperties,
-                format!("Invalid request with error - Additional properties are not allowed ({names} {verb} unexpected)"),
-            ));
-        }
+        super::query::refuse_unknown(&pairs, &PARAMETERS)?;
         let all = |name: &str| {
             pairs
                 .iter()

@@ -71,19 +71,8 @@ impl Subset {
     /// The query of a read: `_summary` (once) or `_elements` (repeatable, comma-separated),
     /// not both; anything else → ADDITIONAL_PROPERTIES. Empty pairs are ignored, as in search.
     pub fn parse(pairs: &[(String, String)]) -> Result<Subset, PdsError> {
-        let pairs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.trim()))
-            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-            .collect();
-        let unknown: Vec<String> = pairs
-            .iter()
-            .filter(|(k, _)| !matches!(*k, "_summary" | "_elements"))
-            .map(|(k, _)| k.to_string())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(super::schema::additional_properties(&unknown));
-        }
+        let pairs = super::query::given(pairs);
+        super::query::refuse_unknown(&pairs, &["_summary", "_elements"])?;
         let summaries: Vec<&str> = pairs
             .iter()
             .filter(|(k, _)| *k == "_summary")
@@ -174,11 +163,7 @@ fn choice_base(element: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::query::pairs;
 
     fn doc() -> Map<String, Value> {
         json!({"resourceType": "Patient", "id": "9991000003", "identifier": [{"value": "9991000003"}], "meta": {"versionId": "2"},

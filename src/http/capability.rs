@@ -123,22 +123,15 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The CapabilityStatement of a server whose FHIR base is `base`.
 pub fn capability_statement(base: &str) -> Value {
     let doc = openapi::document();
-    let mut resources: Vec<(String, Map<String, Value>)> = Vec::new();
+    // by type, in the order first met (serde_json keeps insertion order here)
+    let mut resources: Map<String, Value> = Map::new();
     let mut compartments: Vec<String> = Vec::new();
-    fn entry<'r>(
-        resources: &'r mut Vec<(String, Map<String, Value>)>,
-        name: &str,
-    ) -> &'r mut Map<String, Value> {
-        let i = match resources.iter().position(|(n, _)| n == name) {
-            Some(i) => i,
-            None => {
-                let mut m = Map::new();
-                m.insert("type".into(), json!(name));
-                resources.push((name.to_string(), m));
-                resources.len() - 1
-            }
-        };
-        &mut resources[i].1
+    fn entry<'r>(resources: &'r mut Map<String, Value>, name: &str) -> &'r mut Map<String, Value> {
+        resources
+            .entry(name)
+            .or_insert_with(|| json!({"type": name}))
+            .as_object_mut()
+            .expect("a resource entry is an object")
     }
     let paths = doc["paths"].as_object().expect("paths");
     for (path, item) in paths {
@@ -212,7 +205,7 @@ pub fn capability_statement(base: &str) -> Value {
             }
         }
     }
-    if let Some((_, patient)) = resources.iter_mut().find(|(n, _)| n == "Patient") {
+    if let Some(patient) = resources.get_mut("Patient").and_then(Value::as_object_mut) {
         patient.insert(
             "profile".into(),
             json!("https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"),
@@ -236,7 +229,7 @@ pub fn capability_statement(base: &str) -> Value {
                 "text": "Bearer JWT"}],
             "description": doc["components"]["securitySchemes"]["bearer"]["description"],
         },
-        "resource": resources.into_iter().map(|(_, m)| Value::Object(m)).collect::<Vec<_>>(),
+        "resource": resources.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
     });
     if !compartments.is_empty() {
         rest["compartment"] = json!(compartments);

@@ -15,16 +15,7 @@ pub fn pairs(uri: &Uri) -> Vec<(String, String)> {
 /// ADDITIONAL_PROPERTIES naming every parameter not in `taken` (empty pairs are ignored, as
 /// in search).
 pub fn only(uri: &Uri, taken: &[&str]) -> Result<(), ApiError> {
-    let unknown: Vec<String> = pairs(uri)
-        .into_iter()
-        .filter(|(k, v)| !k.is_empty() && !v.is_empty() && !taken.contains(&k.as_str()))
-        .map(|(k, _)| k)
-        .collect();
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError(crate::domain::schema::additional_properties(
-            &unknown,
-        )))
-    }
+    let pairs = pairs(uri);
+    crate::domain::query::refuse_unknown(&crate::domain::query::given(&pairs), taken)
+        .map_err(ApiError)
 }

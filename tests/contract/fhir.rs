@@ -214,6 +214,7 @@ async fn every_version_says_when_it_was_written_and_bundles_link_to_themselves()
     assert!(modified.ends_with(" GMT"), "{modified}");
     // no browser or shared cache keeps personal data (it would hand it to the next token)
     assert_eq!(first.header("cache-control"), Some("no-store"));
+    assert_eq!(first.header("vary"), Some("Authorization"));
     // a restricted record does not say when it changed, but to the back office
     let hidden = api.get_patient(RESTRICTED).await;
     assert!(
