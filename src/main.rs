@@ -55,7 +55,10 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Bring a PostgreSQL store's schema up to date (serve does it too, at start-up).
+    /// Bring a PostgreSQL store's schema up to date (serve does it too, at start-up), or
+    /// rewrite an embedded database file of an older store format in the current one (the
+    /// server reads older files as they are; this gives back the space they take). Stop the
+    /// server first.
     Migrate {
         #[command(flatten)]
         store: StoreArgs,
@@ -690,9 +693,9 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
 
 fn migrate(store: &StoreArgs) -> ExitCode {
     let location = store.location();
-    let Location::Postgres(url) = &location else {
-        println!("{location}: an embedded store has no schema to migrate");
-        return ExitCode::SUCCESS;
+    let url = match &location {
+        Location::Postgres(url) => url,
+        Location::Redb(path) => return migrate_file(path),
     };
     let runtime = runtime();
     let result = runtime.block_on(async {
@@ -715,6 +718,43 @@ fn migrate(store: &StoreArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {location}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Rewrites an embedded store's file in the current store format (see
+/// `store::redb_store::migrate`).
+fn migrate_file(path: &Path) -> ExitCode {
+    if !path.exists() {
+        eprintln!("error: {}: no such database file", path.display());
+        return ExitCode::FAILURE;
+    }
+    match pds_facade::store::redb_store::migrate(path) {
+        Ok(m) if m.from == pds_facade::store::redb_store::FORMAT => {
+            println!(
+                "{}: store format {} already; nothing to do",
+                path.display(),
+                m.from
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(m) => {
+            println!(
+                "{}: rewritten from store format {} to {}: {} record header(s), {} version(s) \
+                 compressed; {} MiB → {} MiB",
+                path.display(),
+                m.from,
+                pds_facade::store::redb_store::FORMAT,
+                m.headers,
+                m.versions,
+                m.bytes_before / (1 << 20),
+                m.bytes_after / (1 << 20)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
             ExitCode::FAILURE
         }
     }

@@ -217,6 +217,7 @@ impl Currents {
                     invalidated: record.is_invalidated(),
                     json,
                     keys: Vec::new(),
+                    packed: None,
                 })
             })
             .transpose()

@@ -108,6 +108,9 @@ pub struct Staged {
     pub invalidated: bool,
     pub json: Vec<u8>,
     pub keys: Vec<crate::domain::index::IndexKey>,
+    /// The stored form the store keeps, when it made it ahead of the write off its writer's
+    /// thread (see [`PatientStore::prepare`]); `None`: the store makes it while writing.
+    pub packed: Option<Vec<u8>>,
 }
 
 impl Staged {
@@ -120,6 +123,7 @@ impl Staged {
             invalidated: record.is_invalidated(),
             json: record.to_bytes(),
             keys: crate::domain::index::keys(record.doc()),
+            packed: None,
         }
     }
 }
@@ -480,6 +484,11 @@ pub trait PatientStore: Send + Sync + 'static {
 
     /// The audit trail of a patient, oldest first.
     async fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Makes a staged write's stored form ahead of the write, on the caller's thread (a bulk
+    /// import's workers), so that the single writer only writes. Stores that keep the JSON as
+    /// it is do nothing.
+    fn prepare(&self, _staged: &mut Staged) {}
 
     /// Stores new records in one transaction: all of them or none.
     async fn insert_batch(

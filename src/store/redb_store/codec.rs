@@ -12,97 +12,82 @@ use std::marker::PhantomData;
 use redb::{TypeName, Value};
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::packing::Flags;
 use crate::domain::Version;
-use crate::store::{RequestRecord, SavedResponse, Staged, StoreError, StoredRecord};
+use crate::store::{RequestRecord, SavedResponse, Staged, StoreError};
 
-/// `patients` values: `[format u8 = 1][flags u8][version u32 LE][the record's JSON]` — the
-/// header lets a GET answer with the version, the flags and the bytes without parsing JSON.
+/// `patients` values: the current version's header, `[format u8][flags u8][version u32 LE]`
+/// (format 2; see [`super::packing::Flags`] for the flags). The record itself is the newest
+/// entry of `versions`, stored once. Format 1 also kept the record's JSON after the header;
+/// such values are still read (the JSON is ignored: `versions` holds it too).
 #[derive(Debug)]
-pub struct RecordCodec;
+pub struct HeadCodec;
 
-/// A current record as the `patients` table holds it.
-#[derive(Clone, Debug)]
-pub struct Record<'a> {
-    /// 0 when the stored bytes are not a record of this format.
+/// A current record's header as the `patients` table holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct Head {
+    /// 0 when the stored bytes are not a header of a known format.
     version: u32,
-    flags: u8,
-    json: Cow<'a, [u8]>,
+    pub flags: Flags,
 }
 
-const RECORD_FORMAT: u8 = 1;
-const RESTRICTED: u8 = 1;
-const MERGED: u8 = 2;
-const INVALIDATED: u8 = 4;
+const HEAD_FORMAT_1: u8 = 1;
+const HEAD_FORMAT_2: u8 = 2;
 
-impl<'a> Record<'a> {
-    /// The record a staged write stores.
-    pub fn of(staged: &'a Staged) -> Record<'a> {
-        let flags = [
-            (staged.restricted, RESTRICTED),
-            (staged.merged, MERGED),
-            (staged.invalidated, INVALIDATED),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .fold(0, |f, (_, bit)| f | bit);
-        Record {
+impl Head {
+    /// The header a staged write stores.
+    pub fn of(staged: &Staged) -> Head {
+        Head {
             version: staged.version.get(),
-            flags,
-            json: Cow::Borrowed(&staged.json),
+            flags: Flags::of(staged),
         }
     }
 
     pub fn version(&self) -> Result<Version, StoreError> {
         Version::new(self.version).ok_or_else(|| StoreError::Corrupt("a record header".into()))
     }
+}
 
-    pub fn into_stored(self) -> Result<StoredRecord, StoreError> {
-        Ok(StoredRecord {
-            version: self.version()?,
-            restricted: self.flags & RESTRICTED != 0,
-            merged: self.flags & MERGED != 0,
-            invalidated: self.flags & INVALIDATED != 0,
-            json: self.json.into_owned(),
-        })
+impl Flags {
+    pub fn of(staged: &Staged) -> Flags {
+        Flags {
+            restricted: staged.restricted,
+            merged: staged.merged,
+            invalidated: staged.invalidated,
+        }
     }
 }
 
-impl Value for RecordCodec {
-    type SelfType<'a> = Record<'a>;
-    type AsBytes<'a> = Vec<u8>;
+impl Value for HeadCodec {
+    type SelfType<'a> = Head;
+    type AsBytes<'a> = [u8; 6];
 
     fn fixed_width() -> Option<usize> {
         None
     }
 
-    fn from_bytes<'a>(data: &'a [u8]) -> Record<'a>
+    fn from_bytes<'a>(data: &'a [u8]) -> Head
     where
         Self: 'a,
     {
         match data.split_first_chunk::<6>() {
-            Some(([RECORD_FORMAT, flags, v @ ..], json)) => Record {
+            Some(([HEAD_FORMAT_1 | HEAD_FORMAT_2, flags, v @ ..], _)) => Head {
                 version: u32::from_le_bytes(*v),
-                flags: *flags,
-                json: Cow::Borrowed(json),
+                flags: Flags::from_byte(*flags),
             },
-            _ => Record {
+            _ => Head {
                 version: 0,
-                flags: 0,
-                json: Cow::Borrowed(&[]),
+                flags: Flags::default(),
             },
         }
     }
 
-    fn as_bytes<'a, 'b: 'a>(r: &'a Record<'b>) -> Vec<u8>
+    fn as_bytes<'a, 'b: 'a>(h: &'a Head) -> [u8; 6]
     where
         Self: 'b,
     {
-        let mut out = Vec::with_capacity(6 + r.json.len());
-        out.push(RECORD_FORMAT);
-        out.push(r.flags);
-        out.extend_from_slice(&r.version.to_le_bytes());
-        out.extend_from_slice(&r.json);
-        out
+        let v = h.version.to_le_bytes();
+        [HEAD_FORMAT_2, h.flags.to_byte(), v[0], v[1], v[2], v[3]]
     }
 
     fn type_name() -> TypeName {
@@ -240,7 +225,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_round_trip_and_short_bytes_are_corrupt() {
+    fn headers_round_trip_format_1_reads_and_short_bytes_are_corrupt() {
         let staged = Staged {
             id: crate::domain::NhsNumber::parse("9000000009").unwrap(),
             version: Version::new(7).unwrap(),
@@ -249,21 +234,17 @@ mod tests {
             invalidated: true,
             json: b"{}".to_vec(),
             keys: Vec::new(),
+            packed: None,
         };
-        let bytes = RecordCodec::as_bytes(&Record::of(&staged));
-        assert_eq!(bytes, [1, 5, 7, 0, 0, 0, b'{', b'}']);
-        let back = RecordCodec::from_bytes(&bytes).into_stored().unwrap();
-        assert_eq!(
-            (
-                back.version.get(),
-                back.restricted,
-                back.merged,
-                back.invalidated
-            ),
-            (7, true, false, true)
-        );
+        let bytes = HeadCodec::as_bytes(&Head::of(&staged));
+        assert_eq!(bytes, [2, 5, 7, 0, 0, 0]);
+        for stored in [&bytes[..], &[1, 5, 7, 0, 0, 0, b'{', b'}'][..]] {
+            let back = HeadCodec::from_bytes(stored);
+            assert_eq!(back.version().unwrap().get(), 7);
+            assert_eq!(back.flags, Flags::of(&staged));
+        }
         assert!(matches!(
-            RecordCodec::from_bytes(&[1, 0]).into_stored(),
+            HeadCodec::from_bytes(&[1, 0]).version(),
             Err(StoreError::Corrupt(_))
         ));
         assert!(matches!(

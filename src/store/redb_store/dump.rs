@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
 
-use super::codec::{Record, Request};
+use super::codec::{Head, Request};
 use super::tables::*;
 use super::writer::save_request;
 use crate::domain::{NhsNumber, Version};
@@ -74,17 +74,24 @@ pub fn page(
                 out.push(Entry::Version {
                     id: number(id)?,
                     version: version(n)?,
-                    json: v.value().to_vec(),
+                    json: super::packing::unpack(v.value())?.0.into_owned(),
                 });
             }
             Ok(out)
         }
-        Part::Current => by_number(txn, PATIENTS, after, limit, |id, record: Record| {
-            Ok(Entry::Current {
-                id: number(id)?,
-                record: record.into_stored()?,
+        Part::Current => {
+            let versions = txn.open_table(VERSIONS)?;
+            by_number(txn, PATIENTS, after, limit, |id, head: Head| {
+                let version = head.version()?;
+                let value = versions
+                    .get((id, version.get()))?
+                    .ok_or_else(|| StoreError::Corrupt(format!("the current version of {id}")))?;
+                Ok(Entry::Current {
+                    id: number(id)?,
+                    record: super::stored_version(value.value(), version)?,
+                })
             })
-        }),
+        }
         Part::Superseded => by_number(txn, SUPERSEDED, after, limit, |id, by| {
             Ok(Entry::Superseded {
                 id: number(id)?,
@@ -242,13 +249,15 @@ impl Restore for RedbRestore {
             for entry in entries {
                 match entry {
                     Entry::Version { id, version, json } => {
-                        tables
-                            .versions
-                            .insert((id.as_u64(), version.get()), json.as_slice())?;
+                        let flags = super::flags_of(&json)?;
+                        tables.versions.insert(
+                            (id.as_u64(), version.get()),
+                            super::packing::pack(&json, flags).as_slice(),
+                        )?;
                         if let Some(current) = self.currents.push(id, version, &json)? {
                             tables
                                 .patients
-                                .insert(current.id.as_u64(), Record::of(&current))?;
+                                .insert(current.id.as_u64(), Head::of(&current))?;
                         }
                     }
                     Entry::Superseded { id, by } => {
@@ -275,7 +284,7 @@ impl Restore for RedbRestore {
             if let Some(current) = self.currents.last()? {
                 tables
                     .patients
-                    .insert(current.id.as_u64(), Record::of(&current))?;
+                    .insert(current.id.as_u64(), Head::of(&current))?;
             }
         }
         Ok(txn.commit()?)

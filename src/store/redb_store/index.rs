@@ -226,6 +226,7 @@ pub fn check(txn: &ReadTransaction) -> Result<Vec<String>, StoreError> {
     Ok(crate::domain::index::differences(&expected, &actual))
 }
 
-fn parse_version(json: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
-    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+fn parse_version(value: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    let (json, _) = super::packing::unpack(value)?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -14,6 +14,8 @@ mod codec;
 mod dump;
 mod error;
 mod index;
+mod migrate;
+mod packing;
 mod resources;
 mod tables;
 #[cfg(test)]
@@ -26,6 +28,8 @@ use std::sync::{mpsc, Arc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 pub use error::OpenError;
+pub use migrate::{migrate, Migrated};
+pub use tables::FORMAT;
 use tables::*;
 use writer::{answer, fail, writer_loop, Handle, Job};
 
@@ -63,6 +67,8 @@ fn check_format(meta: &mut redb::Table<'_, &'static str, &'static [u8]>) -> Resu
             Ok(())
         }
         Some([FORMAT]) => Ok(()),
+        // read as it is; `pds-facade migrate` rewrites it in format 2
+        Some([FORMAT_1]) => Ok(()),
         Some(f) => Err(StoreError::Corrupt(format!(
             "unknown store format {f:?} (this program writes {FORMAT})"
         ))),
@@ -145,8 +151,12 @@ impl RedbStore {
 impl RedbStore {
     /// Hands a change to the writer; `reply` gets its outcome once it is durable (or failed).
     pub fn submit(&self, change: Change, reply: Reply<Committed>) {
+        let mut staged = stage(&change);
+        for s in &mut staged {
+            s.packed = Some(tables::pack(s));
+        }
         let job = Job::Commit {
-            staged: stage(&change),
+            staged,
             change: Box::new(change),
             reply,
         };
@@ -204,13 +214,48 @@ fn load_batch(
     Ok(txn.commit()?)
 }
 
+/// A `versions` value as a stored record: its flags from the value's header (a format-1 value
+/// has none, and is parsed for them).
+fn stored_version(value: &[u8], version: Version) -> Result<StoredRecord, StoreError> {
+    match packing::unpack(value)? {
+        (json, Some(flags)) => Ok(StoredRecord {
+            version,
+            restricted: flags.restricted,
+            merged: flags.merged,
+            invalidated: flags.invalidated,
+            json: json.into_owned(),
+        }),
+        (json, None) => StoredRecord::from_version(json.into_owned(), version),
+    }
+}
+
+/// The flags of a record's JSON, read from the document.
+fn flags_of(json: &[u8]) -> Result<packing::Flags, StoreError> {
+    let record = Patient::from_stored(json).map_err(StoreError::Corrupt)?;
+    Ok(packing::Flags {
+        restricted: record.is_restricted(),
+        merged: record.has_merge_state(),
+        invalidated: record.is_invalidated(),
+    })
+}
+
 #[async_trait::async_trait]
 impl PatientStore for RedbStore {
+    fn prepare(&self, staged: &mut Staged) {
+        staged.packed = Some(tables::pack(staged));
+    }
+
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let txn = self.db()?.begin_read()?;
-        let table = txn.open_table(PATIENTS)?;
-        let guard = table.get(id.as_u64())?;
-        guard.map(|g| g.value().into_stored()).transpose()
+        let Some(head) = txn.open_table(PATIENTS)?.get(id.as_u64())? else {
+            return Ok(None);
+        };
+        let version = head.value().version()?;
+        let table = txn.open_table(VERSIONS)?;
+        let guard = table
+            .get((id.as_u64(), version.get()))?
+            .ok_or_else(|| StoreError::Corrupt(format!("the current version of {id}")))?;
+        stored_version(guard.value(), version).map(Some)
     }
 
     async fn get_version(
@@ -223,7 +268,7 @@ impl PatientStore for RedbStore {
         let Some(guard) = table.get((id.as_u64(), version.get()))? else {
             return Ok(None);
         };
-        StoredRecord::from_version(guard.value().to_vec(), version).map(Some)
+        stored_version(guard.value(), version).map(Some)
     }
 
     async fn history(&self, id: NhsNumber) -> Result<Vec<StoredRecord>, StoreError> {
@@ -235,7 +280,7 @@ impl PatientStore for RedbStore {
             let (k, v) = entry?;
             let version =
                 Version::new(k.value().1).ok_or_else(|| StoreError::Corrupt("version 0".into()))?;
-            out.push(StoredRecord::from_version(v.value().to_vec(), version)?);
+            out.push(stored_version(v.value(), version)?);
         }
         Ok(out)
     }

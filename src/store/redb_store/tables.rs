@@ -2,16 +2,19 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::codec::{JsonCodec, Record, RecordCodec, RequestCodec};
+use super::codec::{Head, HeadCodec, JsonCodec, RequestCodec};
 use super::index::Indexes;
+use super::packing::{self, Flags};
 use crate::domain::index::IndexKey;
 use crate::domain::{NhsNumber, Patient, Version};
 use crate::store::resource::{IndexEntry, ResourceVersion};
 use crate::store::{AuditEntry, ExistingRecords, Staged, StoreError};
 
-/// NHS number → current record (header + JSON, see [`RecordCodec`]).
-pub const PATIENTS: TableDefinition<u64, RecordCodec> = TableDefinition::new("patients");
-/// (NHS number, version) → the JSON of every version, current included.
+/// NHS number → the current version's header (see [`HeadCodec`]): which version is current,
+/// for the writer's checks and for reads, in a table small enough to stay cached.
+pub const PATIENTS: TableDefinition<u64, HeadCodec> = TableDefinition::new("patients");
+/// (NHS number, version) → every version, current included, compressed (see [`packing`]):
+/// the one place a record's JSON is kept.
 pub const VERSIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
 /// Merged NHS number → the NHS number that superseded it.
 pub const SUPERSEDED: TableDefinition<u64, u64> = TableDefinition::new("superseded");
@@ -24,9 +27,6 @@ pub const ALLOCATED: TableDefinition<u64, ()> = TableDefinition::new("allocated"
 pub const AUDIT: TableDefinition<(u64, u64), JsonCodec<AuditEntry>> = TableDefinition::new("audit");
 /// X-Request-ID → idempotency record (see [`RequestCodec`]).
 pub const REQUESTS: TableDefinition<&str, RequestCodec> = TableDefinition::new("requests");
-/// (saved at, X-Request-ID) → (), to forget old idempotency records cheaply.
-pub const REQUESTS_BY_TIME: TableDefinition<(u64, &str), ()> =
-    TableDefinition::new("requests_by_time");
 /// (kind, id) → the current version of a Task or Communication.
 pub const RESOURCES: TableDefinition<(&str, &str), u32> = TableDefinition::new("resources");
 /// (kind, id, version) → every version of a Task or Communication, with its audit entry and
@@ -39,22 +39,25 @@ pub const RESOURCE_INDEX: TableDefinition<(&str, &str, &str, &str), ()> =
 /// Store facts: `format`, and the counters below.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// The store format this program writes (in `meta`, key `format`).
-pub const FORMAT: u8 = 1;
+/// The store format this program writes (in `meta`, key `format`): 2 since records are stored
+/// once, compressed ([`packing`]). A format-1 file is read as it is (its values are
+/// recognised by their first byte) and says 1 until `pds-facade migrate` rewrites it.
+pub const FORMAT: u8 = 2;
+/// The store format before records were stored once, compressed.
+pub const FORMAT_1: u8 = 1;
 /// `meta` key of the last audit sequence number.
 const AUDIT_SEQ: &str = "audit_seq";
 
 /// Every table a write transaction touches, opened once per transaction (not once per change:
 /// opening a table is a lookup of its own).
 pub struct Tables<'t> {
-    pub patients: redb::Table<'t, u64, RecordCodec>,
+    pub patients: redb::Table<'t, u64, HeadCodec>,
     pub versions: redb::Table<'t, (u64, u32), &'static [u8]>,
     pub superseded: redb::Table<'t, u64, u64>,
     pub identity_links: redb::Table<'t, u64, u64>,
     pub allocated: redb::Table<'t, u64, ()>,
     pub audit: redb::Table<'t, (u64, u64), JsonCodec<AuditEntry>>,
     pub requests: redb::Table<'t, &'static str, RequestCodec>,
-    pub requests_by_time: redb::Table<'t, (u64, &'static str), ()>,
     pub meta: redb::Table<'t, &'static str, &'static [u8]>,
     pub indexes: Indexes<'t>,
     pub resources: redb::Table<'t, (&'static str, &'static str), u32>,
@@ -74,7 +77,6 @@ impl<'t> Tables<'t> {
             allocated: txn.open_table(ALLOCATED)?,
             audit: txn.open_table(AUDIT)?,
             requests: txn.open_table(REQUESTS)?,
-            requests_by_time: txn.open_table(REQUESTS_BY_TIME)?,
             meta: txn.open_table(META)?,
             indexes: Indexes::open(txn)?,
             resources: txn.open_table(RESOURCES)?,
@@ -135,9 +137,16 @@ impl<'t> Tables<'t> {
     /// Stores a version as the record's current one (not indexed).
     pub fn put_record(&mut self, staged: &Staged) -> Result<(), StoreError> {
         let key = staged.id.as_u64();
-        self.patients.insert(key, Record::of(staged))?;
-        self.versions
-            .insert((key, staged.version.get()), staged.json.as_slice())?;
+        self.patients.insert(key, Head::of(staged))?;
+        let packed;
+        let value = match &staged.packed {
+            Some(p) => p.as_slice(),
+            None => {
+                packed = pack(staged);
+                packed.as_slice()
+            }
+        };
+        self.versions.insert((key, staged.version.get()), value)?;
         Ok(())
     }
 
@@ -190,6 +199,11 @@ impl<'t> Tables<'t> {
         self.meta.insert(AUDIT_SEQ, next.to_le_bytes().as_slice())?;
         Ok(next)
     }
+}
+
+/// The `versions` value of a staged write.
+pub fn pack(staged: &Staged) -> Vec<u8> {
+    packing::pack(&staged.json, Flags::of(staged))
 }
 
 /// A counter kept in `meta` as eight little-endian bytes.

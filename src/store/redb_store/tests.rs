@@ -458,3 +458,101 @@ async fn what_this_program_did_not_write_is_reported_as_corruption() {
         StoreError::Unavailable(_)
     ));
 }
+
+/// Every record's current version, flags and history as a store reads them.
+async fn snapshot(
+    store: &RedbStore,
+    records: &[Patient],
+) -> Vec<(Version, bool, Vec<u8>, Vec<(u32, Vec<u8>)>)> {
+    let mut seen = Vec::new();
+    for r in records {
+        let got = store.get(r.id()).await.unwrap().unwrap();
+        let history = store
+            .history(r.id())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.version.get(), h.json))
+            .collect();
+        seen.push((got.version, got.restricted, got.json, history));
+    }
+    seen
+}
+
+/// Writes `records` into a new file the way store format 1 did: the current record's JSON
+/// after its header in `patients`, every version as plain JSON in `versions`, `format` 1.
+fn write_format_1(path: &Path, records: &[Patient]) {
+    let patients: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("patients");
+    let versions: redb::TableDefinition<(u64, u32), &[u8]> = redb::TableDefinition::new("versions");
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut p = txn.open_table(patients).unwrap();
+        let mut v = txn.open_table(versions).unwrap();
+        for r in records {
+            let json = r.to_bytes();
+            let flags = u8::from(r.is_restricted()) | (u8::from(r.has_merge_state()) << 1);
+            let mut head = vec![1, flags];
+            head.extend_from_slice(&r.version().get().to_le_bytes());
+            head.extend_from_slice(&json);
+            p.insert(r.id().as_u64(), head.as_slice()).unwrap();
+            v.insert((r.id().as_u64(), r.version().get()), json.as_slice())
+                .unwrap();
+        }
+        txn.open_table(tables::META)
+            .unwrap()
+            .insert("format", [1u8].as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_format_1_file_serves_as_it_is_and_migrates_to_format_2_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let schemas = Schemas::compile();
+    let today = date!(2026 - 11 - 27);
+    let records: Vec<Patient> = (0..300)
+        .map(|i| Patient::parse(crate::generate::patient(11, i), &schemas, today).unwrap())
+        .collect();
+    write_format_1(&path, &records);
+    let restricted = records.iter().find(|r| r.is_restricted()).unwrap().id();
+
+    // read as it is, and changed: a new version in format 2 beside the old ones
+    let store = RedbStore::open(&path).unwrap();
+    let first = &records[0];
+    let v2 = Patient::from_stored(&first.to_bytes())
+        .unwrap()
+        .with_version(first.version().next());
+    store.commit(update(first.version(), &v2)).await.unwrap();
+    assert!(store.get(restricted).await.unwrap().unwrap().restricted);
+    let before = snapshot(&store, &records).await;
+    assert_eq!(before[0].3.len(), 2);
+    store.reindex().await.unwrap();
+    drop(store);
+
+    let done = migrate(&path).unwrap();
+    assert_eq!((done.from, done.headers), (1, 300));
+    assert_eq!(
+        done.versions, 300,
+        "the old versions; the new one is format 2 already"
+    );
+    assert!(
+        done.bytes_after < done.bytes_before,
+        "{} → {}",
+        done.bytes_before,
+        done.bytes_after
+    );
+    let store = RedbStore::open(&path).unwrap();
+    assert!(store.check_indexes().await.unwrap().is_empty());
+    let after = snapshot(&store, &records).await;
+    assert!(before == after, "every record and version reads the same");
+    drop(store);
+    // a second run has nothing to do
+    assert_eq!(migrate(&path).unwrap().from, FORMAT);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(tables::META).unwrap();
+    assert_eq!(meta.get("format").unwrap().unwrap().value(), [FORMAT]);
+}

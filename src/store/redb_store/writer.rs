@@ -136,6 +136,7 @@ pub(super) fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
     // the open handle failed in storage and has not been replaced yet (readers may still use
     // it: what it has cached is committed data)
     let mut stale = false;
+    let mut sweep = Sweep::default();
     loop {
         let first = if stale || handle.is_down() {
             match jobs.recv_timeout(REOPEN_RETRY) {
@@ -177,7 +178,9 @@ pub(super) fn writer_loop(handle: Arc<Handle>, jobs: mpsc::Receiver<Job>) {
         stale = false;
         // a bug that panics must cost only its own group (its transaction is dropped, its
         // callers get an error), never the writer and so every later change
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_group(&db, group))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_group(&db, group, &mut sweep)
+        })) {
             Err(_) => {
                 tracing::error!("a group of changes failed with a panic; none of it was committed")
             }
@@ -209,7 +212,7 @@ pub(super) enum Outcome {
     Probe(Reply<()>, Result<(), StoreError>),
 }
 
-fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
+fn run_group(db: &Database, group: Vec<Job>, sweep: &mut Sweep) -> GroupResult {
     let started = std::time::Instant::now();
     let changes = group.len();
     let mut outcomes = Vec::with_capacity(group.len());
@@ -222,7 +225,16 @@ fn run_group(db: &Database, group: Vec<Job>) -> GroupResult {
             Err(e)
         }
         // a failed group drops its transaction: nothing of it is written
-        Ok(txn) => write_group(&txn, group, &mut outcomes).and_then(|()| Ok(txn.commit()?)),
+        Ok(txn) => {
+            let mut next = sweep.clone();
+            let written = write_group(&txn, group, &mut outcomes, &mut next);
+            let committed = written.and_then(|()| Ok(txn.commit()?));
+            // the sweep moves on only with a commit that removed what it passed
+            if committed.is_ok() {
+                *sweep = next;
+            }
+            committed
+        }
     };
     let result = if committed.is_err() {
         GroupResult::StorageFailed
@@ -242,6 +254,7 @@ fn write_group(
     txn: &WriteTransaction,
     group: Vec<Job>,
     outcomes: &mut Vec<Outcome>,
+    sweep: &mut Sweep,
 ) -> Result<(), StoreError> {
     let mut tables = match Tables::open(txn) {
         Ok(t) => t,
@@ -296,7 +309,7 @@ fn write_group(
         Some(e) => Err(e),
         // expired idempotency records go once per group (a check above already treats them
         // as gone)
-        None => forget_requests(&mut tables, forget_before),
+        None => forget_requests(&mut tables, forget_before, sweep),
     }
 }
 
@@ -400,38 +413,54 @@ fn check_request(tables: &Tables, change: &Change) -> Result<Option<SavedRespons
 }
 
 pub(super) fn save_request(tables: &mut Tables, request: &RequestRecord) -> Result<(), StoreError> {
-    let Tables {
-        requests,
-        requests_by_time: by_time,
-        ..
-    } = tables;
-    let old = requests
-        .get(request.request_id.as_str())?
-        .map(|g| g.value().saved_at())
-        .transpose()?;
-    if let Some(saved_at) = old {
-        by_time.remove((saved_at, request.request_id.as_str()))?;
-    }
-    requests.insert(request.request_id.as_str(), Request::of(request))?;
-    by_time.insert((request.saved_at, request.request_id.as_str()), ())?;
+    tables
+        .requests
+        .insert(request.request_id.as_str(), Request::of(request))?;
     Ok(())
 }
 
-fn forget_requests(tables: &mut Tables, before: u64) -> Result<(), StoreError> {
-    let Tables {
-        requests,
-        requests_by_time: by_time,
-        ..
-    } = tables;
-    let expired: Vec<(u64, String)> = by_time
-        .range((0u64, "")..(before, ""))?
-        .take(FORGET_PER_COMMIT)
-        .map(|e| e.map(|(k, _)| (k.value().0, k.value().1.to_string())))
-        .collect::<Result<_, _>>()?;
-    for (at, id) in expired {
-        by_time.remove((at, id.as_str()))?;
-        requests.remove(id.as_str())?;
+/// Where the sweep for expired idempotency records goes on (in memory: after a restart it
+/// starts again from the first request id).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Sweep {
+    /// The last request id looked at; `None`: start from the first.
+    after: Option<String>,
+}
+
+/// Forgets expired idempotency records: each commit looks at the next [`FORGET_PER_COMMIT`]
+/// records in request-id order and removes those saved before `before`, going round the table
+/// again and again. No second table keyed by time is kept in step with every change (it
+/// cost a change two more B-tree pages); an expired record the sweep has not reached yet is
+/// treated as absent anyway ([`check_request`]).
+fn forget_requests(tables: &mut Tables, before: u64, sweep: &mut Sweep) -> Result<(), StoreError> {
+    if before == 0 {
+        return Ok(());
     }
+    let from = match &sweep.after {
+        Some(id) => std::ops::Bound::Excluded(id.as_str()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut seen = 0;
+    let mut last = None;
+    let mut expired = Vec::new();
+    for entry in tables
+        .requests
+        .range::<&str>((from, std::ops::Bound::Unbounded))?
+        .take(FORGET_PER_COMMIT)
+    {
+        let (id, record) = entry?;
+        let id = id.value().to_string();
+        if record.value().saved_at()? < before {
+            expired.push(id.clone());
+        }
+        last = Some(id);
+        seen += 1;
+    }
+    for id in &expired {
+        tables.requests.remove(id.as_str())?;
+    }
+    // a short page is the end of the table: round again from the start
+    sweep.after = if seen < FORGET_PER_COMMIT { None } else { last };
     Ok(())
 }
 
