@@ -254,7 +254,7 @@ pub fn import_file(
                 let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                 let Ok((n, batch, bytes)) = job else { break };
                 if staged
-                    .send((n, stage(batch, bytes, schemas, today, new_id)))
+                    .send((n, stage(batch, bytes, schemas, today, new_id, store)))
                     .is_err()
                 {
                     break;
@@ -447,30 +447,45 @@ fn stage(
     schemas: &Schemas,
     today: Date,
     new_id: fn() -> String,
+    store: &dyn PatientStore,
 ) -> StagedBatch {
     let mut records = Vec::with_capacity(batch.len());
     let mut problems = Vec::new();
-    let mut parsed = Vec::with_capacity(batch.len());
-    for (location, raw) in batch {
-        match raw {
-            Raw::Parsed(v) => parsed.push((location, v)),
-            Raw::Unreadable(reason) => problems.push(Problem {
-                location: Some(location),
-                reason,
-            }),
-            Raw::Text(t) => match serde_json::from_str::<Value>(&t) {
-                Ok(v) => parsed.push((location, v)),
-                Err(e) => problems.push(Problem {
-                    location: Some(location),
-                    reason: format!("not valid JSON: {e}"),
-                }),
-            },
-        }
-    }
     let mut new_id = new_id;
-    match validate_records(parsed, schemas, today, &mut new_id) {
-        Ok(patients) => records.extend(patients.iter().map(Staged::new)),
-        Err(found) => problems.extend(found),
+    // one record at a time, from text to its stored form: a parsed document is ten times the
+    // size of its text, so a whole batch of them would dominate the import's memory
+    for (location, raw) in batch {
+        let doc = match raw {
+            Raw::Parsed(v) => v,
+            Raw::Unreadable(reason) => {
+                problems.push(Problem {
+                    location: Some(location),
+                    reason,
+                });
+                continue;
+            }
+            Raw::Text(t) => match serde_json::from_str::<Value>(&t) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(Problem {
+                        location: Some(location),
+                        reason: format!("not valid JSON: {e}"),
+                    });
+                    continue;
+                }
+            },
+        };
+        match validate_records(vec![(location, doc)], schemas, today, &mut new_id) {
+            // once a record is bad the batch is rejected: the rest are only checked
+            Ok(patients) if problems.is_empty() => records.extend(patients.iter().map(|p| {
+                // the stored form is made here, on a worker, so that the one writer only writes
+                let mut staged = Staged::new(p);
+                store.prepare(&mut staged);
+                staged
+            })),
+            Ok(_) => {}
+            Err(found) => problems.extend(found),
+        }
     }
     StagedBatch {
         records,
