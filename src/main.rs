@@ -741,12 +741,11 @@ fn migrate_file(path: &Path) -> ExitCode {
         }
         Ok(m) => {
             println!(
-                "{}: rewritten from store format {} to {}: {} record header(s), {} version(s) \
-                 compressed; {} MiB → {} MiB",
+                "{}: rewritten from store format {} to {}: {} version(s) compressed; {} MiB → \
+                 {} MiB",
                 path.display(),
                 m.from,
                 pds_facade::store::redb_store::FORMAT,
-                m.headers,
                 m.versions,
                 m.bytes_before / (1 << 20),
                 m.bytes_after / (1 << 20)

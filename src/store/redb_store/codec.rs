@@ -12,88 +12,7 @@ use std::marker::PhantomData;
 use redb::{TypeName, Value};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::packing::Flags;
-use crate::domain::Version;
-use crate::store::{RequestRecord, SavedResponse, Staged, StoreError};
-
-/// `patients` values: the current version's header, `[format u8][flags u8][version u32 LE]`
-/// (format 2; see [`super::packing::Flags`] for the flags). The record itself is the newest
-/// entry of `versions`, stored once. Format 1 also kept the record's JSON after the header;
-/// such values are still read (the JSON is ignored: `versions` holds it too).
-#[derive(Debug)]
-pub struct HeadCodec;
-
-/// A current record's header as the `patients` table holds it.
-#[derive(Clone, Copy, Debug)]
-pub struct Head {
-    /// 0 when the stored bytes are not a header of a known format.
-    version: u32,
-    pub flags: Flags,
-}
-
-const HEAD_FORMAT_1: u8 = 1;
-const HEAD_FORMAT_2: u8 = 2;
-
-impl Head {
-    /// The header a staged write stores.
-    pub fn of(staged: &Staged) -> Head {
-        Head {
-            version: staged.version.get(),
-            flags: Flags::of(staged),
-        }
-    }
-
-    pub fn version(&self) -> Result<Version, StoreError> {
-        Version::new(self.version).ok_or_else(|| StoreError::Corrupt("a record header".into()))
-    }
-}
-
-impl Flags {
-    pub fn of(staged: &Staged) -> Flags {
-        Flags {
-            restricted: staged.restricted,
-            merged: staged.merged,
-            invalidated: staged.invalidated,
-        }
-    }
-}
-
-impl Value for HeadCodec {
-    type SelfType<'a> = Head;
-    type AsBytes<'a> = [u8; 6];
-
-    fn fixed_width() -> Option<usize> {
-        None
-    }
-
-    fn from_bytes<'a>(data: &'a [u8]) -> Head
-    where
-        Self: 'a,
-    {
-        match data.split_first_chunk::<6>() {
-            Some(([HEAD_FORMAT_1 | HEAD_FORMAT_2, flags, v @ ..], _)) => Head {
-                version: u32::from_le_bytes(*v),
-                flags: Flags::from_byte(*flags),
-            },
-            _ => Head {
-                version: 0,
-                flags: Flags::default(),
-            },
-        }
-    }
-
-    fn as_bytes<'a, 'b: 'a>(h: &'a Head) -> [u8; 6]
-    where
-        Self: 'b,
-    {
-        let v = h.version.to_le_bytes();
-        [HEAD_FORMAT_2, h.flags.to_byte(), v[0], v[1], v[2], v[3]]
-    }
-
-    fn type_name() -> TypeName {
-        <&[u8] as Value>::type_name()
-    }
-}
+use crate::store::{RequestRecord, SavedResponse, StoreError};
 
 /// `requests` values: `[fingerprint 32 bytes][saved_at u64 LE][saved response JSON]`.
 #[derive(Debug)]
@@ -225,28 +144,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn headers_round_trip_format_1_reads_and_short_bytes_are_corrupt() {
-        let staged = Staged {
-            id: crate::domain::NhsNumber::parse("9000000009").unwrap(),
-            version: Version::new(7).unwrap(),
-            restricted: true,
-            merged: false,
-            invalidated: true,
-            json: b"{}".to_vec(),
-            keys: Vec::new(),
-            packed: None,
-        };
-        let bytes = HeadCodec::as_bytes(&Head::of(&staged));
-        assert_eq!(bytes, [2, 5, 7, 0, 0, 0]);
-        for stored in [&bytes[..], &[1, 5, 7, 0, 0, 0, b'{', b'}'][..]] {
-            let back = HeadCodec::from_bytes(stored);
-            assert_eq!(back.version().unwrap().get(), 7);
-            assert_eq!(back.flags, Flags::of(&staged));
-        }
-        assert!(matches!(
-            HeadCodec::from_bytes(&[1, 0]).version(),
-            Err(StoreError::Corrupt(_))
-        ));
+    fn short_request_records_are_corrupt() {
         assert!(matches!(
             RequestCodec::from_bytes(&[0; 10]).into_record("r"),
             Err(StoreError::Corrupt(_))

@@ -5,14 +5,14 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTableMetadata};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::codec::{Head, Request};
+use super::codec::Request;
 use super::tables::*;
 use super::writer::save_request;
 use crate::domain::{NhsNumber, Version};
 use crate::store::dump::{After, Currents, Entry, Part, Restore, Snapshot};
-use crate::store::StoreError;
+use crate::store::{AuditEntry, StoreError};
 
 fn number(v: u64) -> Result<NhsNumber, StoreError> {
     NhsNumber::from_u64(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -80,17 +80,30 @@ pub fn page(
             Ok(out)
         }
         Part::Current => {
+            // the newest version of each number, number after number
             let versions = txn.open_table(VERSIONS)?;
-            by_number(txn, PATIENTS, after, limit, |id, head: Head| {
-                let version = head.version()?;
-                let value = versions
-                    .get((id, version.get()))?
-                    .ok_or_else(|| StoreError::Corrupt(format!("the current version of {id}")))?;
-                Ok(Entry::Current {
+            let mut from = match pair(after) {
+                Some((n, _)) => Bound::Excluded((n, u32::MAX)),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            while out.len() < limit {
+                let next = versions
+                    .range::<(u64, u32)>((from, Bound::Unbounded))?
+                    .next();
+                let Some(entry) = next else { break };
+                let id = entry?.0.value().0;
+                let (k, v) = versions
+                    .range((id, 0)..=(id, u32::MAX))?
+                    .next_back()
+                    .expect("the number has a version")?;
+                out.push(Entry::Current {
                     id: number(id)?,
-                    record: super::stored_version(value.value(), version)?,
-                })
-            })
+                    record: super::stored_version(v.value(), version(k.value().1)?)?,
+                });
+                from = Bound::Excluded((id, u32::MAX));
+            }
+            Ok(out)
         }
         Part::Superseded => by_number(txn, SUPERSEDED, after, limit, |id, by| {
             Ok(Entry::Superseded {
@@ -108,25 +121,48 @@ pub fn page(
             Ok(Entry::Allocated(number(n)?))
         }),
         Part::Audit => {
+            // the entries the versions carry, and those in rows of their own, merged in
+            // (number, sequence) order (a record's entries are numbered in version order)
+            let after = pair(after);
+            let mut out: Vec<(u64, u64, AuditEntry)> = Vec::new();
+            let versions = txn.open_table(VERSIONS)?;
+            let from = after.map_or(Bound::Unbounded, |(n, _)| Bound::Included((n, 0)));
+            let mut last = None;
+            for item in versions.range::<(u64, u32)>((from, Bound::Unbounded))? {
+                let (k, v) = item?;
+                let id = k.value().0;
+                // enough, and every entry of the last number taken
+                if out.len() >= limit && last != Some(id) {
+                    break;
+                }
+                last = Some(id);
+                if let Some((seq, json)) = super::packing::audit_of(v.value())? {
+                    if after.is_none_or(|a| (id, seq) > a) {
+                        out.push((id, seq, super::audit_entry(json)?));
+                    }
+                }
+            }
             let table = txn.open_table(AUDIT)?;
-            let from = match pair(after) {
-                Some(k) => Bound::Excluded(k),
-                None => Bound::Unbounded,
-            };
-            let mut out = Vec::new();
+            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
             for item in table
                 .range::<(u64, u64)>((from, Bound::Unbounded))?
                 .take(limit)
             {
                 let (k, v) = item?;
                 let (id, seq) = k.value();
-                out.push(Entry::Audit {
-                    id: number(id)?,
-                    seq,
-                    entry: v.value().map_err(StoreError::Corrupt)?,
-                });
+                out.push((id, seq, v.value().map_err(StoreError::Corrupt)?));
             }
-            Ok(out)
+            out.sort_by_key(|(id, seq, _)| (*id, *seq));
+            out.truncate(limit);
+            out.into_iter()
+                .map(|(id, seq, entry)| {
+                    Ok(Entry::Audit {
+                        id: number(id)?,
+                        seq,
+                        entry,
+                    })
+                })
+                .collect()
         }
         Part::Resources => {
             let Some(table) =
@@ -185,7 +221,6 @@ impl Snapshot for RedbSnapshot {
 fn is_empty(db: &Database) -> Result<bool, StoreError> {
     let txn = db.begin_read()?;
     Ok(txn.open_table(VERSIONS)?.is_empty()?
-        && txn.open_table(PATIENTS)?.is_empty()?
         && txn.open_table(ALLOCATED)?.is_empty()?
         && txn.open_table(AUDIT)?.is_empty()?
         && txn.open_table(REQUESTS)?.is_empty()?
@@ -193,6 +228,31 @@ fn is_empty(db: &Database) -> Result<bool, StoreError> {
         && txn.open_table(IDENTITY_LINKS)?.is_empty()?
         && super::resources::missing_is_empty(txn.open_table(RESOURCES))?
             .map_or(Ok(true), |t| t.is_empty())?)
+}
+
+/// A copied audit entry goes in the row of the version it names, as the writer puts it; one
+/// whose version is missing or carries an entry already gets a row of its own.
+fn embed_or_keep(
+    tables: &mut Tables,
+    id: NhsNumber,
+    seq: u64,
+    entry: AuditEntry,
+) -> Result<(), StoreError> {
+    let key = (id.as_u64(), entry.version_after);
+    let value = tables.versions.get(key)?.map(|g| g.value().to_vec());
+    let fits = entry.patient == id.to_string();
+    match value {
+        Some(v) if fits && super::packing::is_unaudited(&v) => {
+            let json = serde_json::to_vec(&entry).expect("JSON");
+            tables
+                .versions
+                .insert(key, super::packing::with_audit(v, seq, &json).as_slice())?;
+        }
+        _ => {
+            tables.audit.insert((id.as_u64(), seq), Ok(entry))?;
+        }
+    }
+    Ok(())
 }
 
 pub struct RedbRestore {
@@ -254,11 +314,8 @@ impl Restore for RedbRestore {
                             (id.as_u64(), version.get()),
                             super::packing::pack(&json, flags).as_slice(),
                         )?;
-                        if let Some(current) = self.currents.push(id, version, &json)? {
-                            tables
-                                .patients
-                                .insert(current.id.as_u64(), Head::of(&current))?;
-                        }
+                        // checks that each version holds its own record and number
+                        self.currents.push(id, version, &json)?;
                     }
                     Entry::Superseded { id, by } => {
                         tables.superseded.insert(id.as_u64(), by.as_u64())?;
@@ -270,7 +327,7 @@ impl Restore for RedbRestore {
                         tables.allocated.insert(n.as_u64(), ())?;
                     }
                     Entry::Audit { id, seq, entry } => {
-                        tables.audit.insert((id.as_u64(), seq), Ok(entry))?;
+                        embed_or_keep(&mut tables, id, seq, entry)?;
                         self.last_seq = self.last_seq.max(seq);
                     }
                     Entry::Request(r) => save_request(&mut tables, &r)?,
@@ -279,13 +336,7 @@ impl Restore for RedbRestore {
                     Entry::Current { .. } => {}
                 }
             }
-            // the versions of one record may go on in the next batch: its next version
-            // replaces this one there
-            if let Some(current) = self.currents.last()? {
-                tables
-                    .patients
-                    .insert(current.id.as_u64(), Head::of(&current))?;
-            }
+            self.currents.last()?;
         }
         Ok(txn.commit()?)
     }
@@ -293,7 +344,10 @@ impl Restore for RedbRestore {
     async fn finish(mut self: Box<Self>) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let records = super::index::rebuild(&txn)?;
-        Tables::open(&txn)?.set_audit_seq(self.last_seq)?;
+        let mut tables = Tables::open(&txn)?;
+        tables.set_audit_seq(self.last_seq)?;
+        tables.set_records(records)?;
+        drop(tables);
         // one durable commit makes every batch before it durable
         txn.commit()?;
         self.savepoint = None;

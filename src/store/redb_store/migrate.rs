@@ -1,26 +1,25 @@
 //! Rewriting a format-1 file in format 2 (`pds-facade migrate --db FILE`).
 //!
-//! Format 1 kept each current record twice (in `patients` after its header, and in
-//! `versions`), as plain JSON. Format 2 keeps only the header in `patients` and every version
-//! compressed (see [`super::packing`]). This program reads both, so a format-1 file serves as
-//! it is; the migration only gives the space back. It rewrites the values in batches, each its
-//! own transaction: a rewritten value reads the same as the one it replaces, so an interrupted
-//! migration leaves a file that serves as well as before and that the next run finishes. Only
-//! the last step, durable, records format 2 (and drops format 1's `requests_by_time`, which
-//! format 2 no longer keeps); then the file is compacted.
+//! Format 1 kept each current record twice (in `patients` and in `versions`), as plain JSON,
+//! and a second table of idempotency records keyed by time. Format 2 keeps every version once,
+//! compressed (see [`super::packing`]), the newest being the current record. This program
+//! reads both, so a format-1 file serves as it is; the migration gives the space back. It
+//! compresses the versions in batches, each its own transaction: a rewritten value reads the
+//! same as the one it replaces, so an interrupted migration leaves a file that serves as well
+//! as before and that the next run finishes. Only the last step, durable, drops the tables
+//! format 2 does not keep and records format 2; then the file is compacted.
 
 use std::ops::Bound;
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::codec::{Head, HeadCodec};
 use super::tables::{FORMAT, FORMAT_1, META};
 use crate::store::StoreError;
 
-/// The two tables as raw bytes (the same tables as [`super::tables::PATIENTS`] and
-/// [`super::tables::VERSIONS`]: their values are declared as byte strings).
-const PATIENTS_RAW: TableDefinition<u64, &[u8]> = TableDefinition::new("patients");
+/// Format 1's table of current records (header and JSON).
+const PATIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("patients");
+/// [`super::tables::VERSIONS`] as raw bytes (its values are declared as byte strings).
 const VERSIONS_RAW: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
 
 /// Values rewritten per transaction.
@@ -31,7 +30,7 @@ const BATCH: usize = 20_000;
 pub struct Migrated {
     /// The format the file was in.
     pub from: u8,
-    pub headers: u64,
+    /// Versions compressed.
     pub versions: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -67,31 +66,6 @@ pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
             "unknown store format {from} (this program writes {FORMAT})"
         )));
     }
-    // headers that still carry the record's JSON
-    let mut after: Option<u64> = None;
-    loop {
-        let txn = db.begin_write()?;
-        let (n, last) = {
-            let mut raw = txn.open_table(PATIENTS_RAW)?;
-            let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-            let batch: Vec<(u64, Head)> = raw
-                .range::<u64>((from, Bound::Unbounded))?
-                .take(BATCH)
-                .map(|e| e.map(|(k, v)| (k.value(), Head::read(v.value()))))
-                .collect::<Result<_, _>>()?;
-            for (id, head) in &batch {
-                head.version()?;
-                raw.insert(id, <HeadCodec as redb::Value>::as_bytes(head).as_slice())?;
-            }
-            (batch.len(), batch.last().map(|(id, _)| *id))
-        };
-        txn.commit()?;
-        done.headers += n as u64;
-        match last {
-            Some(id) if n == BATCH => after = Some(id),
-            _ => break,
-        }
-    }
     // versions still kept as plain JSON
     let mut after: Option<(u64, u32)> = None;
     loop {
@@ -122,7 +96,14 @@ pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
         }
     }
     let txn = db.begin_write()?;
-    // format 1's second idempotency table, keyed by time (format 2 sweeps `requests` itself)
+    // format 1's tables that format 2 no longer keeps: the current records (the newest
+    // version is the current one; the count of records is in `meta` since the file was first
+    // opened by this program) and the idempotency records by time (`requests` is swept)
+    {
+        let mut tables = super::tables::Tables::open(&txn)?;
+        super::count_records_once(&txn, &mut tables)?;
+    }
+    txn.delete_table(PATIENTS)?;
     let by_time: TableDefinition<(u64, &str), ()> = TableDefinition::new("requests_by_time");
     txn.delete_table(by_time)?;
     txn.open_table(META)?
@@ -134,11 +115,4 @@ pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
     drop(db);
     done.bytes_after = std::fs::metadata(path).map_or(0, |m| m.len());
     Ok(done)
-}
-
-impl Head {
-    /// A header from a `patients` value of either format.
-    fn read(bytes: &[u8]) -> Head {
-        <HeadCodec as redb::Value>::from_bytes(bytes)
-    }
 }

@@ -75,6 +75,27 @@ fn check_format(meta: &mut redb::Table<'_, &'static str, &'static [u8]>) -> Resu
     }
 }
 
+/// A file that does not count its records yet (new, or of format 1) starts counting: from
+/// format 1's table of current records (no longer kept), or from nothing.
+pub(super) fn count_records_once(
+    txn: &redb::WriteTransaction,
+    t: &mut Tables,
+) -> Result<(), StoreError> {
+    if tables::meta_u64(&t.meta, tables::RECORDS)?.is_some() {
+        return Ok(());
+    }
+    let format_1: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("patients");
+    let has_it = txn
+        .list_tables()?
+        .any(|h| redb::TableHandle::name(&h) == "patients");
+    let n = if has_it {
+        txn.open_table(format_1)?.len()?
+    } else {
+        0
+    };
+    t.set_records(n)
+}
+
 /// redb's page cache when none is configured (redb's own default).
 pub const DEFAULT_CACHE_BYTES: usize = 1024 * 1024 * 1024;
 
@@ -126,7 +147,10 @@ impl RedbStore {
             Err(e) => return Err(other(e.to_string())),
         };
         let txn = db.begin_write().map_err(|e| other(e.to_string()))?;
-        let checked = Tables::open(&txn).and_then(|mut t| check_format(&mut t.meta));
+        let checked = Tables::open(&txn).and_then(|mut t| {
+            check_format(&mut t.meta)?;
+            count_records_once(&txn, &mut t)
+        });
         checked.map_err(|e| other(e.to_string()))?;
         txn.commit().map_err(|e| other(e.to_string()))?;
         let db = Arc::new(Handle {
@@ -229,6 +253,11 @@ fn stored_version(value: &[u8], version: Version) -> Result<StoredRecord, StoreE
     }
 }
 
+/// An audit entry as a version carries it.
+fn audit_entry(json: &[u8]) -> Result<AuditEntry, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("an audit entry: {e}")))
+}
+
 /// The flags of a record's JSON, read from the document.
 fn flags_of(json: &[u8]) -> Result<packing::Flags, StoreError> {
     let record = Patient::from_stored(json).map_err(StoreError::Corrupt)?;
@@ -247,15 +276,17 @@ impl PatientStore for RedbStore {
 
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {
         let txn = self.db()?.begin_read()?;
-        let Some(head) = txn.open_table(PATIENTS)?.get(id.as_u64())? else {
+        let table = txn.open_table(VERSIONS)?;
+        let key = id.as_u64();
+        // the newest version is the current record
+        let newest = table.range((key, 0)..=(key, u32::MAX))?.next_back();
+        let Some(entry) = newest else {
             return Ok(None);
         };
-        let version = head.value().version()?;
-        let table = txn.open_table(VERSIONS)?;
-        let guard = table
-            .get((id.as_u64(), version.get()))?
-            .ok_or_else(|| StoreError::Corrupt(format!("the current version of {id}")))?;
-        stored_version(guard.value(), version).map(Some)
+        let (k, v) = entry?;
+        let version =
+            Version::new(k.value().1).ok_or_else(|| StoreError::Corrupt("version 0".into()))?;
+        stored_version(v.value(), version).map(Some)
     }
 
     async fn get_version(
@@ -319,14 +350,24 @@ impl PatientStore for RedbStore {
 
     async fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError> {
         let txn = self.db()?.begin_read()?;
-        let table = txn.open_table(AUDIT)?;
         let key = id.as_u64();
+        // the entries in the versions they wrote, and any in rows of their own (format 1, or
+        // copied from another store without the version they name)
         let mut out = Vec::new();
-        for entry in table.range((key, 0)..=(key, u64::MAX))? {
+        let versions = txn.open_table(VERSIONS)?;
+        for entry in versions.range((key, 0)..=(key, u32::MAX))? {
             let (_, v) = entry?;
-            out.push(v.value().map_err(StoreError::Corrupt)?);
+            if let Some((seq, json)) = packing::audit_of(v.value())? {
+                out.push((seq, audit_entry(json)?));
+            }
         }
-        Ok(out)
+        let table = txn.open_table(AUDIT)?;
+        for entry in table.range((key, 0)..=(key, u64::MAX))? {
+            let (k, v) = entry?;
+            out.push((k.value().1, v.value().map_err(StoreError::Corrupt)?));
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out.into_iter().map(|(_, e)| e).collect())
     }
 
     async fn insert_batch(
@@ -405,8 +446,7 @@ impl PatientStore for RedbStore {
 
     async fn count(&self) -> Result<u64, StoreError> {
         let txn = self.db()?.begin_read()?;
-        let table = txn.open_table(PATIENTS)?;
-        Ok(table.len()?)
+        Ok(tables::meta_u64(&txn.open_table(META)?, tables::RECORDS)?.unwrap_or(0))
     }
 
     async fn candidates(&self, lookups: &[Lookup]) -> Result<Vec<NhsNumber>, StoreError> {

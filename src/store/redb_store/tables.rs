@@ -2,7 +2,7 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
-use super::codec::{Head, HeadCodec, JsonCodec, RequestCodec};
+use super::codec::{JsonCodec, RequestCodec};
 use super::index::Indexes;
 use super::packing::{self, Flags};
 use crate::domain::index::IndexKey;
@@ -10,11 +10,9 @@ use crate::domain::{NhsNumber, Patient, Version};
 use crate::store::resource::{IndexEntry, ResourceVersion};
 use crate::store::{AuditEntry, ExistingRecords, Staged, StoreError};
 
-/// NHS number → the current version's header (see [`HeadCodec`]): which version is current,
-/// for the writer's checks and for reads, in a table small enough to stay cached.
-pub const PATIENTS: TableDefinition<u64, HeadCodec> = TableDefinition::new("patients");
-/// (NHS number, version) → every version, current included, compressed (see [`packing`]):
-/// the one place a record's JSON is kept.
+/// (NHS number, version) → every version, compressed (see [`packing`]): the one place a
+/// record is kept. The newest version of a number is its current record — there is no second
+/// table of current records to keep in step (format 1 had one, `patients`).
 pub const VERSIONS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("versions");
 /// Merged NHS number → the NHS number that superseded it.
 pub const SUPERSEDED: TableDefinition<u64, u64> = TableDefinition::new("superseded");
@@ -40,18 +38,21 @@ pub const RESOURCE_INDEX: TableDefinition<(&str, &str, &str, &str), ()> =
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The store format this program writes (in `meta`, key `format`): 2 since records are stored
-/// once, compressed ([`packing`]). A format-1 file is read as it is (its values are
-/// recognised by their first byte) and says 1 until `pds-facade migrate` rewrites it.
+/// once, compressed ([`packing`]), the newest version being the current record. A format-1
+/// file is read as it is (its values are recognised by their first byte; its `patients`
+/// table is no longer read or written) and says 1 until `pds-facade migrate` rewrites it.
 pub const FORMAT: u8 = 2;
 /// The store format before records were stored once, compressed.
 pub const FORMAT_1: u8 = 1;
 /// `meta` key of the last audit sequence number.
 const AUDIT_SEQ: &str = "audit_seq";
+/// `meta` key of the number of records (NHS numbers with a version), kept as records are
+/// created (the count is asked for often; the versions table counts versions).
+pub const RECORDS: &str = "records";
 
 /// Every table a write transaction touches, opened once per transaction (not once per change:
 /// opening a table is a lookup of its own).
 pub struct Tables<'t> {
-    pub patients: redb::Table<'t, u64, HeadCodec>,
     pub versions: redb::Table<'t, (u64, u32), &'static [u8]>,
     pub superseded: redb::Table<'t, u64, u64>,
     pub identity_links: redb::Table<'t, u64, u64>,
@@ -70,7 +71,6 @@ pub struct Tables<'t> {
 impl<'t> Tables<'t> {
     pub fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
         Ok(Tables {
-            patients: txn.open_table(PATIENTS)?,
             versions: txn.open_table(VERSIONS)?,
             superseded: txn.open_table(SUPERSEDED)?,
             identity_links: txn.open_table(IDENTITY_LINKS)?,
@@ -126,18 +126,29 @@ impl<'t> Tables<'t> {
         self.put_resource(v, &previous)
     }
 
-    /// Stores a version as the record's current one, with its index keys.
-    pub fn put(&mut self, staged: &Staged) -> Result<(), StoreError> {
+    /// Stores a version as the record's current one, with its index keys and the audit entry
+    /// of the change that wrote it (its sequence number and JSON), in the same row.
+    pub fn put(
+        &mut self,
+        staged: &Staged,
+        audit: Option<packing::Audit<'_>>,
+    ) -> Result<(), StoreError> {
         for key in &staged.keys {
             self.indexes.insert(key, staged.id.as_u64())?;
         }
-        self.put_record(staged)
+        let Some((seq, audit)) = audit else {
+            return self.put_record(staged);
+        };
+        let packed = staged.packed.clone().unwrap_or_else(|| pack(staged));
+        let value = packing::with_audit(packed, seq, audit);
+        self.versions
+            .insert((staged.id.as_u64(), staged.version.get()), value.as_slice())?;
+        Ok(())
     }
 
     /// Stores a version as the record's current one (not indexed).
     pub fn put_record(&mut self, staged: &Staged) -> Result<(), StoreError> {
         let key = staged.id.as_u64();
-        self.patients.insert(key, Head::of(staged))?;
         let packed;
         let value = match &staged.packed {
             Some(p) => p.as_slice(),
@@ -159,10 +170,14 @@ impl<'t> Tables<'t> {
         existing: ExistingRecords,
     ) -> Result<(), StoreError> {
         let mut entries: Vec<(&IndexKey, u64)> = Vec::with_capacity(batch.len() * 10);
+        let mut created = 0;
         for staged in batch {
             let id = staged.id;
             match (self.current_version(id)?, existing) {
-                (None, _) => self.put_record(staged)?,
+                (None, _) => {
+                    self.put_record(staged)?;
+                    created += 1;
+                }
                 (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
                 (Some(current), ExistingRecords::Replace) => {
                     let record = Patient::from_stored(&staged.json)
@@ -177,14 +192,25 @@ impl<'t> Tables<'t> {
         for (key, id) in entries {
             self.indexes.insert(key, id)?;
         }
+        self.count_new_records(created)
+    }
+
+    /// The newest version stored under `id`: its current one.
+    pub fn current_version(&self, id: NhsNumber) -> Result<Option<Version>, StoreError> {
+        current_version(&self.versions, id)
+    }
+
+    /// Counts records just created.
+    pub fn count_new_records(&mut self, n: u64) -> Result<(), StoreError> {
+        let count = meta_u64(&self.meta, RECORDS)?.unwrap_or(0) + n;
+        self.meta.insert(RECORDS, count.to_le_bytes().as_slice())?;
         Ok(())
     }
 
-    pub fn current_version(&self, id: NhsNumber) -> Result<Option<Version>, StoreError> {
-        self.patients
-            .get(id.as_u64())?
-            .map(|g| g.value().version())
-            .transpose()
+    /// Sets the number of records (a copy, or a file of format 1 opened the first time).
+    pub fn set_records(&mut self, n: u64) -> Result<(), StoreError> {
+        self.meta.insert(RECORDS, n.to_le_bytes().as_slice())?;
+        Ok(())
     }
 
     /// Sets the last audit sequence number (a copy keeps the numbers it brings).
@@ -206,8 +232,23 @@ pub fn pack(staged: &Staged) -> Vec<u8> {
     packing::pack(&staged.json, Flags::of(staged))
 }
 
+/// The newest version stored under `id` (its current one), in any transaction.
+pub fn current_version(
+    versions: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    id: NhsNumber,
+) -> Result<Option<Version>, StoreError> {
+    let key = id.as_u64();
+    let newest = versions.range((key, 0)..=(key, u32::MAX))?.next_back();
+    newest
+        .map(|e| {
+            let (k, _) = e?;
+            Version::new(k.value().1).ok_or_else(|| StoreError::Corrupt("version 0".into()))
+        })
+        .transpose()
+}
+
 /// A counter kept in `meta` as eight little-endian bytes.
-fn meta_u64(
+pub fn meta_u64(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
 ) -> Result<Option<u64>, StoreError> {

@@ -492,8 +492,32 @@ fn check_versions(tables: &Tables, change: &Change) -> Result<(), StoreError> {
 
 /// Writes a checked change; an error here is an I/O error and aborts the transaction.
 fn write_change(tables: &mut Tables, change: &Change, staged: &[Staged]) -> Result<(), StoreError> {
+    // each record's audit entry goes in the row of the version it wrote; an entry that names
+    // no version of this change (none do today) gets a row of its own in `audit`
+    let mut embedded = vec![false; change.audit.len()];
     for w in staged {
-        tables.put(w)?;
+        let id = w.id.to_string();
+        let found = change
+            .audit
+            .iter()
+            .position(|a| a.version_after == w.version.get() && a.patient == id);
+        let audit = match found {
+            Some(i) => {
+                embedded[i] = true;
+                let json = serde_json::to_vec(&change.audit[i]).expect("JSON");
+                Some((tables.next_audit_seq()?, json))
+            }
+            None => None,
+        };
+        tables.put(w, audit.as_ref().map(|(seq, json)| (*seq, json.as_slice())))?;
+    }
+    let created = change
+        .writes
+        .iter()
+        .filter(|w| w.expected.is_none())
+        .count();
+    if created > 0 {
+        tables.count_new_records(created as u64)?;
     }
     for (source, target) in &change.supersede {
         tables.superseded.insert(source.as_u64(), target.as_u64())?;
@@ -501,7 +525,7 @@ fn write_change(tables: &mut Tables, change: &Change, staged: &[Staged]) -> Resu
     for source in &change.unsupersede {
         tables.superseded.remove(source.as_u64())?;
     }
-    for entry in &change.audit {
+    for (entry, _) in change.audit.iter().zip(embedded).filter(|(_, e)| !e) {
         let seq = tables.next_audit_seq()?;
         let patient =
             NhsNumber::parse(&entry.patient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
