@@ -388,3 +388,30 @@ fn commands_that_only_read_never_create_a_database_file() {
         "nothing was created"
     );
 }
+
+#[test]
+fn migrate_leaves_a_current_file_as_it_is_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    drop(Server::demo(&dir));
+    let export = |name: &str| {
+        let file = dir.path().join(name);
+        let (ok, _, err) = run(&[
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        std::fs::read(file).unwrap()
+    };
+    let before = export("before.ndjson");
+    let (ok, out, err) = run(&["migrate", "--db", db.to_str().unwrap()]);
+    assert!(ok && out.contains("already; nothing to do"), "{out}{err}");
+    assert!(export("after.ndjson") == before, "every record as it was");
+    let missing = dir.path().join("none.redb");
+    let (ok, _, err) = run(&["migrate", "--db", missing.to_str().unwrap()]);
+    assert!(!ok && err.contains("no such database file"), "{err}");
+    assert!(!missing.exists(), "nothing is created");
+}
