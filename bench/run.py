@@ -11,22 +11,35 @@ Everything runs on loopback on this machine, in one run, bounded in time:
    and the disk's raw fsync rate (one writer, 4 KiB + fdatasync) as the floor.
 3. Scale: the above at each data size, import rate, database file size, RSS, start-up time.
 
+The patients are `pds-facade generate --shape national` by default (PDS-rich records in an
+England-shaped population; `--shape uniform` for the small evenly drawn ones); at 5 M patients
+and more they are streamed from `generate` into `import /dev/stdin` instead of written to disk.
+The superseded duplicates of a national population are merged through `POST /Patient/$merge`
+before anything is measured. Per request, the server's CPU time (/proc/PID/stat) and writes
+(/proc/PID/io; syscalls per change with strace) are reported; at the largest scale, with
+--compare-uniform, the same count of uniform patients is measured beside it.
+
 Writes results.json, report.md and chart.svg to the output directory; with --update-benchmarks
 the report also replaces the generated section of BENCHMARKS.md. Asserts nothing about speed.
 """
 
 import argparse
+import concurrent.futures
+import http.client
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "pds-facade"
@@ -34,6 +47,23 @@ CEILING = ROOT / "target" / "release" / "examples" / "ceiling"
 CONNECTIONS = (1, 16, 64)
 SEED = 20261127
 ID_AT_LINE_START = re.compile(r'^\{"resourceType":"Patient","id":"(\d{10})"')
+# from this many patients on, nothing is written to disk: `generate` streams into `import`
+STREAM_AT = 5_000_000
+# $merge requests in flight at once after an import
+MERGE_THREADS = 8
+# the searches measured, each a file of queries built from the same sample of patients
+SEARCH_SHAPES = {
+    "family_birthdate": "family + birthdate",
+    "family_given_gender_birthdate": "family + given + gender + birthdate",
+    "family_postcode": "family + postcode (+ birth year)",
+    "wildcard_birthdate": "family prefix* + birthdate",
+    "fuzzy": "fuzzy: misspelt family + given + birthdate",
+}
+# PostgreSQL's databases hold about this many bytes per byte of NDJSON (documents twice, as
+# rows and history, plus indexes and WAL), for the disk check at streamed scales; a redb
+# database about this many (measured: 300 k national patients, 1.5 GB of NDJSON, 4.5 GB file)
+PG_BYTES_PER_INPUT_BYTE = 3.5
+REDB_BYTES_PER_INPUT_BYTE = 3.2
 
 
 def log(*parts):
@@ -94,9 +124,39 @@ def wrk(script, url, connections, seconds, args, threads=None):
     raise SystemExit(f"no result from wrk: {out}")
 
 
-def get_run(url, ids_file, seconds):
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def io_counters(pid):
+    """/proc/PID/io: wchar (bytes passed to write calls) and write_bytes (bytes sent to storage)."""
+    with open(f"/proc/{pid}/io") as f:
+        fields = dict(line.split(": ") for line in f.read().splitlines())
+    return int(fields["wchar"]), int(fields["write_bytes"])
+
+
+def ok_count(r):
+    return r["requests"] - r["non2xx"] - r["errors"]
+
+
+def measured(pid, run):
+    """`run()`'s wrk result with the server's CPU seconds and writes during it."""
+    cpu, (wchar, written) = cpu_seconds(pid), io_counters(pid)
+    r = run()
+    wchar2, written2 = io_counters(pid)
+    r["server_cpu_s"] = cpu_seconds(pid) - cpu
+    r["server_wchar"], r["server_write_bytes"] = wchar2 - wchar, written2 - written
+    return r
+
+
+def get_run(url, ids_file, seconds, pid=None):
     wrk("get.lua", url, 16, 1, [ids_file])  # warm-up
-    return {c: wrk("get.lua", url, c, seconds, [ids_file]) for c in CONNECTIONS}
+    if pid is None:
+        return {c: wrk("get.lua", url, c, seconds, [ids_file]) for c in CONNECTIONS}
+    return {c: measured(pid, lambda c=c: wrk("get.lua", url, c, seconds, [ids_file])) for c in CONNECTIONS}
 
 
 def search_run(url, queries_file, seconds):
@@ -104,12 +164,90 @@ def search_run(url, queries_file, seconds):
     return {c: wrk("search.lua", url, c, seconds, [queries_file]) for c in CONNECTIONS}
 
 
-def patch_run(url, ids_file, token, seconds, run):
+def search_shapes_run(url, files, seconds, connections=16, measured_already=None):
+    """Each search shape at one connection count (a one-second warm-up each); shapes already
+    measured at that count (`measured_already`) are taken as they are."""
+    out = dict(measured_already or {})
+    for shape, path in files.items():
+        if shape in out or not Path(path).read_text().strip():
+            continue  # measured, or no patient of the sample has what this shape searches by
+        wrk("search.lua", url, connections, 1, [path])
+        out[shape] = wrk("search.lua", url, connections, seconds, [path])
+    return {shape: out[shape] for shape in files if shape in out}
+
+
+def patch_run(url, ids_file, token, seconds, run, pid=None):
     results = {}
     for c in CONNECTIONS:
         run += 1
-        results[c] = wrk("patch.lua", url, c, seconds, [ids_file, token, run], threads=c)
+        go = lambda c=c, run=run: wrk("patch.lua", url, c, seconds, [ids_file, token, run], threads=c)  # noqa: E731
+        results[c] = go() if pid is None else measured(pid, go)
     return results
+
+
+def strace_patch(url, pid, ids_file, token, seconds, run, work):
+    """A separate short single-connection PATCH run under `strace -c -f`: syscalls per change."""
+    if not shutil.which("strace"):
+        return {"skipped": "strace is not installed"}
+    out = Path(work) / "strace.txt"
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # attached to every thread
+    if tracer.poll() is not None:
+        return {"skipped": f"strace could not attach: {tracer.stderr.read().strip()[:200]}"}
+    try:
+        r = wrk("patch.lua", url, 1, seconds, [ids_file, token, run], threads=1)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=60)
+    calls = {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+            calls[parts[-1]] = int(parts[3])
+    changes = max(1, ok_count(r))
+    per = lambda *names: sum(calls.get(n, 0) for n in names) / changes  # noqa: E731
+    return {"changes": ok_count(r), "seconds": r["seconds"],
+            "pwrite": per("pwrite64", "pwrite", "pwritev", "pwritev2"),
+            "fdatasync": per("fdatasync"), "fsync": per("fsync"),
+            "write": per("write", "writev"), "calls": calls}
+
+
+def merge_all(url, token, pairs, threads=MERGE_THREADS):
+    """`POST /Patient/$merge` (back office) for every (source, target) pair, `threads` at once;
+    any answer but 200 stops the benchmark."""
+    if not pairs:
+        return {"pairs": 0, "threads": 0, "seconds": 0.0}
+    where = urlsplit(url)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+
+    def identifier(name, nhs):
+        return {"name": name, "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}}
+
+    def worker(chunk):
+        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+        try:
+            for source, target in chunk:
+                body = json.dumps({"resourceType": "Parameters", "parameter": [
+                    identifier("source-patient-identifier", source), identifier("target-patient-identifier", target),
+                    {"name": "reason", "valueString": "Duplicate registration (benchmark)"}]})
+                conn.request("POST", "/Patient/$merge", body, dict(headers, **{"X-Request-ID": str(uuid.uuid4())}))
+                answer = conn.getresponse()
+                text = answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"$merge {source} into {target}: {answer.status} {text[:300]!r}")
+        finally:
+            conn.close()
+
+    threads = min(threads, len(pairs))
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for job in [pool.submit(worker, pairs[k::threads]) for k in range(threads)]:
+            try:
+                job.result()
+            except Exception as e:  # noqa: BLE001 — a failed merge is a benchmark error
+                raise SystemExit(f"bench error: merging the superseded records failed: {e}")
+    return {"pairs": len(pairs), "threads": threads, "seconds": time.monotonic() - started}
 
 
 def fsync_floor(directory, seconds):
@@ -168,18 +306,17 @@ class Postgres:
         return subprocess.run(["psql", *self.conn(), "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql],
                               input=stdin, capture_output=True, text=True, check=True).stdout
 
-    def load(self, ndjson):
-        """The same patients as jsonb rows: (k serial key, NHS number, version, document)."""
+    def load(self, lines):
+        """The same patients (NDJSON lines) as jsonb rows: (k serial key, NHS number, version, document)."""
         self.psql("DROP TABLE IF EXISTS patients; CREATE TABLE patients (k bigserial PRIMARY KEY,"
                   " id bigint UNIQUE NOT NULL, version int NOT NULL DEFAULT 1, doc jsonb NOT NULL)")
         copy = subprocess.Popen(["psql", *self.conn(), "-qX", "-v", "ON_ERROR_STOP=1", "-c",
                                  "COPY patients (id, doc) FROM STDIN"],
                                 stdin=subprocess.PIPE, text=True)
-        with open(ndjson) as f:
-            for line in f:
-                m = ID_AT_LINE_START.match(line)
-                if m:  # text COPY format: backslashes escaped
-                    copy.stdin.write(m.group(1) + "\t" + line.rstrip("\n").replace("\\", "\\\\") + "\n")
+        for line in lines:
+            m = ID_AT_LINE_START.match(line)
+            if m:  # text COPY format: backslashes escaped
+                copy.stdin.write(m.group(1) + "\t" + line.rstrip("\n").replace("\\", "\\\\") + "\n")
         copy.stdin.close()
         if copy.wait() != 0:
             raise SystemExit("loading PostgreSQL failed")
@@ -275,53 +412,196 @@ class Postgres:
 # ---------------------------------------------------------------- data
 
 
-def dataset(count, cache):
-    """Generated patients (deterministic), kept between runs."""
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"patients-{count}-{SEED}.ndjson"
-    if not path.exists():
-        log(f"generating {count} patients")
-        tmp = path.with_suffix(".tmp")
-        subprocess.run([BIN, "generate", "--count", str(count), "--seed", str(SEED),
-                        "--out", tmp], check=True, stderr=subprocess.DEVNULL)
-        tmp.rename(path)
-    return path
+def generate_cmd(shape, count, every=1, out=None, merges=None):
+    cmd = [BIN, "generate", "--shape", shape, "--count", count, "--seed", SEED]
+    if every > 1:
+        cmd += ["--every", every]
+    if out:
+        cmd += ["--out", out]
+    if merges:
+        cmd += ["--merges-out", merges]
+    return [str(c) for c in cmd]
 
 
-def ids_files(ndjson, work, limit=1_000_000):
-    """All (or an even sample of at most `limit`) NHS numbers, and the first 64 for PATCH."""
-    ids = []
-    with open(ndjson) as f:
-        for line in f:
+class Data:
+    """One scale's patients: a cached NDJSON file (deterministic, kept between runs, named with
+    the shape), or — from STREAM_AT patients on — `generate` itself, streamed wherever the
+    patients are needed and sampled with `--every`, so that nothing that size is written."""
+
+    def __init__(self, shape, count, cache, work):
+        self.shape, self.count = shape, count
+        self.streamed = count >= STREAM_AT
+        national = shape == "national"
+        if self.streamed:
+            self.path = None
+            self.merges = Path(work) / f"merges-{shape}-{count}.txt" if national else None
+            return
+        cache.mkdir(parents=True, exist_ok=True)
+        self.path = cache / f"patients-{shape}-{count}-{SEED}.ndjson"
+        self.merges = cache / f"merges-{shape}-{count}-{SEED}.txt" if national else None
+        if not self.path.exists() or (self.merges and not self.merges.exists()):
+            log(f"generating {count} {shape} patients")
+            tmp = self.path.with_suffix(".tmp")
+            merges_tmp = self.merges.with_suffix(".tmp") if self.merges else None
+            subprocess.run(generate_cmd(shape, count, out=tmp, merges=merges_tmp), check=True,
+                           stderr=subprocess.DEVNULL)
+            if merges_tmp:
+                merges_tmp.rename(self.merges)
+            tmp.rename(self.path)
+
+    def lines(self, every=1, first=None):
+        """The patients i with i % every == 0 (or the first `first` of them), as NDJSON lines."""
+        if self.path and every == 1:
+            with open(self.path) as f:
+                for n, line in enumerate(f):
+                    if first is not None and n >= first:
+                        return
+                    yield line
+            return
+        gen = subprocess.Popen(generate_cmd(self.shape, self.count, every), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, bufsize=1 << 20)
+        try:
+            for n, line in enumerate(gen.stdout):
+                if first is not None and n >= first:
+                    break
+                yield line
+        finally:
+            gen.stdout.close()  # a reader that stops early closes the pipe: generate stops
+            gen.wait()
+
+    def sample(self, limit):
+        """An even sample of at most about `limit` patients (the same as the file's lines)."""
+        return self.lines(every=max(1, self.count // limit))
+
+    def pairs(self):
+        """The superseded (source, target) pairs to merge, once the patients were written."""
+        if not self.merges:
+            return []
+        return [tuple(line.split()) for line in self.merges.read_text().splitlines() if line.strip()]
+
+    def mean_bytes(self):
+        sizes = [len(line.encode()) for line in self.sample(1000)]
+        return sum(sizes) / max(1, len(sizes))
+
+    def feed(self, cmd, merges=True):
+        """Runs `cmd` (an import) on the patients: the file as its last argument, or a pipe from
+        `generate` as /dev/stdin (bytes counted on the way). Returns (exit code, input bytes,
+        peak RSS MiB of cmd, seconds)."""
+        started = time.monotonic()
+        if not self.streamed:
+            proc = subprocess.Popen([*map(str, cmd), str(self.path)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, self.path.stat().st_size, usage.ru_maxrss / 1024, time.monotonic() - started
+        gen = subprocess.Popen(generate_cmd(self.shape, self.count, merges=self.merges if merges else None),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([*map(str, cmd), "/dev/stdin"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        moved = relay(gen.stdout.fileno(), proc.stdin.fileno())
+        proc.stdin.close()
+        gen.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        gen.wait()
+        if gen.returncode != 0 and proc.returncode == 0:
+            raise SystemExit(f"generate failed ({gen.returncode})")
+        return proc.returncode, moved, usage.ru_maxrss / 1024, time.monotonic() - started
+
+
+def relay(src, dst):
+    """Moves bytes from one pipe to another until the first ends (splice: no copy through
+    Python); returns how many moved. Stops early if the reader goes."""
+    moved = 0
+    try:
+        while True:
+            n = os.splice(src, dst, 1 << 20) if hasattr(os, "splice") else os.write(dst, os.read(src, 1 << 20))
+            if n == 0:
+                return moved
+            moved += n
+    except BrokenPipeError:
+        return moved
+
+
+def run_import(data, store, label):
+    """`pds-facade import` of a scale's patients into `store`: rate, input MB/s, peak RSS."""
+    code, size, rss, seconds = data.feed([BIN, "import", *store], merges=True)
+    if code != 0:
+        raise SystemExit(f"{label}: import failed ({code})")
+    r = {"import_s": seconds, "import_per_s": data.count / seconds, "input_bytes": size,
+         "import_mb_per_s": size / 1e6 / seconds, "import_peak_rss_mib": rss,
+         "streamed": data.streamed}
+    log(f"{label}: imported {data.count} in {seconds:.1f} s ({r['import_per_s']:.0f}/s, "
+        f"{r['import_mb_per_s']:.1f} MB/s, peak RSS {rss:.0f} MiB{', streamed' if data.streamed else ''})")
+    return r
+
+
+def ids_files(data, work, limit=1_000_000, superseded=()):
+    """An even sample of at most about `limit` NHS numbers (for GET), and the first 64 patients
+    that are not superseded by a merge (for PATCH: each connection changes its own)."""
+    ids = [m.group(1) for m in map(ID_AT_LINE_START.match, data.sample(limit)) if m]
+    every = Path(work) / f"ids-{data.shape}.txt"
+    every.write_text("\n".join(ids) + "\n")
+    skip, first = set(superseded), []
+    lines = data.lines()
+    try:
+        for line in lines:
             m = ID_AT_LINE_START.match(line)
-            if m:
-                ids.append(m.group(1))
-    step = max(1, len(ids) // limit)
-    every = Path(work) / "ids.txt"
-    every.write_text("\n".join(ids[::step]) + "\n")
-    first = Path(work) / "patch-ids.txt"
-    first.write_text("\n".join(ids[:max(CONNECTIONS)]) + "\n")
-    return every, first
+            if m and m.group(1) not in skip:
+                first.append(m.group(1))
+                if len(first) == max(CONNECTIONS):
+                    break
+    finally:
+        lines.close()
+    path = Path(work) / f"patch-ids-{data.shape}.txt"
+    path.write_text("\n".join(first) + "\n")
+    return every, path
 
 
-FAMILY_AND_BIRTH = re.compile(r'"family":"([^"]+)".*?"birthDate":"([0-9-]+)"')
+VOWEL_SWAP = {"a": "e", "e": "a", "i": "y", "o": "a", "u": "o", "y": "i"}
 
 
-def search_sample(ndjson, work, limit=1000):
-    """(family, birth date) of an even sample of the patients, and the searches made of them."""
-    lines = sum(1 for _ in open(ndjson))
-    step = max(1, lines // limit)
-    sample = []
-    with open(ndjson) as f:
-        for i, line in enumerate(f):
-            if i % step == 0:
-                m = FAMILY_AND_BIRTH.search(line)
-                if m:
-                    sample.append((m.group(1), m.group(2)))
-    path = Path(work) / "searches.txt"
-    from urllib.parse import quote
-    path.write_text("".join(f"family={quote(f)}&birthdate=eq{b}\n" for f, b in sample))
-    return sample, path
+def misspelt(name):
+    """One letter wrong (a vowel after the first letter), as a fuzzy search is typed."""
+    for k in range(1, len(name)):
+        if name[k] in VOWEL_SWAP:
+            return name[:k] + VOWEL_SWAP[name[k]] + name[k + 1:]
+    return name[:-1] + name[-1] * 2
+
+
+def search_sample(data, work, limit=1000):
+    """(family, birth date) of an even sample of the patients, and one file of queries per
+    search shape made of the same sample (parameters as src/domain/search.rs takes them)."""
+    sample, queries = [], {shape: [] for shape in SEARCH_SHAPES}
+    for line in data.sample(limit):
+        doc = json.loads(line)
+        names = doc.get("name") or []
+        usual = next((n for n in names if n.get("use") == "usual"), names[0] if names else None)
+        birth = doc.get("birthDate", "")
+        if not usual or len(birth) != 10:
+            continue
+        family, given, gender = usual["family"], (usual.get("given") or [None])[0], doc.get("gender")
+        home = next((a for a in doc.get("address", []) if a.get("use") == "home" and a.get("postalCode")), None)
+        sample.append((family, birth))
+        f = quote(family)
+        queries["family_birthdate"].append(f"family={f}&birthdate=eq{birth}")
+        if given and gender:
+            queries["family_given_gender_birthdate"].append(
+                f"family={f}&given={quote(given)}&gender={gender}&birthdate=eq{birth}")
+        if home:
+            year = birth[:4]
+            queries["family_postcode"].append(f"family={f}&address-postalcode={quote(home['postalCode'])}"
+                                              f"&birthdate=ge{year}-01-01&birthdate=le{year}-12-31")
+        if len(family) >= 3:
+            queries["wildcard_birthdate"].append(f"family={quote(family[:3])}%2A&birthdate=eq{birth}")
+        if given:
+            queries["fuzzy"].append(f"_fuzzy-match=true&family={quote(misspelt(family))}"
+                                    f"&given={quote(given)}&birthdate=eq{birth}")
+    files = {}
+    for shape, lines in queries.items():
+        files[shape] = Path(work) / f"searches-{data.shape}-{shape}.txt"
+        files[shape].write_text("".join(q + "\n" for q in lines))
+    return sample, files
 
 
 def machine():
@@ -339,60 +619,97 @@ def machine():
 # ---------------------------------------------------------------- the run
 
 
-def measure_node(store, r, args, work, every, first, searches, run_base, label):
-    """GET, durable PATCH and search against one pds-facade node on `store` (--db/--store)."""
+def measure_node(store, r, args, work, files, run_base, label, pairs=(), shapes=False, trace=False):
+    """GET, durable PATCH and search against one pds-facade node on `store` (--db/--store),
+    after merging the superseded records; the server's CPU time and writes per request."""
+    every, first, searches = files["ids"], files["patch_ids"], files["searches"]
     env = dict(os.environ, RUST_LOG="info")
     server = Server([BIN, "serve", *store, "--listen", "127.0.0.1:0"], env=env)
+    pid = server.proc.pid
     try:
         r["startup_s"] = server.startup_s
         token = subprocess.run([BIN, "token", "--role", "back-office", "--sub", "bench", *store],
                                capture_output=True, text=True, check=True).stdout.strip()
-        r["get"] = get_run(server.url, every, args.seconds)
+        r["merges"] = merge_all(server.url, token, list(pairs))
+        if pairs:
+            m = r["merges"]
+            log(label, f"merged {m['pairs']} superseded records in {m['seconds']:.1f} s ({m['threads']} connections)")
+        r["get"] = get_run(server.url, every, args.seconds, pid)
         log(label, "GET", {c: round(v["ok_per_s"]) for c, v in r["get"].items()})
-        r["patch"] = patch_run(server.url, first, token, args.seconds, run_base)
+        r["patch"] = patch_run(server.url, first, token, args.seconds, run_base, pid)
         log(label, "PATCH", {c: round(v["ok_per_s"]) for c, v in r["patch"].items()})
+        if trace:
+            r["strace"] = strace_patch(server.url, pid, first, token, max(1, min(args.seconds, 3)),
+                                       run_base + 4, work)
+            log(label, "strace", {k: v for k, v in r["strace"].items() if k != "calls"})
         r["search"] = search_run(server.url, searches, args.seconds)
         log(label, "search", {c: round(v["ok_per_s"]) for c, v in r["search"].items()})
+        if shapes:
+            # family + birthdate is the search just measured: its 16-connection run is the shape's
+            r["search_shapes"] = search_shapes_run(server.url, files["shapes"], args.seconds,
+                                                   measured_already={"family_birthdate": r["search"][16]})
+            log(label, "search shapes", {k: round(v["ok_per_s"]) for k, v in r["search_shapes"].items()})
         r["rss_mib"], r["peak_rss_mib"] = server.memory_mib()
     finally:
         server.stop()
 
 
+def prepare(data, work):
+    """The ids and query files of a scale's patients."""
+    sample, shape_files = search_sample(data, work)
+    every, first = ids_files(data, work, superseded=[s for s, _ in data.pairs()])
+    return sample, {"ids": every, "patch_ids": first, "searches": shape_files["family_birthdate"],
+                    "shapes": shape_files}
+
+
+def disk_room(data, work, per_input_byte):
+    """Whether a store's copy of a streamed scale fits the free disk (and why not)."""
+    if not data.streamed:
+        return True, ""
+    need = data.count * data.mean_bytes() * per_input_byte + 2 * 2**30
+    free = shutil.disk_usage(work).free
+    if free >= need:
+        return True, ""
+    return False, f"{need / 2**30:,.0f} GiB needed, {free / 2**30:,.0f} GiB free"
+
+
 def run_scale(count, args, work, pg, cache, run_base):
-    log(f"--- {count} patients")
-    data = dataset(count, cache)
-    every, first = ids_files(data, work)
-    sample, searches = search_sample(data, work)
+    log(f"--- {count} {args.shape} patients")
+    data = Data(args.shape, count, cache, work)
+    fits, why = disk_room(data, work, REDB_BYTES_PER_INPUT_BYTE)
+    if not fits:
+        raise SystemExit(f"not enough disk for the redb database of {count} {args.shape} patients ({why})")
     db = Path(work) / f"pds-{count}.redb"
-    started = time.monotonic()
-    subprocess.run([BIN, "import", "--db", db, data], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import_s = time.monotonic() - started
-    r = {"patients": count, "import_s": import_s, "import_per_s": count / import_s,
-         "db_bytes": db.stat().st_size}
-    log(f"imported in {import_s:.1f} s ({r['import_per_s']:.0f}/s), {r['db_bytes'] / 2**20:.0f} MiB")
-    measure_node(["--db", db], r, args, work, every, first, searches, run_base, "redb")
+    r = {"patients": count, "shape": args.shape, **run_import(data, ["--db", db], "redb")}
+    r["db_bytes"] = db.stat().st_size
+    log(f"redb file {r['db_bytes'] / 2**20:.0f} MiB")
+    sample, files = prepare(data, work)  # after the import: a streamed scale's merges are written by then
+    pairs = data.pairs()
+    measure_node(["--db", db], r, args, work, files, run_base, "redb", pairs, shapes=True, trace=True)
     db.unlink()
 
+    fits, why = disk_room(data, work, PG_BYTES_PER_INPUT_BYTE)
+    if not fits:
+        log(f"PostgreSQL skipped at {count}: not enough disk ({why})")
+        r["postgres_skipped"] = f"disk: {why}"
+        return r
     # the same node on PostgreSQL (its own database in the same cluster, over loopback TCP)
     pg.create_database("pds")
     store = ["--store", pg.url("pds")]
-    on_pg = {}
-    started = time.monotonic()
-    subprocess.run([BIN, "import", *store, data], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    on_pg["import_s"] = time.monotonic() - started
-    on_pg["import_per_s"] = count / on_pg["import_s"]
+    on_pg = run_import(data, store, "on PostgreSQL")
     on_pg["db_bytes"] = pg.database_bytes("pds")
-    log(f"on PostgreSQL: imported in {on_pg['import_s']:.1f} s ({on_pg['import_per_s']:.0f}/s), "
-        f"{on_pg['db_bytes'] / 2**20:.0f} MiB")
-    measure_node(store, on_pg, args, work, every, first, searches, run_base + 5, "on PostgreSQL")
+    log(f"on PostgreSQL: {on_pg['db_bytes'] / 2**20:.0f} MiB")
+    measure_node(store, on_pg, args, work, files, run_base + 5, "on PostgreSQL", pairs)
     r["on_postgres"] = on_pg
     pg.psql("DROP DATABASE pds")
 
     log("PostgreSQL: loading")
     started = time.monotonic()
-    pg.load(data)
+    lines = data.lines()
+    try:
+        pg.load(lines)
+    finally:
+        lines.close()
     r["postgres_load_s"] = time.monotonic() - started
     pg.load_queries(sample)
     r["postgres_get"] = {c: pg.pgbench_read("get", c, args.seconds, work, count) for c in CONNECTIONS}
@@ -406,6 +723,33 @@ def run_scale(count, args, work, pg, cache, run_base):
     return r
 
 
+def compare_uniform(count, args, work, cache, run_base):
+    """The same count of uniform patients in a second redb database, measured with the same
+    search and PATCH scripts, for the national-vs-uniform table."""
+    log(f"--- {count} uniform patients, to compare")
+    data = Data("uniform", count, cache, work)
+    fits, why = disk_room(data, work, REDB_BYTES_PER_INPUT_BYTE)
+    if not fits:
+        log(f"national vs uniform skipped: not enough disk ({why})")
+        return None
+    db = Path(work) / f"pds-uniform-{count}.redb"
+    r = {"patients": count, "shape": "uniform", **run_import(data, ["--db", db], "uniform redb")}
+    r["db_bytes"] = db.stat().st_size
+    _, files = prepare(data, work)
+    server = Server([BIN, "serve", "--db", db, "--listen", "127.0.0.1:0"], env=dict(os.environ, RUST_LOG="info"))
+    try:
+        token = subprocess.run([BIN, "token", "--role", "back-office", "--sub", "bench", "--db", db],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        r["patch"] = patch_run(server.url, files["patch_ids"], token, args.seconds, run_base, server.proc.pid)
+        log("uniform PATCH", {c: round(v["ok_per_s"]) for c, v in r["patch"].items()})
+        r["search_shapes"] = search_shapes_run(server.url, files["shapes"], args.seconds)
+        log("uniform search shapes", {k: round(v["ok_per_s"]) for k, v in r["search_shapes"].items()})
+    finally:
+        server.stop()
+    db.unlink()
+    return r
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="2 k patients, 1 s per measurement")
@@ -415,8 +759,16 @@ def main():
     p.add_argument("--out", help="output directory (default bench/results; smoke: target/bench-smoke)")
     p.add_argument("--update-benchmarks", action="store_true",
                    help="replace the generated section of BENCHMARKS.md with this run's report")
+    p.add_argument("--shape", choices=["national", "uniform"], default="national",
+                   help="the generated patients: national (PDS-rich records, England-shaped; default) or uniform")
+    p.add_argument("--compare-uniform", action=argparse.BooleanOptionalAction, default=None,
+                   help="also measure the largest scale's count of uniform patients (search shapes, PATCH) "
+                        "beside the national ones (default: on, off with --smoke)")
     args = p.parse_args()
     args.seconds = args.seconds or (1 if args.smoke else 10)
+    if args.compare_uniform is None:
+        args.compare_uniform = not args.smoke
+    args.compare_uniform = args.compare_uniform and args.shape == "national"
     if args.scales:
         scales = [int(s) for s in args.scales.split(",")]
     elif args.smoke:
@@ -434,9 +786,9 @@ def main():
         log(f"fsync floor {results['fsync_per_s']:.0f}/s")
         # the ceiling answers with a real record's bytes, as pds-facade sends it
         sample_db = Path(work) / "sample.redb"
-        sample = dataset(scales[0], cache)
-        subprocess.run([BIN, "import", "--db", sample_db, sample], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sample = Data(args.shape, scales[0], cache, work)
+        if sample.feed([BIN, "import", "--db", sample_db], merges=False)[0] != 0:
+            raise SystemExit("importing the ceiling's sample failed")
         server = Server([BIN, "serve", "--db", sample_db, "--listen", "127.0.0.1:0"])
         every, _ = ids_files(sample, work)
         first_id = every.read_text().split()[0]
@@ -460,6 +812,9 @@ def main():
                                  for i, n in enumerate(scales)]
         finally:
             pg.stop()
+        results["shape"] = args.shape
+        if args.compare_uniform:
+            results["compare"] = compare_uniform(max(scales), args, work, cache, run_base + 10 * len(scales))
     (out / "results.json").write_text(json.dumps(results, indent=1))
     report = render(results)
     (out / "report.md").write_text(report)
@@ -476,12 +831,18 @@ def fmt(n):
     return f"{n:,.0f}"
 
 
+SKIPPED = "skipped: disk"
+
+
 def render(res):
     m = res["machine"]
+    shape = res.get("shape", "uniform")
     lines = [f"Run {res['when']}: {m['cpus']} × {m['cpu']}, {m['memory_gib']} GiB RAM, "
              f"{m['filesystem']}, Linux {m['kernel']}; {m['rustc']}; {m['wrk']}; "
              f"PostgreSQL {res['postgres_version']}. Load generator on the same cores; "
-             f"{res['seconds']} s per measurement.", ""]
+             f"{res['seconds']} s per measurement. Patients: `generate --shape {shape}` (seed {SEED})"
+             + (", streamed into import from 5 M on" if any(s.get("streamed") for s in res["scales"]) else "")
+             + ".", ""]
     lines += ["**GET /Patient/{id}** (random ids; wrk) — pds-facade vs the bare-axum ceiling", "",
               "| patients | connections | pds-facade req/s | p50 ms | p99 ms | ceiling req/s | ceiling p99 ms | share of ceiling |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -499,10 +860,15 @@ def render(res):
     for s in res["scales"]:
         single = pick(s["patch"], 1)["ok_per_s"]
         for c in CONNECTIONS:
-            p, q, w = pick(s["patch"], c), pick(s["postgres"], c), pick(s["postgres_same_writes"], c)
-            lines.append(f"| {fmt(s['patients'])} | {c} | {fmt(p['ok_per_s'])} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} "
-                         f"| {fmt(q['ok_per_s'])} | {q['p50_ms']:.2f} | {q['p99_ms']:.2f} "
-                         f"| {p['ok_per_s'] / q['ok_per_s']:.2f}× | {p['ok_per_s'] / single:.1f}× | {fmt(w['ok_per_s'])} |")
+            p = pick(s["patch"], c)
+            row = f"| {fmt(s['patients'])} | {c} | {fmt(p['ok_per_s'])} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} "
+            if "postgres" in s:
+                q, w = pick(s["postgres"], c), pick(s["postgres_same_writes"], c)
+                row += (f"| {fmt(q['ok_per_s'])} | {q['p50_ms']:.2f} | {q['p99_ms']:.2f} "
+                        f"| {p['ok_per_s'] / q['ok_per_s']:.2f}× | {p['ok_per_s'] / single:.1f}× | {fmt(w['ok_per_s'])} |")
+            else:
+                row += f"| {SKIPPED} | | | | {p['ok_per_s'] / single:.1f}× | {SKIPPED} |"
+            lines.append(row)
     lines += ["", "**pds-facade on PostgreSQL** (`serve --store postgres://…`: the same node on a database of its own in the "
                   "same PostgreSQL cluster, over loopback TCP, pool of 16 connections) beside pds-facade on redb and plain "
                   "PostgreSQL (pgbench: a document by key; the exact family + birth-date search through an expression index; "
@@ -511,19 +877,24 @@ def render(res):
               "| PATCH plain PostgreSQL | search redb | search on PostgreSQL | search plain PostgreSQL |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in res["scales"]:
-        o = s["on_postgres"]
+        o = s.get("on_postgres")
         for c in CONNECTIONS:
-            cells = [pick(s["get"], c), pick(o["get"], c), pick(s["postgres_get"], c),
-                     pick(s["patch"], c), pick(o["patch"], c), pick(s["postgres_same_writes"], c),
-                     pick(s["search"], c), pick(o["search"], c), pick(s["postgres_search"], c)]
-            lines.append(f"| {fmt(s['patients'])} | {c} | " + " | ".join(fmt(x["ok_per_s"]) for x in cells) + " |")
+            cell = lambda d, key: fmt(pick(d[key], c)["ok_per_s"]) if d and key in d else SKIPPED  # noqa: E731
+            cells = [cell(s, "get"), cell(o, "get"), cell(s, "postgres_get"),
+                     cell(s, "patch"), cell(o, "patch"), cell(s, "postgres_same_writes"),
+                     cell(s, "search"), cell(o, "search"), cell(s, "postgres_search")]
+            lines.append(f"| {fmt(s['patients'])} | {c} | " + " | ".join(cells) + " |")
     lines += ["", "| patients | import redb patients/s | import on PostgreSQL patients/s | plain PostgreSQL COPY + ANALYZE s "
                   "| redb file MiB | PostgreSQL database MiB | RSS on PostgreSQL MiB (peak) |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     for s in res["scales"]:
-        o = s["on_postgres"]
-        lines.append(f"| {fmt(s['patients'])} | {fmt(s['import_per_s'])} | {fmt(o['import_per_s'])} | {s['postgres_load_s']:.1f} "
-                     f"| {s['db_bytes'] / 2**20:,.0f} | {o['db_bytes'] / 2**20:,.0f} | {o['rss_mib']:,.0f} ({o['peak_rss_mib']:,.0f}) |")
+        o = s.get("on_postgres")
+        if o:
+            lines.append(f"| {fmt(s['patients'])} | {fmt(s['import_per_s'])} | {fmt(o['import_per_s'])} | {s['postgres_load_s']:.1f} "
+                         f"| {s['db_bytes'] / 2**20:,.0f} | {o['db_bytes'] / 2**20:,.0f} | {o['rss_mib']:,.0f} ({o['peak_rss_mib']:,.0f}) |")
+        else:
+            lines.append(f"| {fmt(s['patients'])} | {fmt(s['import_per_s'])} | {SKIPPED} | {SKIPPED} "
+                         f"| {s['db_bytes'] / 2**20:,.0f} | {SKIPPED} | {SKIPPED} |")
     lines += ["", "**Scale**", "",
               "| patients | import s | import patients/s | database MiB | start-up s | RSS MiB (peak) | GET 64 vs first scale | PATCH 64 vs first scale |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -533,7 +904,113 @@ def render(res):
         p = pick(s["patch"], 64)["ok_per_s"] / pick(base["patch"], 64)["ok_per_s"]
         lines.append(f"| {fmt(s['patients'])} | {s['import_s']:.1f} | {fmt(s['import_per_s'])} | {s['db_bytes'] / 2**20:,.0f} "
                      f"| {s['startup_s']:.3f} | {s['rss_mib']:,.0f} ({s['peak_rss_mib']:,.0f}) | {100 * g:.0f} % | {100 * p:.0f} % |")
+    lines += render_import(res) + render_merges(res) + render_shapes(res) + render_costs(res) + render_compare(res)
     return "\n".join(lines) + "\n"
+
+
+def mib(x):
+    return f"{x:,.0f}"
+
+
+def render_import(res):
+    """Import rate, input rate and the import process's peak RSS, per scale and store."""
+    out = ["", "**Import** (`pds-facade import`; input = the NDJSON read, from the file or — streamed — the pipe "
+               "from `generate`; peak RSS of the import process)", "",
+           "| patients | input | input MB | redb patients/s | redb MB/s | redb import peak RSS MiB "
+           "| on PostgreSQL patients/s | on PostgreSQL MB/s | on PostgreSQL import peak RSS MiB |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in res["scales"]:
+        o = s.get("on_postgres")
+        pg = (f"{fmt(o['import_per_s'])} | {o['import_mb_per_s']:.1f} | {mib(o['import_peak_rss_mib'])}" if o
+              else f"{SKIPPED} | {SKIPPED} | {SKIPPED}")
+        out.append(f"| {fmt(s['patients'])} | {'pipe' if s.get('streamed') else 'file'} | {s['input_bytes'] / 1e6:,.0f} "
+                   f"| {fmt(s['import_per_s'])} | {s['import_mb_per_s']:.1f} | {mib(s['import_peak_rss_mib'])} | {pg} |")
+    return out
+
+
+def render_merges(res):
+    """The superseded duplicates merged after each import, before anything was measured."""
+    rows = [(s, node, d["merges"]) for s in res["scales"]
+            for node, d in (("redb", s), ("on PostgreSQL", s.get("on_postgres") or {})) if d.get("merges")]
+    if not any(m["pairs"] for _, _, m in rows):
+        return []
+    out = ["", f"**Merges after import** (`POST /Patient/$merge` as the back office, one per superseded duplicate "
+               f"that `generate --merges-out` listed; {MERGE_THREADS} connections at most)", "",
+           "| patients | node | merges | connections | seconds | merges/s |", "|---:|---|---:|---:|---:|---:|"]
+    for s, node, m in rows:
+        rate = m["pairs"] / m["seconds"] if m["seconds"] else 0
+        out.append(f"| {fmt(s['patients'])} | {node} | {fmt(m['pairs'])} | {m['threads']} | {m['seconds']:.2f} | {fmt(rate)} |")
+    return out
+
+
+def render_shapes(res):
+    out = ["", "**Search shapes** (redb, 16 connections; each shape a file of queries built from the same even "
+               "sample of ~1,000 loaded patients; `family + postcode` also needs a birth date: the whole birth year)", "",
+           "| patients | search | req/s | p50 ms | p99 ms |", "|---:|---|---:|---:|---:|"]
+    for s in res["scales"]:
+        for shape, title in SEARCH_SHAPES.items():
+            if shape in s.get("search_shapes", {}):
+                r = s["search_shapes"][shape]
+                out.append(f"| {fmt(s['patients'])} | {title} | {fmt(r['ok_per_s'])} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    return out
+
+
+def render_costs(res):
+    """Server CPU and writes per request, from /proc/PID/stat and /proc/PID/io around each run."""
+    out = ["", "**Server cost per request** (the server process's utime + stime and /proc/PID/io around each wrk run, "
+               "divided by the successful requests. wchar: bytes passed to write calls, including the request log "
+               "line on stderr; to disk: write_bytes, bytes sent to storage; pages: wchar ÷ 4 KiB. On PostgreSQL the "
+               "database's own CPU and writes are not counted)", "",
+           "| patients | node | connections | CPU ms per change | KiB written per change (wchar) | KiB to disk per change "
+           "| 4-KiB pages per change | CPU µs per GET |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for s in res["scales"]:
+        for node, d in (("redb", s), ("on PostgreSQL", s.get("on_postgres"))):
+            if not d or "server_cpu_s" not in pick(d["patch"], 1):
+                continue
+            for c in CONNECTIONS:
+                p, g = pick(d["patch"], c), pick(d["get"], c)
+                n, gets = max(1, ok_count(p)), max(1, ok_count(g))
+                out.append(f"| {fmt(s['patients'])} | {node} | {c} | {1000 * p['server_cpu_s'] / n:.2f} "
+                           f"| {p['server_wchar'] / 1024 / n:.1f} | {p['server_write_bytes'] / 1024 / n:.1f} "
+                           f"| {p['server_wchar'] / 4096 / n:.1f} | {1e6 * g['server_cpu_s'] / gets:.0f} |")
+    traced = [(s, s["strace"]) for s in res["scales"] if "strace" in s]
+    if traced:
+        out += ["", "**Syscalls per change** (redb; a separate short 1-connection PATCH run under `strace -c -f`, "
+                    "so the figures above are not slowed by it)", "",
+                "| patients | changes traced | pwrite per change | fdatasync per change | fsync per change | write per change |",
+                "|---:|---:|---:|---:|---:|---:|"]
+        for s, t in traced:
+            if "skipped" in t:
+                out.append(f"| {fmt(s['patients'])} | skipped: {t['skipped']} | | | | |")
+            else:
+                out.append(f"| {fmt(s['patients'])} | {fmt(t['changes'])} | {t['pwrite']:.1f} | {t['fdatasync']:.2f} "
+                           f"| {t['fsync']:.2f} | {t['write']:.1f} |")
+    return out
+
+
+def render_compare(res):
+    """National vs uniform patients at the largest scale: the same scripts on both."""
+    u = res.get("compare")
+    if not u:
+        return []
+    n = next(s for s in res["scales"] if s["patients"] == u["patients"])
+    out = ["", f"**national vs uniform** ({fmt(u['patients'])} patients each, redb; the same search and PATCH "
+               f"scripts; uniform: `generate --shape uniform`, {u['input_bytes'] / u['patients']:,.0f} B a record, "
+               f"{u['db_bytes'] / 2**20:,.0f} MiB database; national: {n['input_bytes'] / n['patients']:,.0f} B a "
+               f"record, {n['db_bytes'] / 2**20:,.0f} MiB)", "",
+           "| measure | national | uniform | national ÷ uniform |", "|---|---:|---:|---:|"]
+    for shape, title in SEARCH_SHAPES.items():
+        a, b = n.get("search_shapes", {}).get(shape), u["search_shapes"].get(shape)
+        if a and b:
+            out.append(f"| search p99 ms, {title} (16 connections) | {a['p99_ms']:.2f} | {b['p99_ms']:.2f} "
+                       f"| {a['p99_ms'] / b['p99_ms']:.2f} |")
+    for c in CONNECTIONS:
+        a, b = pick(n["patch"], c)["ok_per_s"], pick(u["patch"], c)["ok_per_s"]
+        out.append(f"| PATCH changes/s, {c} connection{'s' if c > 1 else ''} | {fmt(a)} | {fmt(b)} | {a / b:.2f} |")
+    out.append(f"| import patients/s | {fmt(n['import_per_s'])} | {fmt(u['import_per_s'])} "
+               f"| {n['import_per_s'] / u['import_per_s']:.2f} |")
+    return out
 
 
 def pick(d, c):
@@ -545,9 +1022,10 @@ def chart(res):
     series_get = [("ceiling (bare axum)", "#9e9e9e", res["ceiling"])] + [
         (f"pds-facade, {fmt(s['patients'])}", color, s["get"]) for s, color in zip(res["scales"], PALETTE)]
     series_patch = [(f"pds-facade, {fmt(s['patients'])}", color, s["patch"]) for s, color in zip(res["scales"], PALETTE)] + [
-        (f"PostgreSQL, {fmt(s['patients'])}", color, s["postgres"]) for s, color in zip(res["scales"], PG_PALETTE)] + [
+        (f"PostgreSQL, {fmt(s['patients'])}", color, s["postgres"])
+        for s, color in zip(res["scales"], PG_PALETTE) if "postgres" in s] + [
         (f"PostgreSQL same writes, {fmt(s['patients'])}", color, s["postgres_same_writes"])
-        for s, color in zip(res["scales"], PG_SAME_PALETTE)]
+        for s, color in zip(res["scales"], PG_SAME_PALETTE) if "postgres_same_writes" in s]
     width, height = 980, 440
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>']

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use pds_facade::auth::{self, KeyConfig, KeySet};
 use pds_facade::domain::{NhsNumber, Role, Schemas};
 use pds_facade::env::{new_object_id, today};
+use pds_facade::generate::Shape;
 use pds_facade::http::{self, Settings};
 use pds_facade::import::{self, FileReport};
 use pds_facade::store::location::{Location, Opened, Options as StoreOptions};
@@ -114,6 +115,19 @@ enum Command {
         /// The output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// uniform: small records drawn evenly from short lists; national: records as rich as
+        /// PDS's fullest, in an England-shaped population (households, postcodes, practices,
+        /// Zipf family names, the age pyramid, restricted, deceased and superseded records).
+        #[arg(long, value_enum, default_value_t = Shape::Uniform)]
+        shape: Shape,
+        /// Write only patients i with i % K == 0 (the same lines as in the full stream): a
+        /// sample of the population of --count.
+        #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        every: u64,
+        /// National shape: also write `SOURCE TARGET` (NHS numbers), one line per superseded
+        /// duplicate written, to this file — the merges that make the population consistent.
+        #[arg(long, value_name = "FILE")]
+        merges_out: Option<PathBuf>,
     },
     /// Mint a bearer token with the configured HS256 key (in sandbox mode: the development key
     /// kept beside the database, as `serve` resolves it with the same flags).
@@ -300,7 +314,21 @@ fn main() -> ExitCode {
         Command::Export { store, out } => export(&store, out.as_deref()),
         Command::Copy { from, to } => copy(&from, &to),
         Command::Verify { from, to } => verify(&from, &to),
-        Command::Generate { count, seed, out } => match generate(count, seed, out.as_deref()) {
+        Command::Generate {
+            count,
+            seed,
+            out,
+            shape,
+            every,
+            merges_out,
+        } => match generate(
+            count,
+            seed,
+            out.as_deref(),
+            shape,
+            every,
+            merges_out.as_deref(),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             // `generate | head` closes the pipe early: that is not an error
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -652,19 +680,43 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn generate(count: u64, seed: u64, out: Option<&Path>) -> std::io::Result<()> {
+fn generate(
+    count: u64,
+    seed: u64,
+    out: Option<&Path>,
+    shape: Shape,
+    every: u64,
+    merges_out: Option<&Path>,
+) -> std::io::Result<()> {
     use std::io::Write;
+    if merges_out.is_some() && shape != Shape::National {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--merges-out goes only with --shape national (the uniform shape has no duplicates)",
+        ));
+    }
     let mut writer: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut progress = pds_facade::progress::Progress::new(count, "generating");
-    for i in 0..count {
-        serde_json::to_writer(&mut writer, &pds_facade::generate::patient(seed, i))?;
-        writer.write_all(b"\n")?;
-        progress.inc(1);
-    }
+    let mut merges = match merges_out {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
+    let mut progress = pds_facade::progress::Progress::new(count.div_ceil(every), "generating");
+    pds_facade::generate::write_ndjson(
+        shape,
+        seed,
+        count,
+        every,
+        &mut writer,
+        merges.as_mut().map(|m| m as &mut dyn Write),
+        || progress.inc(1),
+    )?;
     writer.flush()?;
+    if let Some(m) = &mut merges {
+        m.flush()?;
+    }
     progress.finish();
     Ok(())
 }

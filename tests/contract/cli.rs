@@ -238,6 +238,76 @@ async fn generated_patients_are_deterministic_and_importable() {
     assert!(ok, "{out}");
 }
 
+#[test]
+fn national_patients_sample_with_every_and_import_from_a_pipe() {
+    let gen = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["generate", "--shape", "national", "--seed", "5"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sample = gen(&["--count", "50", "--every", "10"]);
+    let all = gen(&["--count", "50"]);
+    assert_eq!(sample.lines().count(), 5);
+    assert_eq!(
+        sample.lines().collect::<Vec<_>>(),
+        all.lines().step_by(10).collect::<Vec<_>>()
+    );
+    // the uniform shape has no duplicates to merge
+    let out = Command::new(BIN)
+        .args(["generate", "--count", "5", "--merges-out", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shape national"));
+
+    // streamed into import through a pipe (/dev/stdin), with the merges beside it
+    let dir = tempfile::tempdir().unwrap();
+    let merges = dir.path().join("merges.txt");
+    let mut generate = Command::new(BIN)
+        .args([
+            "generate",
+            "--shape",
+            "national",
+            "--count",
+            "3000",
+            "--merges-out",
+        ])
+        .arg(&merges)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("pds.redb");
+    let out = Command::new(BIN)
+        .arg("import")
+        .args(store_of(&db))
+        .arg("/dev/stdin")
+        .stdin(generate.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(generate.wait().unwrap().success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("summary: 3000 loaded"),
+        "{text}"
+    );
+    let merges = std::fs::read_to_string(&merges).unwrap();
+    assert!(merges.lines().count() >= 3, "{merges}");
+    assert!(merges
+        .lines()
+        .all(|l| l.len() == 21 && l.as_bytes()[10] == b' '));
+    let (ok, out) = check_indexes(&db);
+    assert!(ok, "{out}");
+}
+
 /// `pds-facade generate --count N --seed S --out FILE`.
 fn generate(dir: &Path, count: usize, name: &str) -> std::path::PathBuf {
     let out = dir.join(name);

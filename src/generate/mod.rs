@@ -3,10 +3,64 @@
 //! telephone numbers from Ofcom's drama ranges, GP practices, and a share of restricted and
 //! deceased records. The same seed always gives the same patients; patient `i` can be made
 //! on its own, so generation streams in constant memory.
+//!
+//! That is the `uniform` shape (`patient`), the default: small records, names and places drawn
+//! evenly from short lists. The `national` shape ([`national`]) makes records as rich as PDS's
+//! fullest, in a population shaped like England's (households, postcodes, practices, Zipf
+//! family names, the age pyramid, duplicates to merge).
+
+use std::io::Write;
 
 use serde_json::{json, Value};
 
 use crate::domain::NhsNumber;
+
+pub mod national;
+mod tables;
+
+/// What the generated records look like (`generate --shape`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// [`patient`]: small, evenly drawn records.
+    Uniform,
+    /// [`national::Population`]: rich records in an England-shaped population.
+    National,
+}
+
+/// Writes the patients `i < count` with `i % every == 0` as NDJSON to `out`, calling
+/// `written` after each; with the national shape, also one `SOURCE TARGET` line (NHS numbers)
+/// to `merges` for each superseded duplicate written, naming the record it duplicates.
+/// Patient `i` is the same whatever `every` is, so a sample is the full stream's lines.
+pub fn write_ndjson(
+    shape: Shape,
+    seed: u64,
+    count: u64,
+    every: u64,
+    out: &mut dyn Write,
+    mut merges: Option<&mut dyn Write>,
+    mut written: impl FnMut(),
+) -> std::io::Result<()> {
+    let national = (shape == Shape::National).then(|| national::Population::new(seed, count));
+    // each line is serialised whole, then written at once (not token by token through `out`)
+    let mut line = Vec::with_capacity(16 << 10);
+    for i in (0..count).step_by(every.max(1) as usize) {
+        line.clear();
+        match &national {
+            None => serde_json::to_writer(&mut line, &patient(seed, i))?,
+            Some(population) => {
+                let (doc, survivor) = population.record(i);
+                serde_json::to_writer(&mut line, &doc)?;
+                if let (Some(m), Some(target)) = (merges.as_deref_mut(), survivor) {
+                    writeln!(m, "{} {target}", nhs_number(i))?;
+                }
+            }
+        }
+        line.push(b'\n');
+        out.write_all(&line)?;
+        written();
+    }
+    Ok(())
+}
 
 const FAMILIES: [&str; 60] = [
     "Smith",
