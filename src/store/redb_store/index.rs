@@ -26,6 +26,17 @@ const POSTCODE: Flat = MultimapTableDefinition::new("idx_postcode");
 const PHONE: Flat = MultimapTableDefinition::new("idx_phone");
 const EMAIL: Flat = MultimapTableDefinition::new("idx_email");
 const GP: Flat = MultimapTableDefinition::new("idx_gp");
+/// The family-name index again, birth date first: a wildcard family search (`fam*`) on one
+/// birth date is then one short range, however many family names share the prefix (with
+/// England's name frequencies, thousands share three letters).
+const BIRTH_FAMILY: MultimapTableDefinition<'static, (u32, &'static str), u64> =
+    MultimapTableDefinition::new("idx_birth_family");
+/// `meta` key saying [`BIRTH_FAMILY`] holds every entry of [`FAMILY`] (files written before it
+/// existed get it built when first opened: see [`build_birth_first_once`]).
+const BIRTH_FAMILY_BUILT: &str = "idx_birth_family";
+/// Widest birth range (as `yyyymmdd` numbers: about a month) a wildcard family search reads
+/// birth date first; a wider one seeks family name by family name.
+const BIRTH_FIRST_SPAN: u32 = 100;
 
 /// What an entry of a dated / flat index table stands for.
 type DatedKey = fn(String, u32) -> IndexKey;
@@ -53,6 +64,7 @@ pub struct Indexes<'t> {
     phone: redb::MultimapTable<'t, &'static str, u64>,
     email: redb::MultimapTable<'t, &'static str, u64>,
     gp: redb::MultimapTable<'t, &'static str, u64>,
+    birth_family: redb::MultimapTable<'t, (u32, &'static str), u64>,
 }
 
 impl<'t> Indexes<'t> {
@@ -65,13 +77,17 @@ impl<'t> Indexes<'t> {
             phone: txn.open_multimap_table(PHONE)?,
             email: txn.open_multimap_table(EMAIL)?,
             gp: txn.open_multimap_table(GP)?,
+            birth_family: txn.open_multimap_table(BIRTH_FAMILY)?,
         })
     }
 
     /// Adds `id` under `key` (an entry already there stays as it is).
     pub fn insert(&mut self, key: &IndexKey, id: u64) -> Result<(), StoreError> {
         match key {
-            IndexKey::Family(v, b) => self.family.insert((v.as_str(), *b), id),
+            IndexKey::Family(v, b) => {
+                self.birth_family.insert((*b, v.as_str()), id)?;
+                self.family.insert((v.as_str(), *b), id)
+            }
             IndexKey::Phonetic(v, b) => self.phonetic.insert((v.as_str(), *b), id),
             IndexKey::Given(v, b) => self.given.insert((v.as_str(), *b), id),
             IndexKey::Postcode(v) => self.postcode.insert(v.as_str(), id),
@@ -109,6 +125,35 @@ pub fn candidates(txn: &ReadTransaction, lookups: &[Lookup]) -> Result<Vec<NhsNu
                 let table = txn.open_multimap_table(def)?;
                 for entry in table.range((name.as_str(), birth.0)..=(name.as_str(), birth.1))? {
                     collect(entry?.1)?;
+                }
+            }
+            Lookup::Family {
+                name,
+                prefix: true,
+                birth,
+            } if birth.1.saturating_sub(birth.0) <= BIRTH_FIRST_SPAN => {
+                // Skip-scan by birth date: for each date in the range, the family names from
+                // the prefix on, then on to the next date.
+                let table = txn.open_multimap_table(BIRTH_FAMILY)?;
+                let mut seek = Some(birth.0);
+                while let Some(from) = seek.take() {
+                    for entry in table.range((from, name.as_str())..=(birth.1, "\u{10ffff}"))? {
+                        let (key, values) = entry?;
+                        let (born, family) = key.value();
+                        if family.starts_with(name.as_str()) {
+                            collect(values)?;
+                            continue;
+                        }
+                        // before the prefix on a later date: seek to it there; past it: on
+                        // to the next date
+                        let next = if born > from && family < name.as_str() {
+                            Some(born)
+                        } else {
+                            born.checked_add(1)
+                        };
+                        seek = next.filter(|d| *d <= birth.1);
+                        break;
+                    }
                 }
             }
             Lookup::Family {
@@ -177,6 +222,7 @@ pub fn rebuild(txn: &WriteTransaction) -> Result<u64, StoreError> {
     for (t, _) in FLAT {
         txn.delete_multimap_table(t)?;
     }
+    txn.delete_multimap_table(BIRTH_FAMILY)?;
     let mut indexes = Indexes::open(txn)?;
     let versions = txn.open_table(VERSIONS)?;
     let mut records = HashSet::new();
@@ -223,7 +269,51 @@ pub fn check(txn: &ReadTransaction) -> Result<Vec<String>, StoreError> {
             }
         }
     }
-    Ok(crate::domain::index::differences(&expected, &actual))
+    let mut out = crate::domain::index::differences(&expected, &actual);
+    // the birth-first copy of the family-name index holds the same entries
+    let family: BTreeSet<(IndexKey, u64)> = expected
+        .into_iter()
+        .filter(|(k, _)| matches!(k, IndexKey::Family(..)))
+        .collect();
+    let mut birth_first = BTreeSet::new();
+    for entry in txn.open_multimap_table(BIRTH_FAMILY)?.iter()? {
+        let (key, values) = entry?;
+        let (birth, name) = key.value();
+        for v in values {
+            birth_first.insert((IndexKey::Family(name.into(), birth), v?.value()));
+        }
+    }
+    out.extend(
+        crate::domain::index::differences(&family, &birth_first)
+            .into_iter()
+            .map(|d| format!("{d} (birth-first family index)")),
+    );
+    Ok(out)
+}
+
+/// Fills the birth-first family index from the family index, once: a file written before it
+/// existed has every entry to copy, a new one none. Idempotent (a flag in `meta`).
+pub fn build_birth_first_once(
+    indexes: &mut Indexes<'_>,
+    meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+) -> Result<(), StoreError> {
+    if meta.get(BIRTH_FAMILY_BUILT)?.is_some() {
+        return Ok(());
+    }
+    let mut copied = 0u64;
+    for entry in indexes.family.iter()? {
+        let (key, values) = entry?;
+        let (name, birth) = key.value();
+        for v in values {
+            indexes.birth_family.insert((birth, name), v?.value())?;
+            copied += 1;
+        }
+    }
+    if copied > 0 {
+        tracing::info!(entries = copied, "built the birth-first family-name index");
+    }
+    meta.insert(BIRTH_FAMILY_BUILT, [1u8].as_slice())?;
+    Ok(())
 }
 
 fn parse_version(value: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {

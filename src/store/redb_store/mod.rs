@@ -149,7 +149,8 @@ impl RedbStore {
         let txn = db.begin_write().map_err(|e| other(e.to_string()))?;
         let checked = Tables::open(&txn).and_then(|mut t| {
             check_format(&mut t.meta)?;
-            count_records_once(&txn, &mut t)
+            count_records_once(&txn, &mut t)?;
+            index::build_birth_first_once(&mut t.indexes, &mut t.meta)
         });
         checked.map_err(|e| other(e.to_string()))?;
         txn.commit().map_err(|e| other(e.to_string()))?;

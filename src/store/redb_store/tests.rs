@@ -234,6 +234,82 @@ async fn wildcard_lookups_skip_to_each_birth_range() {
 }
 
 #[tokio::test]
+async fn narrow_wildcard_lookups_read_birth_date_first_even_in_an_older_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let people = [
+        ("9000000009", "Aaron", "1990-06-15"),
+        ("9000000017", "Wilson", "1990-06-15"),
+        ("9000000025", "Wilkins", "1990-06-15"),
+        ("9000000033", "Young", "1990-06-15"),
+        ("9000000041", "Adams", "1990-06-16"),
+        ("9000000068", "Wild", "1990-06-17"),
+        ("9000000076", "Wil", "1990-06-18"),
+        ("9000000084", "Wilson", "1990-06-19"),
+        ("9000000092", "Zed", "1990-06-14"),
+    ];
+    let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
+    let store = RedbStore::open(&path).unwrap();
+    store
+        .insert_batch(&records, ExistingRecords::Reject)
+        .await
+        .unwrap();
+    drop(store);
+    let wanted = |lo: &str, hi: &str| -> Vec<String> {
+        let mut ids: Vec<String> = people
+            .iter()
+            .filter(|(_, f, b)| f.to_lowercase().starts_with("wil") && *b >= lo && *b <= hi)
+            .map(|(i, ..)| i.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let ranges = [
+        ("1990-06-15", "1990-06-15"),
+        ("1990-06-14", "1990-06-18"),
+        ("1990-06-16", "1990-06-16"),
+        ("1990-06-01", "1990-06-30"),
+        ("1990-06-19", "1990-07-19"),
+    ];
+    let check = async |store: &RedbStore| {
+        for (lo, hi) in ranges {
+            let n = |d: &str| d.replace('-', "").parse::<u32>().unwrap();
+            let l = Lookup::Family {
+                name: "wil".into(),
+                prefix: true,
+                birth: (n(lo), n(hi)),
+            };
+            let found: Vec<String> = store
+                .candidates(&[l])
+                .await
+                .unwrap()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            assert_eq!(found, wanted(lo, hi), "{lo}..{hi}");
+        }
+        assert_eq!(store.check_indexes().await.unwrap(), Vec::<String>::new());
+    };
+    check(&RedbStore::open(&path).unwrap()).await;
+    // a file written before the birth-first index: it is built when the file is next opened
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_multimap_table(redb::MultimapTableDefinition::<(u32, &str), u64>::new(
+            "idx_birth_family",
+        ))
+        .unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .remove("idx_birth_family")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    check(&store).await;
+}
+
+#[tokio::test]
 async fn the_writer_survives_a_panicking_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
