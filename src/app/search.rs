@@ -97,7 +97,12 @@ pub async fn run(
 ) -> Result<Outcome, StoreError> {
     let excludes_restricted = query.excludes_restricted_for(role);
     let mut hits = Vec::new();
-    let candidates = store.candidates(&query.lookups()).await?;
+    let mut candidates = store.candidates(&query.lookups()).await?;
+    if let Some(narrowing) = query.narrowing() {
+        let also: std::collections::HashSet<NhsNumber> =
+            store.candidates(&[narrowing]).await?.into_iter().collect();
+        candidates.retain(|id| also.contains(id));
+    }
     // fetched a few at a time: a search often stops early (one match more than may be shown)
     for chunk in candidates.chunks(CANDIDATES_PER_FETCH) {
         for (id, stored) in store.get_many(chunk).await? {
@@ -136,7 +141,8 @@ async fn consider(
     if record.doc().get("active") == Some(&Value::Bool(false)) {
         return Ok(None); // superseded in a merge: its survivor is the one to find
     }
-    let score = if query.history {
+    let current = view::for_role(record.doc(), role, false);
+    let score = if query.history_can_change(&current) {
         let versions = store.history(id).await?;
         let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
         let past: Vec<Map<String, Value>> = versions
@@ -148,10 +154,11 @@ async fn consider(
                 Ok(view::for_role(p.doc(), role, redact).into_owned())
             })
             .collect::<Result<_, StoreError>>()?;
-        query.score(&view::for_role(record.doc(), role, false), &past)
+        query.score(&current, &past)
     } else {
-        query.score(&view::for_role(record.doc(), role, false), &[])
+        query.score(&current, &[])
     };
+    drop(current);
     Ok(score.map(|score| Hit {
         id,
         score,

@@ -56,6 +56,16 @@ pub const FUZZY_THRESHOLD: f64 = 0.6;
 const WILDCARD: f64 = 0.85;
 const HISTORIC: f64 = 0.9;
 const TRANSPOSED: f64 = 0.9;
+
+/// A part of a score that each version of a record is scored on (see [`SearchQuery::score`]).
+#[derive(Clone, Copy)]
+enum Part {
+    Names,
+    Postcode,
+    Gp,
+    Phone,
+    Email,
+}
 pub const DEFAULT_MAX_RESULTS: usize = 50;
 
 /// A family or given name (or postcode) as searched: folded, possibly with `*` wildcards.
@@ -463,6 +473,24 @@ impl SearchQuery {
         out
     }
 
+    /// A second index lookup every match is also found by, when the query has one that is
+    /// usually far narrower than [`SearchQuery::lookups`]: the exact postcode of a search that
+    /// is not fuzzy (such a search matches only records with that postcode in a version it
+    /// reads, and every postcode of every version is indexed). About fifteen people share a
+    /// postcode, where a common family name over a year of births is a hundred candidates; the
+    /// search reads only the records both lookups find. Fuzzy searches score a postcode rather
+    /// than require it, so they have none.
+    pub fn narrowing(&self) -> Option<Lookup> {
+        if self.fuzzy || self.phone.is_some() || self.email.is_some() {
+            return None; // phone and e-mail are the first lookup already
+        }
+        let code = self.postcode.as_ref().filter(|p| !p.has_wildcard())?;
+        Some(Lookup::Postcode {
+            code: code.pattern.clone(),
+            prefix: false,
+        })
+    }
+
     /// The score of a record (its current version and, for `_history`/fuzzy, its past
     /// versions), or `None` when it does not match.
     pub fn score(&self, current: &Map<String, Value>, past: &[Map<String, Value>]) -> Option<f64> {
@@ -482,11 +510,7 @@ impl SearchQuery {
                 .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))))
         };
         let mut scores: Vec<f64> = Vec::new();
-        let names = if self.fuzzy {
-            best(&|v| self.fuzzy_names(v))
-        } else {
-            best(&|v| self.exact_names(v))
-        };
+        let names = best(&|v| self.part(Part::Names, v));
         if self.family.is_some() || !self.given.is_empty() {
             let n = names.filter(|s| *s > 0.0)?;
             // family and given count as one field each
@@ -509,20 +533,8 @@ impl SearchQuery {
                 &mut scores,
             )?;
         }
-        if let Some(pc) = &self.postcode {
-            let s = best(&|v| {
-                list(v, "address")
-                    .iter()
-                    .filter_map(|a| a.get("postalCode").and_then(Value::as_str))
-                    .filter_map(|p| {
-                        let p = index::postcode(p);
-                        pc.score(&p).or_else(|| {
-                            (self.fuzzy && outward(&p) == outward(&pc.pattern)).then_some(0.6)
-                        })
-                    })
-                    .reduce(f64::max)
-            });
-            field(s, &mut scores)?;
+        if self.postcode.is_some() {
+            field(best(&|v| self.part(Part::Postcode, v)), &mut scores)?;
         }
         if let Some(d) = &self.death {
             field(
@@ -531,39 +543,14 @@ impl SearchQuery {
                 &mut scores,
             )?;
         }
-        if let Some(gp) = &self.gp {
-            let s = best(&|v| {
-                list(v, "generalPractitioner")
-                    .iter()
-                    .any(|g| {
-                        g.pointer("/identifier/value")
-                            .and_then(Value::as_str)
-                            .is_some_and(|c| c.eq_ignore_ascii_case(gp))
-                    })
-                    .then_some(1.0)
-            });
-            field(s, &mut scores)?;
+        if self.gp.is_some() {
+            field(best(&|v| self.part(Part::Gp, v)), &mut scores)?;
         }
-        for (wanted, system, norm) in [
-            (&self.phone, "phone", index::phone as fn(&str) -> String),
-            (&self.email, "email", index::email),
-        ] {
-            if let Some(w) = wanted {
-                let s = best(&|v| {
-                    list(v, "telecom")
-                        .iter()
-                        .any(|t| {
-                            let sys = t.get("system").and_then(Value::as_str);
-                            (sys == Some(system) || (system == "phone" && sys == Some("other")))
-                                && t.get("value")
-                                    .and_then(Value::as_str)
-                                    .is_some_and(|x| norm(x) == *w)
-                        })
-                        .then_some(1.0)
-                });
+        for (wanted, part) in [(&self.phone, Part::Phone), (&self.email, Part::Email)] {
+            if wanted.is_some() {
                 // PDS: "If you use phone number and/or email address, only exact matches will
                 // be returned" — a filter in every mode, fuzzy included
-                scores.push(s?);
+                scores.push(best(&|v| self.part(part, v))?);
             }
         }
         let total = scores.iter().sum::<f64>() / scores.len() as f64;
@@ -575,6 +562,90 @@ impl SearchQuery {
             return None;
         }
         Some(total)
+    }
+
+    /// The parts of this query a past version can score on (each scored on every version, the
+    /// best counting): the others (birth date, gender, death) are the current record's.
+    fn versioned_parts(&self) -> impl Iterator<Item = Part> + '_ {
+        [
+            (self.family.is_some() || !self.given.is_empty(), Part::Names),
+            (self.postcode.is_some(), Part::Postcode),
+            (self.gp.is_some(), Part::Gp),
+            (self.phone.is_some(), Part::Phone),
+            (self.email.is_some(), Part::Email),
+        ]
+        .into_iter()
+        .filter_map(|(asked, part)| asked.then_some(part))
+    }
+
+    /// Whether the past versions can change the score of a record whose current version is
+    /// `current`: not when every part the query scores on past versions already scores
+    /// [`HISTORIC`] or more on the current one, since a past version's part scores at most
+    /// `HISTORIC` (every part is at most 1, times the weight). The search then need not read
+    /// the history — the answer is the same, and a record with thousands of versions costs
+    /// what one with a single version does.
+    pub fn history_can_change(&self, current: &Map<String, Value>) -> bool {
+        self.history
+            && self
+                .versioned_parts()
+                .any(|part| self.part(part, current).is_none_or(|s| s < HISTORIC))
+    }
+
+    /// One part's score on one version (at most 1), `None` when the version has nothing that
+    /// matches it.
+    fn part(&self, part: Part, v: &Map<String, Value>) -> Option<f64> {
+        match part {
+            Part::Names if self.fuzzy => self.fuzzy_names(v),
+            Part::Names => self.exact_names(v),
+            Part::Postcode => {
+                let pc = self.postcode.as_ref()?;
+                list(v, "address")
+                    .iter()
+                    .filter_map(|a| a.get("postalCode").and_then(Value::as_str))
+                    .filter_map(|p| {
+                        let p = index::postcode(p);
+                        pc.score(&p).or_else(|| {
+                            (self.fuzzy && outward(&p) == outward(&pc.pattern)).then_some(0.6)
+                        })
+                    })
+                    .reduce(f64::max)
+            }
+            Part::Gp => {
+                let gp = self.gp.as_ref()?;
+                list(v, "generalPractitioner")
+                    .iter()
+                    .any(|g| {
+                        g.pointer("/identifier/value")
+                            .and_then(Value::as_str)
+                            .is_some_and(|c| c.eq_ignore_ascii_case(gp))
+                    })
+                    .then_some(1.0)
+            }
+            Part::Phone | Part::Email => {
+                let (wanted, system, norm) = match part {
+                    Part::Phone => (
+                        self.phone.as_ref()?,
+                        "phone",
+                        index::phone as fn(&str) -> String,
+                    ),
+                    _ => (
+                        self.email.as_ref()?,
+                        "email",
+                        index::email as fn(&str) -> String,
+                    ),
+                };
+                list(v, "telecom")
+                    .iter()
+                    .any(|t| {
+                        let sys = t.get("system").and_then(Value::as_str);
+                        (sys == Some(system) || (system == "phone" && sys == Some("other")))
+                            && t.get("value")
+                                .and_then(Value::as_str)
+                                .is_some_and(|x| norm(x) == *wanted)
+                    })
+                    .then_some(1.0)
+            }
+        }
     }
 
     /// The names of a version a search looks at, with their weight: current names (usual,
@@ -885,6 +956,90 @@ mod tests {
         assert_eq!(s("family=Smith&birthdate=2010-10-23"), None);
         assert_eq!(s("family=Smith&birthdate=2010-10-22&gender=male"), None);
         assert_eq!(s("family=Sm*&birthdate=2010-10-22&_exact-match=true"), None);
+    }
+
+    #[test]
+    fn an_exact_postcode_narrows_a_search_that_requires_it() {
+        let n = |query: &str| q(query).unwrap().narrowing();
+        assert_eq!(
+            n("family=Smith&birthdate=ge2010-01-01&birthdate=le2010-12-31&address-postalcode=ls1 6ae"),
+            Some(Lookup::Postcode {
+                code: "LS16AE".into(),
+                prefix: false
+            })
+        );
+        assert_eq!(n("family=Smith&birthdate=2010-10-22"), None);
+        assert_eq!(
+            n("family=Smith&birthdate=2010-10-22&address-postalcode=LS1*"),
+            None
+        );
+        assert_eq!(
+            n("family=Smith&given=Jane&birthdate=2010-10-22&address-postalcode=LS16AE&_fuzzy-match=true"),
+            None,
+            "a fuzzy search scores the postcode, it does not require it"
+        );
+        // where it applies, the postcode is required: a record without it does not match
+        let query = q("family=Smith&birthdate=2010-10-22&address-postalcode=LS16AE").unwrap();
+        let elsewhere = record(
+            json!({"name": [{"use": "usual", "family": "Smith"}], "birthDate": "2010-10-22", "address": [{"postalCode": "M1 1AA"}]}),
+        );
+        assert_eq!(query.score(&elsewhere, &[]), None);
+    }
+
+    #[test]
+    fn history_is_read_only_when_it_can_change_the_score() {
+        let current = record(
+            json!({"name": [{"use": "usual", "family": "Smith", "given": ["Jane"]}, {"use": "maiden", "family": "Brown"}],
+            "gender": "female", "birthDate": "2010-10-22", "address": [{"use": "home", "postalCode": "LS1 6AE"}],
+            "telecom": [{"system": "phone", "value": "0113 496 0000"}],
+            "generalPractitioner": [{"identifier": {"value": "Y12345"}}]}),
+        );
+        let pasts = [
+            record(
+                json!({"name": [{"use": "usual", "family": "Jones", "given": ["Jane"]}], "birthDate": "2010-10-22",
+                "address": [{"use": "home", "postalCode": "M1 1AA"}], "telecom": [{"system": "email", "value": "j@example.org"}],
+                "generalPractitioner": [{"identifier": {"value": "B82001"}}]}),
+            ),
+            record(
+                json!({"name": [{"use": "usual", "family": "Smyth", "given": ["Janet"]}], "birthDate": "2010-10-22",
+                "address": [{"use": "home", "postalCode": "LS1 6AE"}]}),
+            ),
+        ];
+        let queries = [
+            "family=Smith&birthdate=2010-10-22&_history=true",
+            "family=Jones&birthdate=2010-10-22&_history=true",
+            "family=Sm*&birthdate=2010-10-22&_history=true",
+            "family=Smith&address-postalcode=M1 1AA&birthdate=2010-10-22&_history=true",
+            "family=Smith&general-practitioner=B82001&birthdate=2010-10-22&_history=true",
+            "family=Smith&email=j@example.org&birthdate=2010-10-22&_history=true",
+            "family=Smith&phone=01134960000&birthdate=2010-10-22&_history=true",
+            "family=Smith&given=Jane&birthdate=2010-10-22&_fuzzy-match=true",
+            "family=Smiht&given=Jane&birthdate=2010-10-22&_fuzzy-match=true",
+            "family=Smyth&given=Janet&birthdate=2010-10-22&_fuzzy-match=true",
+            "family=Jones&given=Jane&birthdate=2010-10-22&_fuzzy-match=true",
+            "given=Jane&gender=female&address-postalcode=M1 1AB&birthdate=2010-10-22&_fuzzy-match=true",
+            "family=Brown&birthdate=2010-10-22&_history=true",
+        ];
+        let mut read = 0;
+        for query in queries {
+            let query = q(query).unwrap();
+            let with = query.score(&current, &pasts);
+            if query.history_can_change(&current) {
+                read += 1;
+            } else {
+                assert_eq!(with, query.score(&current, &[]), "{query:?}");
+            }
+        }
+        // the history is still read where it can matter: past names, postcodes, GPs, e-mails
+        assert!(read >= 6, "{read}");
+        let jones = q("family=Jones&birthdate=2010-10-22&_history=true").unwrap();
+        assert!(jones.history_can_change(&current));
+        assert_eq!(jones.score(&current, &pasts), Some(0.95));
+        let smith = q("family=Smith&birthdate=2010-10-22&_history=true").unwrap();
+        assert!(!smith.history_can_change(&current));
+        assert!(!q("family=Smith&birthdate=2010-10-22")
+            .unwrap()
+            .history_can_change(&current));
     }
 
     #[test]
