@@ -293,7 +293,9 @@ enum LogFormat {
 }
 
 /// mimalloc rather than the system allocator: JSON documents are many small allocations, and
-/// glibc's malloc/free took a fifth of bulk-import time (profile in BENCHMARKS.md).
+/// glibc's malloc/free took a fifth of bulk-import time (profile in BENCHMARKS.md). Built
+/// without transparent huge pages (`no_thp`): memory mimalloc hands back and takes again was
+/// faulted in 2 MiB at a time, each zeroed whole by the kernel — a quarter of import's CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -689,6 +691,13 @@ fn generate(
     merges_out: Option<&Path>,
 ) -> std::io::Result<()> {
     use std::io::Write;
+    let most = pds_facade::generate::MAX_PATIENTS;
+    if count > most {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("--count {count}: generate numbers at most {most} patients"),
+        ));
+    }
     if merges_out.is_some() && shape != Shape::National {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,

@@ -176,13 +176,31 @@ impl Stream {
     }
 }
 
-/// The NHS number of patient `i` (0-based): the `i`-th valid number from 990 000 000·10 up.
-/// About one prefix in eleven has no valid check digit, so numbers are found by stepping; the
-/// mapping is deterministic and injective.
+/// Blocks of ten prefixes from 990 000 000 up, before the demo set's 999 100 0xx (and the
+/// default allocation range, 999 3xx xxx): patients `0..8_190_000`.
+const FIRST_RANGE_BLOCKS: u64 = 910_000;
+/// Blocks of ten prefixes from 910 000 000 up to 989 999 999, for the patients after those.
+const SECOND_RANGE_BLOCKS: u64 = 8_000_000;
+/// Most patients `generate` numbers (nine a block): about 80 M, more than England's 60 M.
+pub const MAX_PATIENTS: u64 = 9 * (FIRST_RANGE_BLOCKS + SECOND_RANGE_BLOCKS);
+
+/// The NHS number of patient `i` (0-based): the `i`-th valid number from 990 000 000·10 up to
+/// the demo set's range, then from 910 000 000·10 up to 989 999 999·10 — prefixes starting 9,
+/// which England does not issue to real patients. About one prefix in eleven has no valid
+/// check digit, so numbers are found by stepping; the mapping is deterministic and injective.
+/// Panics from [`MAX_PATIENTS`] on (`generate` refuses such a count).
 pub fn nhs_number(i: u64) -> NhsNumber {
+    assert!(
+        i < MAX_PATIENTS,
+        "patient {i}: generate numbers at most {MAX_PATIENTS}"
+    );
     // 10 consecutive prefixes hold at least 9 valid numbers; walk from a block start
     let block = i / 9;
-    let mut prefix = 990_000_000 + block * 10;
+    let mut prefix = if block < FIRST_RANGE_BLOCKS {
+        990_000_000 + block * 10
+    } else {
+        910_000_000 + (block - FIRST_RANGE_BLOCKS) * 10
+    };
     let mut skip = i % 9;
     loop {
         if let Some(n) = NhsNumber::from_prefix(prefix) {
@@ -267,6 +285,33 @@ mod tests {
         }
         assert_eq!(patient(7, 123), patient(7, 123));
         assert_ne!(patient(7, 123), patient(8, 123));
+    }
+
+    #[test]
+    fn numbers_reach_beyond_nine_million_without_meeting_the_demo_or_allocation_ranges() {
+        let first_range_end = 9 * FIRST_RANGE_BLOCKS;
+        let around = |at: u64| at.saturating_sub(2_000)..(at + 2_000).min(MAX_PATIENTS);
+        let mut seen = std::collections::HashSet::new();
+        for i in around(first_range_end)
+            .chain(around(9_000_000))
+            .chain(around(10_000_000))
+            .chain(around(MAX_PATIENTS))
+        {
+            let n = nhs_number(i);
+            assert!(seen.insert(n), "{i}");
+            let prefix = n.as_u64() / 10;
+            assert!(
+                (990_000_000..999_100_000).contains(&prefix)
+                    || (910_000_000..990_000_000).contains(&prefix),
+                "{i}: {n}"
+            );
+        }
+        // the demo set and the default allocation range stay clear
+        let demo = crate::demo::nhs_numbers();
+        assert!(demo.iter().all(|d| !seen.contains(d)));
+        const { assert!(MAX_PATIENTS >= 60_000_000, "England's population fits") };
+        // the first range is unchanged: generated files of up to 8.19 M patients stay as they were
+        assert_eq!(nhs_number(0).to_string(), "9900000005");
     }
 
     #[test]
