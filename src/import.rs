@@ -229,7 +229,11 @@ pub fn import_file(
             reason,
         }])
     };
-    let opened = std::fs::File::open(path).and_then(|f| Ok((f.metadata()?.len(), f)));
+    // a pipe or device (`import /dev/stdin`) has no length to show progress against
+    let opened = std::fs::File::open(path).and_then(|f| {
+        let meta = f.metadata()?;
+        Ok((meta.is_file().then_some(meta.len()), f))
+    });
     let (size, handle) = match opened {
         Ok(x) => x,
         Err(e) => return whole_file(format!("cannot read: {e}")),

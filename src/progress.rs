@@ -16,8 +16,13 @@ pub struct Progress {
     /// Records handled so far, shown beside a byte count.
     records: u64,
     next_line: u64,
+    /// Input of unknown length: a line every [`UNKNOWN_TOTAL_STEP`] bytes, no percentage.
+    unknown_total: bool,
     started: Instant,
 }
+
+/// Bytes between two progress lines when the input's length is unknown.
+const UNKNOWN_TOTAL_STEP: u64 = 256 << 20;
 
 impl Progress {
     /// Progress over `total` items (e.g. records generated).
@@ -30,19 +35,37 @@ impl Progress {
         )
     }
 
-    /// Progress through `total` bytes of input, with the records they held.
-    pub fn bytes(total: u64, what: &str) -> Progress {
-        Progress::make(
-            total,
-            what,
-            true,
-            "{msg} [{bar:40}] {percent}% ({binary_bytes_per_sec}, ETA {eta})",
-        )
+    /// Progress through `total` bytes of input, with the records they held; `None` for input
+    /// of unknown length (a pipe: `import /dev/stdin`), shown as bytes read so far.
+    pub fn bytes(total: Option<u64>, what: &str) -> Progress {
+        match total {
+            Some(total) => Progress::make(
+                total,
+                what,
+                true,
+                "{msg} [{bar:40}] {percent}% ({binary_bytes_per_sec}, ETA {eta})",
+            ),
+            None => {
+                let mut p = Progress::make(
+                    0,
+                    what,
+                    true,
+                    "{msg} {spinner} {binary_bytes} ({binary_bytes_per_sec})",
+                );
+                p.unknown_total = true;
+                p.next_line = UNKNOWN_TOTAL_STEP;
+                p
+            }
+        }
     }
 
     fn make(total: u64, what: &str, bytes: bool, template: &str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
+            let bar = if total == 0 {
+                ProgressBar::new_spinner()
+            } else {
+                ProgressBar::new(total)
+            };
             bar.set_style(
                 ProgressStyle::with_template(template)
                     .expect("template")
@@ -59,6 +82,7 @@ impl Progress {
             done: 0,
             records: 0,
             next_line: total.div_ceil(10).max(1),
+            unknown_total: false,
             started: Instant::now(),
         }
     }
@@ -82,6 +106,16 @@ impl Progress {
                     ));
                 }
             }
+            None if self.unknown_total && self.done >= self.next_line => {
+                eprintln!(
+                    "{}: {} MiB read ({} records, {rate:.0}/s)",
+                    self.what,
+                    self.done >> 20,
+                    self.records
+                );
+                self.next_line = (self.done / UNKNOWN_TOTAL_STEP + 1) * UNKNOWN_TOTAL_STEP;
+            }
+            None if self.unknown_total => {}
             None if self.done >= self.next_line || self.done == self.total => {
                 if self.bytes {
                     let percent = self.done * 100 / self.total.max(1);

@@ -299,6 +299,14 @@ fn national_patients_sample_with_every_and_import_from_a_pipe() {
         out.status.success() && text.contains("summary: 3000 loaded"),
         "{text}"
     );
+    // a pipe has no length: progress never claims a share of it
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !progress
+            .lines()
+            .any(|l| l.starts_with("importing") && l.contains('%')),
+        "{progress}"
+    );
     let merges = std::fs::read_to_string(&merges).unwrap();
     assert!(merges.lines().count() >= 3, "{merges}");
     assert!(merges
