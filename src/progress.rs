@@ -11,13 +11,13 @@ pub struct Progress {
     what: String,
     /// Bytes of input (a file being read), or items.
     bytes: bool,
-    total: u64,
+    /// `None`: input of unknown length (a pipe), shown as bytes read, a line every
+    /// [`UNKNOWN_TOTAL_STEP`] bytes and no percentage.
+    total: Option<u64>,
     done: u64,
     /// Records handled so far, shown beside a byte count.
     records: u64,
     next_line: u64,
-    /// Input of unknown length: a line every [`UNKNOWN_TOTAL_STEP`] bytes, no percentage.
-    unknown_total: bool,
     started: Instant,
 }
 
@@ -28,7 +28,7 @@ impl Progress {
     /// Progress over `total` items (e.g. records generated).
     pub fn new(total: u64, what: &str) -> Progress {
         Progress::make(
-            total,
+            Some(total),
             what,
             false,
             "{msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})",
@@ -38,34 +38,16 @@ impl Progress {
     /// Progress through `total` bytes of input, with the records they held; `None` for input
     /// of unknown length (a pipe: `import /dev/stdin`), shown as bytes read so far.
     pub fn bytes(total: Option<u64>, what: &str) -> Progress {
-        match total {
-            Some(total) => Progress::make(
-                total,
-                what,
-                true,
-                "{msg} [{bar:40}] {percent}% ({binary_bytes_per_sec}, ETA {eta})",
-            ),
-            None => {
-                let mut p = Progress::make(
-                    0,
-                    what,
-                    true,
-                    "{msg} {spinner} {binary_bytes} ({binary_bytes_per_sec})",
-                );
-                p.unknown_total = true;
-                p.next_line = UNKNOWN_TOTAL_STEP;
-                p
-            }
-        }
+        let template = match total {
+            Some(_) => "{msg} [{bar:40}] {percent}% ({binary_bytes_per_sec}, ETA {eta})",
+            None => "{msg} {spinner} {binary_bytes} ({binary_bytes_per_sec})",
+        };
+        Progress::make(total, what, true, template)
     }
 
-    fn make(total: u64, what: &str, bytes: bool, template: &str) -> Progress {
+    fn make(total: Option<u64>, what: &str, bytes: bool, template: &str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = if total == 0 {
-                ProgressBar::new_spinner()
-            } else {
-                ProgressBar::new(total)
-            };
+            let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
             bar.set_style(
                 ProgressStyle::with_template(template)
                     .expect("template")
@@ -81,10 +63,14 @@ impl Progress {
             total,
             done: 0,
             records: 0,
-            next_line: total.div_ceil(10).max(1),
-            unknown_total: false,
+            next_line: Progress::step(total),
             started: Instant::now(),
         }
+    }
+
+    /// Units between two plain progress lines: a tenth of the way, or a fixed number of bytes.
+    fn step(total: Option<u64>) -> u64 {
+        total.map_or(UNKNOWN_TOTAL_STEP, |t| t.div_ceil(10).max(1))
     }
 
     pub fn inc(&mut self, n: u64) {
@@ -96,40 +82,35 @@ impl Progress {
         self.done += n;
         self.records += records;
         let rate = self.records as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
-        match &self.bar {
-            Some(bar) => {
-                bar.inc(n);
-                if self.bytes {
-                    bar.set_message(format!(
-                        "{} {} records ({rate:.0}/s)",
-                        self.what, self.records
-                    ));
-                }
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+            if self.bytes {
+                bar.set_message(format!(
+                    "{} {} records ({rate:.0}/s)",
+                    self.what, self.records
+                ));
             }
-            None if self.unknown_total && self.done >= self.next_line => {
-                eprintln!(
-                    "{}: {} MiB read ({} records, {rate:.0}/s)",
-                    self.what,
-                    self.done >> 20,
-                    self.records
-                );
-                self.next_line = (self.done / UNKNOWN_TOTAL_STEP + 1) * UNKNOWN_TOTAL_STEP;
-            }
-            None if self.unknown_total => {}
-            None if self.done >= self.next_line || self.done == self.total => {
-                if self.bytes {
-                    let percent = self.done * 100 / self.total.max(1);
-                    eprintln!(
-                        "{}: {percent}% ({} records, {rate:.0}/s)",
-                        self.what, self.records
-                    );
-                } else {
-                    eprintln!("{}: {}/{} ({rate:.0}/s)", self.what, self.done, self.total);
-                }
-                self.next_line += self.total.div_ceil(10).max(1);
-            }
-            None => {}
+            return;
         }
+        if self.done < self.next_line && Some(self.done) != self.total {
+            return;
+        }
+        match self.total {
+            None => eprintln!(
+                "{}: {} MiB read ({} records, {rate:.0}/s)",
+                self.what,
+                self.done >> 20,
+                self.records
+            ),
+            Some(total) if self.bytes => eprintln!(
+                "{}: {}% ({} records, {rate:.0}/s)",
+                self.what,
+                self.done * 100 / total.max(1),
+                self.records
+            ),
+            Some(total) => eprintln!("{}: {}/{total} ({rate:.0}/s)", self.what, self.done),
+        }
+        self.next_line += Progress::step(self.total);
     }
 
     pub fn finish(self) {

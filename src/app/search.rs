@@ -141,28 +141,39 @@ async fn consider(
     if record.doc().get("active") == Some(&Value::Bool(false)) {
         return Ok(None); // superseded in a merge: its survivor is the one to find
     }
-    let current = view::for_role(record.doc(), role, false);
-    let score = if query.history_can_change(&current) {
-        let versions = store.history(id).await?;
-        let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
-        let past: Vec<Map<String, Value>> = versions
-            .iter()
-            .skip(1)
-            .map(|v| {
-                let p = Patient::from_stored(&v.json).map_err(StoreError::Corrupt)?;
-                let redact = seen.redacts(v.version.get(), v.restricted);
-                Ok(view::for_role(p.doc(), role, redact).into_owned())
-            })
-            .collect::<Result<_, StoreError>>()?;
+    let score = {
+        let current = view::for_role(record.doc(), role, false);
+        let past = if query.history_can_change(&current) {
+            past_views(store, id, role).await?
+        } else {
+            Vec::new()
+        };
         query.score(&current, &past)
-    } else {
-        query.score(&current, &[])
     };
-    drop(current);
     Ok(score.map(|score| Hit {
         id,
         score,
         restricted: stored.restricted,
         doc: record.into_doc(),
     }))
+}
+
+/// The past versions of record `id`, newest first, each in `role`'s view of it: what a record
+/// held while restricted stays hidden in every version ([`RecordHistory`]).
+async fn past_views(
+    store: &dyn PatientStore,
+    id: NhsNumber,
+    role: Role,
+) -> Result<Vec<Map<String, Value>>, StoreError> {
+    let versions = store.history(id).await?;
+    let seen = RecordHistory::of(versions.iter().map(|v| (v.version.get(), v.restricted)));
+    versions
+        .iter()
+        .skip(1)
+        .map(|v| {
+            let p = Patient::from_stored(&v.json).map_err(StoreError::Corrupt)?;
+            let redact = seen.redacts(v.version.get(), v.restricted);
+            Ok(view::for_role(p.doc(), role, redact).into_owned())
+        })
+        .collect()
 }

@@ -56,6 +56,7 @@ pub const FUZZY_THRESHOLD: f64 = 0.6;
 const WILDCARD: f64 = 0.85;
 const HISTORIC: f64 = 0.9;
 const TRANSPOSED: f64 = 0.9;
+pub const DEFAULT_MAX_RESULTS: usize = 50;
 
 /// A part of a score that each version of a record is scored on (see [`SearchQuery::score`]).
 #[derive(Clone, Copy)]
@@ -66,7 +67,6 @@ enum Part {
     Phone,
     Email,
 }
-pub const DEFAULT_MAX_RESULTS: usize = 50;
 
 /// A family or given name (or postcode) as searched: folded, possibly with `*` wildcards.
 #[derive(Clone, Debug, PartialEq)]
@@ -621,30 +621,8 @@ impl SearchQuery {
                     })
                     .then_some(1.0)
             }
-            Part::Phone | Part::Email => {
-                let (wanted, system, norm) = match part {
-                    Part::Phone => (
-                        self.phone.as_ref()?,
-                        "phone",
-                        index::phone as fn(&str) -> String,
-                    ),
-                    _ => (
-                        self.email.as_ref()?,
-                        "email",
-                        index::email as fn(&str) -> String,
-                    ),
-                };
-                list(v, "telecom")
-                    .iter()
-                    .any(|t| {
-                        let sys = t.get("system").and_then(Value::as_str);
-                        (sys == Some(system) || (system == "phone" && sys == Some("other")))
-                            && t.get("value")
-                                .and_then(Value::as_str)
-                                .is_some_and(|x| norm(x) == *wanted)
-                    })
-                    .then_some(1.0)
-            }
+            Part::Phone => telecom(v, "phone", self.phone.as_ref()?, index::phone),
+            Part::Email => telecom(v, "email", self.email.as_ref()?, index::email),
         }
     }
 
@@ -721,6 +699,26 @@ impl SearchQuery {
             })
             .reduce(f64::max)
     }
+}
+
+/// 1 when a telecom of `system` (a phone also as `other`) holds `wanted` once normalised by
+/// `norm`, else `None`.
+fn telecom(
+    v: &Map<String, Value>,
+    system: &str,
+    wanted: &str,
+    norm: fn(&str) -> String,
+) -> Option<f64> {
+    list(v, "telecom")
+        .iter()
+        .any(|t| {
+            let sys = t.get("system").and_then(Value::as_str);
+            (sys == Some(system) || (system == "phone" && sys == Some("other")))
+                && t.get("value")
+                    .and_then(Value::as_str)
+                    .is_some_and(|x| norm(x) == wanted)
+        })
+        .then_some(1.0)
 }
 
 /// How alike two folded names are (fuzzy mode).

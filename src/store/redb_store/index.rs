@@ -29,11 +29,11 @@ const GP: Flat = MultimapTableDefinition::new("idx_gp");
 /// The family-name index again, birth date first: a wildcard family search (`fam*`) on one
 /// birth date is then one short range, however many family names share the prefix (with
 /// England's name frequencies, thousands share three letters).
-const BIRTH_FAMILY: MultimapTableDefinition<'static, (u32, &'static str), u64> =
+pub(super) const BIRTH_FAMILY: MultimapTableDefinition<'static, (u32, &'static str), u64> =
     MultimapTableDefinition::new("idx_birth_family");
 /// `meta` key saying [`BIRTH_FAMILY`] holds every entry of [`FAMILY`] (files written before it
 /// existed get it built when first opened: see [`build_birth_first_once`]).
-const BIRTH_FAMILY_BUILT: &str = "idx_birth_family";
+pub(super) const BIRTH_FAMILY_BUILT: &str = "idx_birth_family";
 /// Widest birth range (as `yyyymmdd` numbers: about a month) a wildcard family search reads
 /// birth date first; a wider one seeks family name by family name.
 const BIRTH_FIRST_SPAN: u32 = 100;

@@ -188,6 +188,17 @@ fn named(id: &str, family: &str, birth: &str) -> Patient {
     Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
 }
 
+/// The candidates of a wildcard family lookup (`name*`, born in `birth`), as NHS numbers.
+async fn prefixed(store: &RedbStore, name: &str, birth: (u32, u32)) -> Vec<String> {
+    let l = Lookup::Family {
+        name: name.into(),
+        prefix: true,
+        birth,
+    };
+    let found = store.candidates(&[l]).await.unwrap();
+    found.iter().map(|n| n.to_string()).collect()
+}
+
 #[tokio::test]
 async fn wildcard_lookups_skip_to_each_birth_range() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,20 +217,7 @@ async fn wildcard_lookups_skip_to_each_birth_range() {
         .insert_batch(&records, ExistingRecords::Reject)
         .await
         .unwrap();
-    let found = async |name: &str, lo: u32, hi: u32| -> Vec<String> {
-        let l = Lookup::Family {
-            name: name.into(),
-            prefix: true,
-            birth: (lo, hi),
-        };
-        store
-            .candidates(&[l])
-            .await
-            .unwrap()
-            .iter()
-            .map(|n| n.to_string())
-            .collect()
-    };
+    let found = async |name: &str, lo: u32, hi: u32| prefixed(&store, name, (lo, hi)).await;
     assert_eq!(
         found("sm", 19900101, 19901231).await,
         ["9000000017", "9000000025", "9000000033", "9000000076"]
@@ -274,18 +272,7 @@ async fn narrow_wildcard_lookups_read_birth_date_first_even_in_an_older_file() {
     let check = async |store: &RedbStore| {
         for (lo, hi) in ranges {
             let n = |d: &str| d.replace('-', "").parse::<u32>().unwrap();
-            let l = Lookup::Family {
-                name: "wil".into(),
-                prefix: true,
-                birth: (n(lo), n(hi)),
-            };
-            let found: Vec<String> = store
-                .candidates(&[l])
-                .await
-                .unwrap()
-                .iter()
-                .map(|n| n.to_string())
-                .collect();
+            let found = prefixed(store, "wil", (n(lo), n(hi))).await;
             assert_eq!(found, wanted(lo, hi), "{lo}..{hi}");
         }
         assert_eq!(store.check_indexes().await.unwrap(), Vec::<String>::new());
@@ -295,13 +282,10 @@ async fn narrow_wildcard_lookups_read_birth_date_first_even_in_an_older_file() {
     {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.delete_multimap_table(redb::MultimapTableDefinition::<(u32, &str), u64>::new(
-            "idx_birth_family",
-        ))
-        .unwrap();
+        txn.delete_multimap_table(index::BIRTH_FAMILY).unwrap();
         txn.open_table(META)
             .unwrap()
-            .remove("idx_birth_family")
+            .remove(index::BIRTH_FAMILY_BUILT)
             .unwrap();
         txn.commit().unwrap();
     }
