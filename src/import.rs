@@ -158,8 +158,13 @@ pub fn validate_records(
 /// Records per write transaction in a bulk import, by default. Index entries are random with
 /// respect to file order, so each batch rewrites the B-tree pages it touches: bigger batches
 /// touch each page for more entries (1 M patients: 4,000 → 57 s, 16,000 → 32 s, 50,000 →
-/// 30 s but twice the memory). A few batches are in memory at once (about 1.5 KB a record).
+/// 30 s but twice the memory). One batch of stored forms is in memory at a time (about a
+/// third of a record's JSON, for each record).
 pub const BATCH: usize = 20_000;
+/// Lines of NDJSON a worker parses, validates and stages at a time, at most.
+pub const CHUNK_RECORDS: usize = 1_000;
+/// Bytes of NDJSON a worker takes at a time, at most (a chunk of large records ends early).
+pub const CHUNK_BYTES: u64 = 4 << 20;
 /// Problems reported per rejected file (the rest are only counted).
 pub const MAX_PROBLEMS: usize = 100;
 
@@ -197,12 +202,14 @@ pub struct Options {
 
 /// Imports one file, whole or not at all.
 ///
-/// NDJSON is streamed: a reader thread cuts it into batches of `batch` lines, worker threads
-/// (one per core) parse, validate and stage them (stored JSON and index keys), and this thread
-/// writes the batches in file order, one transaction each, through [`PatientStore::bulk_load`],
-/// which makes the load durable only at the end and undoes it on any problem or crash. Memory
-/// stays flat: a few batches are in flight at a time whatever the file's size. A Bundle or a
-/// single Patient is read whole, then goes the same way.
+/// NDJSON is streamed: a reader thread cuts it into chunks (at most [`CHUNK_RECORDS`] lines or
+/// [`CHUNK_BYTES`] of text), worker threads (one per core) parse, validate and stage them
+/// (stored form and index keys), and this thread gathers the chunks in file order into batches
+/// of `batch` records, one transaction each, through [`PatientStore::bulk_load`], which makes
+/// the load durable only at the end and undoes it on any problem or crash. Memory stays flat
+/// whatever the file's size and however large its records: a few chunks of text are in flight,
+/// and one batch of stored forms. A Bundle or a single Patient is read whole, then goes the
+/// same way.
 pub fn import_file(
     store: &dyn PatientStore,
     runtime: &tokio::runtime::Handle,
@@ -250,8 +257,10 @@ pub fn import_file(
     let result = std::thread::scope(|scope| {
         let (work, work_queue) = mpsc::sync_channel::<RawBatch>(workers);
         let work_queue = Arc::new(Mutex::new(work_queue));
-        let (staged, staged_queue) = mpsc::sync_channel::<(usize, StagedBatch)>(workers);
-        scope.spawn(move || source.send_batches(reader, work, batch));
+        // room for a batch's worth of staged chunks: the workers go on while a batch commits
+        let room = batch.div_ceil(CHUNK_RECORDS).max(workers);
+        let (staged, staged_queue) = mpsc::sync_channel::<(usize, StagedBatch)>(room);
+        scope.spawn(move || source.send_chunks(reader, work));
         for _ in 0..workers {
             let (queue, staged) = (work_queue.clone(), staged.clone());
             scope.spawn(move || loop {
@@ -266,40 +275,55 @@ pub fn import_file(
             });
         }
         drop(staged);
-        // batches come back in any order; they are written in file order
+        // chunks come back in any order; they are written in file order
         let mut waiting = std::collections::BTreeMap::new();
         let mut next = 0usize;
+        // the next transaction's records, and the input bytes they came from
+        let (mut pending, mut pending_bytes) = (Vec::<Staged>::new(), 0u64);
         let (progress, problems, problem_count) =
             (&mut progress, &mut problems, &mut problem_count);
-        // owns the queue of staged batches: dropping it stops the reader and the workers
+        // owns the queue of staged chunks: dropping it stops the reader and the workers
         let mut step = move || loop {
-            if let Some(batch) = waiting.remove(&next) {
+            if let Some(chunk) = waiting.remove(&next) {
                 next += 1;
                 let StagedBatch {
                     records,
                     problems: found,
                     bytes,
-                } = batch;
-                progress.advance(bytes, records.len() as u64);
+                } = chunk;
                 *problem_count += found.len();
                 let room = MAX_PROBLEMS.saturating_sub(problems.len());
                 problems.extend(found.into_iter().take(room));
                 if *problem_count >= MAX_PROBLEMS {
                     return BulkStep::Abort;
                 }
-                if *problem_count == 0 {
-                    return BulkStep::Batch(records);
+                if *problem_count > 0 {
+                    // after a problem nothing more is written; the rest is only checked
+                    pending = Vec::new();
+                    progress.advance(pending_bytes + bytes, records.len() as u64);
+                    pending_bytes = 0;
+                    continue;
                 }
-                // after a problem nothing more is written; the rest is only checked
-                continue;
-            }
-            match staged_queue.recv() {
-                Ok((n, batch)) => {
-                    waiting.insert(n, batch);
+                pending.extend(records);
+                pending_bytes += bytes;
+                if pending.len() < batch {
+                    continue;
                 }
-                Err(_) if *problem_count > 0 => return BulkStep::Abort,
-                Err(_) => return BulkStep::Done,
+            } else {
+                match staged_queue.recv() {
+                    Ok((n, chunk)) => {
+                        waiting.insert(n, chunk);
+                        continue;
+                    }
+                    Err(_) if *problem_count > 0 => return BulkStep::Abort,
+                    Err(_) if pending.is_empty() => return BulkStep::Done,
+                    // the end of the file: the last, shorter batch
+                    Err(_) => {}
+                }
             }
+            let records = std::mem::take(&mut pending);
+            progress.advance(std::mem::take(&mut pending_bytes), records.len() as u64);
+            return BulkStep::Batch(records);
         };
         let result = runtime.block_on(store.bulk_load(existing, &mut step));
         // stop the reader and workers, should the load have ended early
@@ -377,7 +401,7 @@ impl Source {
 
     /// Cuts the records into numbered batches for the workers, until the file ends or nobody
     /// listens any more.
-    fn send_batches(self, mut reader: impl BufRead, work: mpsc::SyncSender<RawBatch>, size: usize) {
+    fn send_chunks(self, mut reader: impl BufRead, work: mpsc::SyncSender<RawBatch>) {
         match self {
             Source::Whole(records) => {
                 let mut records = records.into_iter().peekable();
@@ -385,7 +409,7 @@ impl Source {
                 while records.peek().is_some() {
                     let batch: Vec<_> = records
                         .by_ref()
-                        .take(size)
+                        .take(CHUNK_RECORDS)
                         .map(|(l, v)| (l, Raw::Parsed(v)))
                         .collect();
                     // the bytes were all read up front; progress counts records here
@@ -417,9 +441,10 @@ impl Source {
                             batch.push((Location::Line(line), Raw::Text(buf.trim().to_string())));
                         }
                     }
-                    if batch.len() >= size || (read == 0 && !batch.is_empty()) {
-                        let full = std::mem::take(&mut batch);
-                        if work.send((n, full, std::mem::take(&mut bytes))).is_err() {
+                    let full = batch.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES;
+                    if full || (read == 0 && !batch.is_empty()) {
+                        let chunk = std::mem::take(&mut batch);
+                        if work.send((n, chunk, std::mem::take(&mut bytes))).is_err() {
                             return;
                         }
                         n += 1;

@@ -106,6 +106,8 @@ pub struct Staged {
     pub restricted: bool,
     pub merged: bool,
     pub invalidated: bool,
+    /// The record's JSON; empty once [`PatientStore::prepare`] made `packed`, which a store
+    /// that prepares reads instead.
     pub json: Vec<u8>,
     pub keys: Vec<crate::domain::index::IndexKey>,
     /// The stored form the store keeps, when it made it ahead of the write off its writer's
@@ -486,8 +488,8 @@ pub trait PatientStore: Send + Sync + 'static {
     async fn audit(&self, id: NhsNumber) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Makes a staged write's stored form ahead of the write, on the caller's thread (a bulk
-    /// import's workers), so that the single writer only writes. Stores that keep the JSON as
-    /// it is do nothing.
+    /// import's workers), so that the single writer only writes; the JSON may go (a batch in
+    /// memory then holds only stored forms). Stores that keep the JSON as it is do nothing.
     fn prepare(&self, _staged: &mut Staged) {}
 
     /// Stores new records in one transaction: all of them or none.

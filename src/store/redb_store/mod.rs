@@ -273,6 +273,8 @@ fn flags_of(json: &[u8]) -> Result<packing::Flags, StoreError> {
 impl PatientStore for RedbStore {
     fn prepare(&self, staged: &mut Staged) {
         staged.packed = Some(tables::pack(staged));
+        // the stored form is all the load writes: a batch in memory holds only that
+        staged.json = Vec::new();
     }
 
     async fn get(&self, id: NhsNumber) -> Result<Option<StoredRecord>, StoreError> {

@@ -180,7 +180,12 @@ impl<'t> Tables<'t> {
                 }
                 (Some(_), ExistingRecords::Reject) => return Err(StoreError::AlreadyExists(id)),
                 (Some(current), ExistingRecords::Replace) => {
-                    let record = Patient::from_stored(&staged.json)
+                    // a prepared record keeps only its stored form
+                    let json = match &staged.packed {
+                        Some(packed) => packing::unpack(packed)?.0,
+                        None => std::borrow::Cow::Borrowed(staged.json.as_slice()),
+                    };
+                    let record = Patient::from_stored(&json)
                         .map_err(StoreError::Corrupt)?
                         .with_version(current.next());
                     self.put_record(&Staged::new(&record))?
