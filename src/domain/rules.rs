@@ -191,29 +191,70 @@ pub fn date_span(s: &str) -> Option<(Date, Date)> {
     Some((first, last))
 }
 
-/// Every `(pointer, value)` of the dates and periods in a record, for the date rules.
-fn all_dates(doc: &Doc) -> Vec<(String, &str)> {
+/// Where a date sits in a record: a top-level field, or the `start` or `end` of a list item's
+/// period (the item's own or its identifier's).
+struct DateAt<'a> {
+    field: &'static str,
+    period: Option<PeriodAt>,
+    value: &'a str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PeriodAt {
+    item: usize,
+    of_identifier: bool,
+    end: bool,
+}
+
+impl DateAt<'_> {
+    /// Its JSON pointer, for an error (made only then: a record has dozens of dates).
+    fn pointer(&self) -> String {
+        match self.period {
+            None => self.field.to_string(),
+            Some(p) => format!(
+                "{}/{}/{}period/{}",
+                self.field,
+                p.item,
+                if p.of_identifier { "identifier/" } else { "" },
+                if p.end { "end" } else { "start" }
+            ),
+        }
+    }
+}
+
+/// Every date and period bound in a record, for the date rules.
+fn all_dates(doc: &Doc) -> Vec<DateAt<'_>> {
     let mut out = Vec::new();
     for field in ["birthDate", "deceasedDateTime"] {
-        if let Some(s) = doc.get(field).and_then(Value::as_str) {
-            out.push((field.to_string(), s));
+        if let Some(value) = doc.get(field).and_then(Value::as_str) {
+            out.push(DateAt {
+                field,
+                period: None,
+                value,
+            });
         }
     }
     for (field, _) in LIST_FIELDS {
-        for (i, item) in list(doc, field).iter().enumerate() {
-            let period = item
-                .get("period")
-                .or_else(|| item.get("identifier").and_then(|id| id.get("period")));
-            let base = if item.get("period").is_some() {
-                format!("{field}/{i}/period")
-            } else {
-                format!("{field}/{i}/identifier/period")
+        for (item, entry) in list(doc, field).iter().enumerate() {
+            let (period, of_identifier) = match entry.get("period") {
+                Some(p) => (Some(p), false),
+                None => (
+                    entry.get("identifier").and_then(|id| id.get("period")),
+                    true,
+                ),
             };
-            if let Some(p) = period {
-                for k in ["start", "end"] {
-                    if let Some(s) = str_of(p, k) {
-                        out.push((format!("{base}/{k}"), s));
-                    }
+            let Some(p) = period else { continue };
+            for (k, end) in [("start", false), ("end", true)] {
+                if let Some(value) = str_of(p, k) {
+                    out.push(DateAt {
+                        field,
+                        period: Some(PeriodAt {
+                            item,
+                            of_identifier,
+                            end,
+                        }),
+                        value,
+                    });
                 }
             }
         }
@@ -399,9 +440,9 @@ fn unique_item_ids(doc: &Doc, _: Date) -> Result<(), String> {
 }
 
 fn calendar_dates(doc: &Doc, _: Date) -> Result<(), String> {
-    for (field, s) in all_dates(doc) {
-        if date_part(s).is_none() {
-            return Err(invalid_value(s, &field));
+    for d in all_dates(doc) {
+        if date_part(d.value).is_none() {
+            return Err(invalid_value(d.value, &d.pointer()));
         }
     }
     Ok(())
@@ -526,15 +567,18 @@ fn temp_address_text(c: &Change) -> Result<(), String> {
 
 fn period_order(doc: &Doc, _: Date) -> Result<(), String> {
     let dates = all_dates(doc);
-    for (field, end) in dates.iter().filter(|(f, _)| f.ends_with("/end")) {
-        let start_field = format!("{}/start", field.trim_end_matches("/end"));
+    for end in &dates {
+        let Some(p) = end.period.filter(|p| p.end) else {
+            continue;
+        };
+        let start = PeriodAt { end: false, ..p };
         let start = dates
             .iter()
-            .find(|(f, _)| *f == start_field)
-            .and_then(|(_, s)| date_span(s));
-        if let (Some((s, _)), Some((_, e))) = (start, date_span(end)) {
+            .find(|d| d.field == end.field && d.period == Some(start))
+            .and_then(|d| date_span(d.value));
+        if let (Some((s, _)), Some((_, e))) = (start, date_span(end.value)) {
             if e < s {
-                return Err(invalid_value(end, field));
+                return Err(invalid_value(end.value, &end.pointer()));
             }
         }
     }
@@ -901,6 +945,51 @@ mod tests {
             date_part("2020-03-04T10:00:00+00:00"),
             Some(date!(2020 - 03 - 04))
         );
+    }
+
+    #[test]
+    fn date_rules_name_the_date_they_refuse() {
+        let gp = |period: Value| {
+            doc(json!({"generalPractitioner": [
+                {"id": "G1", "identifier": {"value": "A12345", "period": period}}
+            ]}))
+        };
+        let address =
+            |period: Value| doc(json!({"address": [{"id": "A1"}, {"id": "A2", "period": period}]}));
+        assert_eq!(
+            calendar_dates(&address(json!({"start": "2021-02-29"})), TODAY).unwrap_err(),
+            "Invalid value - '2021-02-29' in field 'address/1/period/start'"
+        );
+        assert_eq!(
+            calendar_dates(
+                &gp(json!({"start": "2020-01-01", "end": "2021-13-01"})),
+                TODAY
+            )
+            .unwrap_err(),
+            "Invalid value - '2021-13-01' in field 'generalPractitioner/0/identifier/period/end'"
+        );
+        assert_eq!(
+            calendar_dates(&doc(json!({"birthDate": "1990-02-30"})), TODAY).unwrap_err(),
+            "Invalid value - '1990-02-30' in field 'birthDate'"
+        );
+        assert_eq!(
+            period_order(&gp(json!({"start": "2020-02-01", "end": "2020-01"})), TODAY).unwrap_err(),
+            "Invalid value - '2020-01' in field 'generalPractitioner/0/identifier/period/end'"
+        );
+        // each end against its own item's start
+        let two = doc(json!({"address": [
+            {"id": "A1", "period": {"start": "2020-01-01", "end": "2020-06-01"}},
+            {"id": "A2", "period": {"start": "2021-01-01", "end": "2020-12-01"}}
+        ]}));
+        assert_eq!(
+            period_order(&two, TODAY).unwrap_err(),
+            "Invalid value - '2020-12-01' in field 'address/1/period/end'"
+        );
+        assert!(period_order(
+            &address(json!({"start": "2020-01", "end": "2020-01-01"})),
+            TODAY
+        )
+        .is_ok());
     }
 
     #[test]
