@@ -158,8 +158,8 @@ pub fn validate_records(
 /// Records per write transaction in a bulk import, by default. Index entries are random with
 /// respect to file order, so each batch rewrites the B-tree pages it touches: bigger batches
 /// touch each page for more entries (1 M patients: 4,000 → 57 s, 16,000 → 32 s, 50,000 →
-/// 30 s but twice the memory). One batch of stored forms is in memory at a time (about a
-/// third of a record's JSON, for each record).
+/// 30 s but twice the memory). About two batches of stored forms are in memory at a time (one
+/// being written, one gathering while it is; a stored form is about a third of the JSON).
 pub const BATCH: usize = 20_000;
 /// Lines of NDJSON a worker parses, validates and stages at a time, at most.
 pub const CHUNK_RECORDS: usize = 1_000;
@@ -206,10 +206,10 @@ pub struct Options {
 /// [`CHUNK_BYTES`] of text), worker threads (one per core) parse, validate and stage them
 /// (stored form and index keys), and this thread gathers the chunks in file order into batches
 /// of `batch` records, one transaction each, through [`PatientStore::bulk_load`], which makes
-/// the load durable only at the end and undoes it on any problem or crash. Memory stays flat
-/// whatever the file's size and however large its records: a few chunks of text are in flight,
-/// and one batch of stored forms. A Bundle or a single Patient is read whole, then goes the
-/// same way.
+/// the load durable only at the end and undoes it on any problem or crash. What this pipeline
+/// holds does not grow with the file or with its records' size: a few chunks of text, and
+/// about two batches of stored forms. A Bundle or a single Patient is read whole, then goes
+/// the same way.
 pub fn import_file(
     store: &dyn PatientStore,
     runtime: &tokio::runtime::Handle,
