@@ -158,8 +158,9 @@ pub fn validate_records(
 /// Records per write transaction in a bulk import, by default. Index entries are random with
 /// respect to file order, so each batch rewrites the B-tree pages it touches: bigger batches
 /// touch each page for more entries (1 M patients: 4,000 → 57 s, 16,000 → 32 s, 50,000 →
-/// 30 s but twice the memory). About two batches of stored forms are in memory at a time (one
-/// being written, one gathering while it is; a stored form is about a third of the JSON).
+/// 30 s but twice the memory). About two batches of stored records are in memory at a time
+/// (one being written, one gathering while it is; on redb a stored record is its compressed
+/// form, about a third of the JSON).
 pub const BATCH: usize = 20_000;
 /// Lines of NDJSON a worker parses, validates and stages at a time, at most.
 pub const CHUNK_RECORDS: usize = 1_000;
@@ -176,14 +177,14 @@ enum Raw {
     Unreadable(String),
 }
 
-/// A numbered batch of records as read, and the bytes of input it came from.
-type RawBatch = (usize, Vec<(Location, Raw)>, u64);
+/// A numbered chunk of records as read, and the bytes of input it came from.
+type RawChunk = (usize, Vec<(Location, Raw)>, u64);
 
-/// What a worker made of one batch.
-struct StagedBatch {
+/// What a worker made of one chunk.
+struct StagedChunk {
     records: Vec<Staged>,
     problems: Vec<Problem>,
-    /// Bytes of input the batch came from (for progress).
+    /// Bytes of input the chunk came from (for progress).
     bytes: u64,
 }
 
@@ -207,9 +208,9 @@ pub struct Options {
 /// (stored form and index keys), and this thread gathers the chunks in file order into batches
 /// of `batch` records, one transaction each, through [`PatientStore::bulk_load`], which makes
 /// the load durable only at the end and undoes it on any problem or crash. What this pipeline
-/// holds does not grow with the file or with its records' size: a few chunks of text, and
-/// about two batches of stored forms. A Bundle or a single Patient is read whole, then goes
-/// the same way.
+/// holds does not grow with the file: a few chunks of text (each at most [`CHUNK_BYTES`], or
+/// one longer line), and about two batches of stored records. A Bundle or a single Patient is
+/// read whole, then goes the same way.
 pub fn import_file(
     store: &dyn PatientStore,
     runtime: &tokio::runtime::Handle,
@@ -255,19 +256,20 @@ pub fn import_file(
     let mut problems = Vec::new();
     let mut problem_count = 0usize;
     let result = std::thread::scope(|scope| {
-        let (work, work_queue) = mpsc::sync_channel::<RawBatch>(workers);
+        let (work, work_queue) = mpsc::sync_channel::<RawChunk>(workers);
         let work_queue = Arc::new(Mutex::new(work_queue));
-        // room for a batch's worth of staged chunks: the workers go on while a batch commits
-        let room = batch.div_ceil(CHUNK_RECORDS).max(workers);
-        let (staged, staged_queue) = mpsc::sync_channel::<(usize, StagedBatch)>(room);
+        // room for a batch's worth of staged chunks (within reason): the workers go on while a
+        // batch commits
+        let room = batch.div_ceil(CHUNK_RECORDS).clamp(workers, 64);
+        let (staged, staged_queue) = mpsc::sync_channel::<(usize, StagedChunk)>(room);
         scope.spawn(move || source.send_chunks(reader, work));
         for _ in 0..workers {
             let (queue, staged) = (work_queue.clone(), staged.clone());
             scope.spawn(move || loop {
                 let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                let Ok((n, batch, bytes)) = job else { break };
+                let Ok((n, chunk, bytes)) = job else { break };
                 if staged
-                    .send((n, stage(batch, bytes, schemas, today, new_id, store)))
+                    .send((n, stage(chunk, bytes, schemas, today, new_id, store)))
                     .is_err()
                 {
                     break;
@@ -284,32 +286,31 @@ pub fn import_file(
             (&mut progress, &mut problems, &mut problem_count);
         // owns the queue of staged chunks: dropping it stops the reader and the workers
         let mut step = move || loop {
-            if let Some(chunk) = waiting.remove(&next) {
-                next += 1;
-                let StagedBatch {
-                    records,
-                    problems: found,
-                    bytes,
-                } = chunk;
-                *problem_count += found.len();
-                let room = MAX_PROBLEMS.saturating_sub(problems.len());
-                problems.extend(found.into_iter().take(room));
-                if *problem_count >= MAX_PROBLEMS {
-                    return BulkStep::Abort;
-                }
-                if *problem_count > 0 {
-                    // after a problem nothing more is written; the rest is only checked
-                    pending = Vec::new();
-                    progress.advance(pending_bytes + bytes, records.len() as u64);
-                    pending_bytes = 0;
+            if pending.len() < batch {
+                if let Some(chunk) = waiting.remove(&next) {
+                    next += 1;
+                    let StagedChunk {
+                        records,
+                        problems: found,
+                        bytes,
+                    } = chunk;
+                    *problem_count += found.len();
+                    let room = MAX_PROBLEMS.saturating_sub(problems.len());
+                    problems.extend(found.into_iter().take(room));
+                    if *problem_count >= MAX_PROBLEMS {
+                        return BulkStep::Abort;
+                    }
+                    if *problem_count > 0 {
+                        // after a problem nothing more is written; the rest is only checked
+                        let checked = pending.len() + records.len();
+                        progress.advance(pending_bytes + bytes, checked as u64);
+                        (pending, pending_bytes) = (Vec::new(), 0);
+                        continue;
+                    }
+                    pending.extend(records);
+                    pending_bytes += bytes;
                     continue;
                 }
-                pending.extend(records);
-                pending_bytes += bytes;
-                if pending.len() < batch {
-                    continue;
-                }
-            } else {
                 match staged_queue.recv() {
                     Ok((n, chunk)) => {
                         waiting.insert(n, chunk);
@@ -321,7 +322,9 @@ pub fn import_file(
                     Err(_) => {}
                 }
             }
-            let records = std::mem::take(&mut pending);
+            // exactly `batch` records a transaction (chunks do not divide batches evenly)
+            let rest = pending.split_off(batch.min(pending.len()));
+            let records = std::mem::replace(&mut pending, rest);
             progress.advance(std::mem::take(&mut pending_bytes), records.len() as u64);
             return BulkStep::Batch(records);
         };
@@ -399,28 +402,28 @@ impl Source {
         read_records(&text).map(Source::Whole)
     }
 
-    /// Cuts the records into numbered batches for the workers, until the file ends or nobody
+    /// Cuts the records into numbered chunks for the workers, until the file ends or nobody
     /// listens any more.
-    fn send_chunks(self, mut reader: impl BufRead, work: mpsc::SyncSender<RawBatch>) {
+    fn send_chunks(self, mut reader: impl BufRead, work: mpsc::SyncSender<RawChunk>) {
         match self {
             Source::Whole(records) => {
                 let mut records = records.into_iter().peekable();
                 let mut n = 0;
                 while records.peek().is_some() {
-                    let batch: Vec<_> = records
+                    let chunk: Vec<_> = records
                         .by_ref()
                         .take(CHUNK_RECORDS)
                         .map(|(l, v)| (l, Raw::Parsed(v)))
                         .collect();
                     // the bytes were all read up front; progress counts records here
-                    if work.send((n, batch, 0)).is_err() {
+                    if work.send((n, chunk, 0)).is_err() {
                         return;
                     }
                     n += 1;
                 }
             }
             Source::Ndjson { first, mut line } => {
-                let mut batch = vec![(Location::Line(first.0), Raw::Text(first.1))];
+                let mut lines = vec![(Location::Line(first.0), Raw::Text(first.1))];
                 let mut bytes = 0u64;
                 let mut n = 0;
                 let mut buf = String::new();
@@ -430,7 +433,7 @@ impl Source {
                         Ok(read) => read,
                         Err(reason) => {
                             line += 1;
-                            batch.push((Location::Line(line), Raw::Unreadable(reason)));
+                            lines.push((Location::Line(line), Raw::Unreadable(reason)));
                             0
                         }
                     };
@@ -438,12 +441,12 @@ impl Source {
                         line += 1;
                         bytes += read as u64;
                         if !buf.trim().is_empty() {
-                            batch.push((Location::Line(line), Raw::Text(buf.trim().to_string())));
+                            lines.push((Location::Line(line), Raw::Text(buf.trim().to_string())));
                         }
                     }
-                    let full = batch.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES;
-                    if full || (read == 0 && !batch.is_empty()) {
-                        let chunk = std::mem::take(&mut batch);
+                    let full = lines.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES;
+                    if full || (read == 0 && !lines.is_empty()) {
+                        let chunk = std::mem::take(&mut lines);
                         if work.send((n, chunk, std::mem::take(&mut bytes))).is_err() {
                             return;
                         }
@@ -469,21 +472,21 @@ fn read_line(reader: &mut impl BufRead, into: &mut String) -> Result<usize, Stri
     })
 }
 
-/// Parses, validates and stages one batch (a worker's job).
+/// Parses, validates and stages one chunk (a worker's job).
 fn stage(
-    batch: Vec<(Location, Raw)>,
+    chunk: Vec<(Location, Raw)>,
     bytes: u64,
     schemas: &Schemas,
     today: Date,
     new_id: fn() -> String,
     store: &dyn PatientStore,
-) -> StagedBatch {
-    let mut records = Vec::with_capacity(batch.len());
+) -> StagedChunk {
+    let mut records = Vec::with_capacity(chunk.len());
     let mut problems = Vec::new();
     let mut new_id = new_id;
     // one record at a time, from text to its stored form: a parsed document is ten times the
-    // size of its text, so a whole batch of them would dominate the import's memory
-    for (location, raw) in batch {
+    // size of its text, so a whole chunk of them would dominate the import's memory
+    for (location, raw) in chunk {
         let doc = match raw {
             Raw::Parsed(v) => v,
             Raw::Unreadable(reason) => {
@@ -505,7 +508,7 @@ fn stage(
             },
         };
         match validate_records(vec![(location, doc)], schemas, today, &mut new_id) {
-            // once a record is bad the batch is rejected: the rest are only checked
+            // once a record is bad the chunk (and the file) is rejected: the rest are only checked
             Ok(patients) if problems.is_empty() => records.extend(patients.iter().map(|p| {
                 // the stored form is made here, on a worker, so that the one writer only writes
                 let mut staged = Staged::new(p);
@@ -516,7 +519,7 @@ fn stage(
             Err(found) => problems.extend(found),
         }
     }
-    StagedBatch {
+    StagedChunk {
         records,
         problems,
         bytes,

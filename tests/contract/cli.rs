@@ -367,6 +367,31 @@ async fn a_problem_many_batches_into_a_file_undoes_the_batches_before_it() {
 }
 
 #[test]
+fn each_import_transaction_holds_exactly_the_batch_size() {
+    // workers take chunks of up to 1,000 lines; a batch of 1,500 is not a whole number of them
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pds.redb");
+    let data = generate(dir.path(), 3_000, "p.ndjson");
+    let out = Command::new(BIN)
+        .args(["import", "--batch-size", "1500"])
+        .args(store_of(&db))
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // one progress line as each batch goes to the store (each is half the file)
+    let counts: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("importing"))
+        .filter_map(|l| l.split(" records").next()?.rsplit('(').next())
+        .collect();
+    assert_eq!(counts, ["1500", "3000"], "{stderr}");
+    let (ok, out) = check_indexes(&db);
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn an_import_killed_midway_leaves_nothing_of_its_file() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
