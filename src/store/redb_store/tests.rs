@@ -188,6 +188,17 @@ fn named(id: &str, family: &str, birth: &str) -> Patient {
     Patient::parse(doc, &Schemas::compile(), date!(2026 - 01 - 01)).unwrap()
 }
 
+/// A store at `path` holding `(NHS number, family name, birth date)` people.
+async fn with_people(path: &Path, people: &[(&str, &str, &str)]) -> RedbStore {
+    let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
+    let store = RedbStore::open(path).unwrap();
+    store
+        .insert_batch(&records, ExistingRecords::Reject)
+        .await
+        .unwrap();
+    store
+}
+
 /// The candidates of a wildcard family lookup (`name*`, born in `birth`), as NHS numbers.
 async fn prefixed(store: &RedbStore, name: &str, birth: (u32, u32)) -> Vec<String> {
     let l = Lookup::Family {
@@ -202,7 +213,6 @@ async fn prefixed(store: &RedbStore, name: &str, birth: (u32, u32)) -> Vec<Strin
 #[tokio::test]
 async fn wildcard_lookups_skip_to_each_birth_range() {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
     let people = [
         ("9000000009", "Smith", "1980-01-01"),
         ("9000000017", "Smith", "1990-06-15"),
@@ -212,11 +222,7 @@ async fn wildcard_lookups_skip_to_each_birth_range() {
         ("9000000068", "Snow", "1990-06-15"),
         ("9000000076", "Sm", "1990-07-01"),
     ];
-    let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
-    store
-        .insert_batch(&records, ExistingRecords::Reject)
-        .await
-        .unwrap();
+    let store = with_people(&dir.path().join("t.redb"), &people).await;
     let found = async |name: &str, lo: u32, hi: u32| prefixed(&store, name, (lo, hi)).await;
     assert_eq!(
         found("sm", 19900101, 19901231).await,
@@ -246,13 +252,7 @@ async fn narrow_wildcard_lookups_read_birth_date_first_even_in_an_older_file() {
         ("9000000084", "Wilson", "1990-06-19"),
         ("9000000092", "Zed", "1990-06-14"),
     ];
-    let records: Vec<Patient> = people.iter().map(|(i, f, b)| named(i, f, b)).collect();
-    let store = RedbStore::open(&path).unwrap();
-    store
-        .insert_batch(&records, ExistingRecords::Reject)
-        .await
-        .unwrap();
-    drop(store);
+    drop(with_people(&path, &people).await);
     let wanted = |lo: &str, hi: &str| -> Vec<String> {
         let mut ids: Vec<String> = people
             .iter()
